@@ -1,0 +1,55 @@
+"""What a request asks its output to match, as one immutable value with a canonical cache key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ConstraintKind = Literal["json_schema", "json_object", "regex", "choice"]
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A constraint spec.
+
+    - ``json_schema``: ``value`` is the schema (a dict, or ``True``/``False``);
+    - ``json_object``: any JSON object, ``value`` is None;
+    - ``regex``: ``value`` is a regular expression the whole output must match;
+    - ``choice``: ``value`` is a tuple of strings, the output is exactly one of them.
+
+    ``backend`` names the compiler backend ("auto" lets the compiler choose).
+    """
+
+    kind: ConstraintKind
+    value: Any = None
+    backend: str = "auto"
+    _key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind == "choice":
+            object.__setattr__(self, "value", tuple(self.value))
+        canonical = json.dumps([self.kind, self.value, self.backend], sort_keys=True, ensure_ascii=False)
+        object.__setattr__(self, "_key", hashlib.sha256(canonical.encode()).hexdigest())
+
+    @property
+    def key(self) -> str:
+        """Content hash of the canonical (sorted-key) form: equal constraints share compiled grammars."""
+        return self._key
+
+    @classmethod
+    def json_schema(cls, schema: Any, *, backend: str = "auto") -> "Constraint":
+        return cls("json_schema", schema, backend)
+
+    @classmethod
+    def json_object(cls, *, backend: str = "auto") -> "Constraint":
+        return cls("json_object", None, backend)
+
+    @classmethod
+    def regex(cls, pattern: str, *, backend: str = "auto") -> "Constraint":
+        return cls("regex", pattern, backend)
+
+    @classmethod
+    def choice(cls, options: list[str] | tuple[str, ...], *, backend: str = "auto") -> "Constraint":
+        return cls("choice", tuple(options), backend)

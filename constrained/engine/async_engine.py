@@ -1,0 +1,108 @@
+"""asyncio front of the engine: a worker thread runs `step()`; callers await their outputs.
+
+`generate()` compiles the constraint off the event loop, submits, and yields each step's
+`SequenceOutput`s for the request. Leaving the iterator early (a client disconnect closes it)
+aborts the request in the engine, which frees its batch slot at the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import AsyncIterator
+
+from constrained.compiler import Compiler
+from constrained.constraints import Constraint
+from constrained.engine.engine import Engine, Submission
+from constrained.engine.params import SamplingParams
+from constrained.engine.sequence import SequenceOutput
+from constrained.models import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+class AsyncEngine:
+    def __init__(self, loaded: LoadedModel, *, compiler: Compiler | None = None, max_batch_size: int = 32,
+                 max_waiting: int = 256, compile_deadline_s: float = 10.0):
+        self.loaded = loaded
+        self.engine = Engine(loaded, max_batch_size=max_batch_size, max_waiting=max_waiting)
+        self.compiler = compiler or Compiler(
+            loaded.tokenizer, vocab_rows=loaded.vocab_rows, eos_token_ids=loaded.eos_token_ids,
+            deadline_s=compile_deadline_s,
+        )
+        self._queues: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the worker thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="constrained-engine", daemon=True)
+            self._thread.start()
+
+    def shutdown(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    async def generate(self, prompt_ids: list[int], params: SamplingParams,
+                       constraint: Constraint | None = None, *, request_id: str = "") -> AsyncIterator[SequenceOutput]:
+        """Yield outputs until every choice of the request has finished.
+
+        Raises InvalidConstraint / CompileTimeout / InvalidSamplingParams before any output.
+        """
+        params.validate(vocab_rows=self.loaded.vocab_rows, constrained=constraint is not None)
+        grammar = await self.compiler.compile_async(constraint) if constraint is not None else None
+        self.start()
+        queue: asyncio.Queue = asyncio.Queue()
+        with self._lock:
+            request_id = self.engine.submit(Submission(prompt_ids, params, grammar, request_id))
+            self._queues[request_id] = (asyncio.get_running_loop(), queue)
+        self._wake.set()
+        remaining = params.n
+        try:
+            while remaining:
+                output: SequenceOutput | BaseException = await queue.get()
+                if isinstance(output, BaseException):
+                    raise output
+                remaining -= output.finish_reason is not None
+                yield output
+        finally:
+            with self._lock:
+                self._queues.pop(request_id, None)
+            if remaining:
+                self.engine.abort(request_id)
+                self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            if not self.engine.has_work():
+                self._wake.wait(timeout=0.5)
+                self._wake.clear()
+                continue
+            try:
+                outputs = self.engine.step()
+            except Exception as exc:  # a bug must fail the requests in flight, not hang them
+                log.exception("engine step failed")
+                self._fail_all(exc)
+                continue
+            self._deliver(outputs)
+
+    def _deliver(self, outputs: list[SequenceOutput]) -> None:
+        with self._lock:
+            for output in outputs:
+                target = self._queues.get(output.request_id)
+                if target is not None:
+                    loop, queue = target
+                    loop.call_soon_threadsafe(queue.put_nowait, output)
+
+    def _fail_all(self, exc: Exception) -> None:
+        with self._lock:
+            for request_id, (loop, queue) in list(self._queues.items()):
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+                self.engine.abort(request_id)

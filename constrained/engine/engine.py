@@ -1,0 +1,138 @@
+"""The engine: continuous batching around a short `step()`.
+
+Each step: admit newcomers -> one forward pass for the batch -> each constrained row's matcher
+fills its row of one packed bitmask -> mask, penalties, bias applied -> sample -> sequences advance
+-> finished ones leave. Thread-safety: `submit` and `abort` may be called from any thread; `step`
+runs on one thread (the async wrapper's worker).
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from constrained.engine.detokenizer import IncrementalDetokenizer
+from constrained.engine.model_runner import ModelRunner
+from constrained.engine.params import SamplingParams
+from constrained.engine.sampler import (
+    apply_logit_bias_, apply_penalties_, apply_token_bitmask_, sample_row,
+)
+from constrained.engine.scheduler import Scheduler
+from constrained.engine.sequence import Sequence, SequenceOutput
+from constrained.engine.token_table import token_byte_table, real_token_bitmask_row
+from constrained.errors import EngineOverloaded
+from constrained.models import LoadedModel
+
+if TYPE_CHECKING:
+    from constrained.compiler import Grammar
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A request ready to run: prompt token ids, sampling parameters, compiled grammar (or None)."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    grammar: Grammar | None = None
+    request_id: str = ""
+
+
+class Engine:
+    def __init__(self, loaded: LoadedModel, *, max_batch_size: int = 32, max_waiting: int = 256):
+        self.loaded = loaded
+        self.runner = ModelRunner(loaded)
+        self.scheduler = Scheduler(max_batch_size=max_batch_size, max_waiting=max_waiting)
+        self.cache = self.runner.new_cache()
+        self.token_bytes = token_byte_table(loaded.tokenizer, loaded.vocab_rows)
+        self.eos_token_ids = frozenset(loaded.eos_token_ids)
+        width = (loaded.vocab_rows + 31) // 32
+        self.bitmask = torch.zeros(max_batch_size, width, dtype=torch.int32)  # filled row by row each step
+        self.free_row = real_token_bitmask_row(loaded.tokenizer, loaded.vocab_rows)  # unconstrained: real tokens
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+
+    def submit(self, submission: Submission) -> str:
+        """Queue a request (thread-safe). Returns its id. Raises EngineOverloaded when the queue is full."""
+        request_id = submission.request_id or f"req-{uuid.uuid4().hex}"
+        params = submission.params
+        if not self.scheduler.has_room_for(params.n):
+            raise EngineOverloaded(f"the engine queue is full ({self.scheduler.max_waiting} waiting)")
+        base_seed = params.seed if params.seed is not None else random.randrange(2**62)
+        sequences = [
+            Sequence(
+                request_id=request_id,
+                index=i,
+                prompt_ids=list(submission.prompt_ids),
+                params=params,
+                matcher=submission.grammar.matcher() if submission.grammar is not None else None,
+                generator=torch.Generator(device=self.loaded.device).manual_seed(base_seed + i),
+                detokenizer=IncrementalDetokenizer(self.token_bytes),
+                eos_token_ids=self.eos_token_ids,
+            )
+            for i in range(params.n)
+        ]
+        self._inbox.put(("add", sequences))
+        return request_id
+
+    def abort(self, request_id: str) -> None:
+        """Stop a request at the next step (thread-safe); its slots are freed then."""
+        self._inbox.put(("abort", request_id))
+
+    def has_work(self) -> bool:
+        return self.scheduler.has_work() or not self._inbox.empty()
+
+    @torch.inference_mode()
+    def step(self) -> list[SequenceOutput]:
+        """Run one batched forward pass and sampling step; return every sequence's output of this step."""
+        outputs = self._drain_inbox()
+        newcomers = self.scheduler.admit()
+        if newcomers:
+            self.cache.add_rows(len(newcomers))
+        batch = self.scheduler.running
+        if not batch:
+            return outputs
+        logits = self.runner.forward(self.cache, [seq.next_input() for seq in batch])
+        self._constrain_(logits, batch)
+        for row, seq in enumerate(batch):
+            sampled = sample_row(
+                logits[row],
+                temperature=seq.params.temperature,
+                top_p=seq.params.top_p,
+                generator=seq.generator,
+                top_logprobs=seq.params.top_logprobs if seq.params.logprobs else None,
+            )
+            outputs.append(seq.append(sampled))
+        self.cache.keep_rows(self.scheduler.retire_finished())
+        return outputs
+
+    def _constrain_(self, logits: torch.Tensor, batch: list[Sequence]) -> None:
+        """Mask, penalties and logit_bias, in place: the distribution each row samples from."""
+        if any(seq.matcher is not None for seq in batch):
+            for row, seq in enumerate(batch):
+                if seq.matcher is None:
+                    self.bitmask[row] = self.free_row
+                else:
+                    seq.matcher.fill_bitmask(self.bitmask, row)
+        else:
+            self.bitmask[: len(batch)] = self.free_row
+        apply_token_bitmask_(logits, self.bitmask)
+        for row, seq in enumerate(batch):
+            if seq.params.has_penalties:
+                apply_penalties_(logits[row], seq.output_ids, seq.params.presence_penalty, seq.params.frequency_penalty)
+            apply_logit_bias_(logits[row], seq.params.logit_bias)
+
+    def _drain_inbox(self) -> list[SequenceOutput]:
+        outputs = []
+        while not self._inbox.empty():
+            command, payload = self._inbox.get()
+            if command == "add":
+                self.scheduler.add(payload)
+                continue
+            for seq in self.scheduler.remove(payload):
+                outputs.append(seq.abort())
+            self.cache.keep_rows(self.scheduler.retire_finished())
+        return outputs

@@ -1,0 +1,92 @@
+"""One generated choice of a request: its tokens, matcher, random generator and text state."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Sequence as Seq
+
+import torch
+
+from constrained.engine.detokenizer import IncrementalDetokenizer
+from constrained.engine.params import SamplingParams
+from constrained.engine.sampler import SampledToken
+from constrained.engine.stops import StopStringMatcher
+from constrained.matcher import Matcher
+
+
+class FinishReason(str, enum.Enum):
+    STOP = "stop"  # EOS under a complete constraint, or a stop string
+    LENGTH = "length"  # max_tokens reached: the output is cut, not valid
+    ABORT = "abort"  # the caller went away
+
+
+@dataclass(frozen=True)
+class SequenceOutput:
+    """What one step produced for one choice: new text and tokens, and the finish reason once done."""
+
+    request_id: str
+    index: int
+    text: str
+    token_ids: tuple[int, ...]
+    logprobs: tuple[SampledToken, ...] = ()
+    finish_reason: FinishReason | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class Sequence:
+    request_id: str
+    index: int
+    prompt_ids: list[int]
+    params: SamplingParams
+    matcher: Matcher | None
+    generator: torch.Generator
+    detokenizer: IncrementalDetokenizer
+    eos_token_ids: frozenset[int]
+    output_ids: list[int] = field(default_factory=list)
+    prefilled: bool = False
+    finish_reason: FinishReason | None = None
+
+    def __post_init__(self) -> None:
+        self.stops = StopStringMatcher(self.params.stop)
+
+    def next_input(self) -> list[int]:
+        """Tokens to feed this step: the prompt once, then the last sampled token."""
+        return self.output_ids[-1:] if self.prefilled else self.prompt_ids
+
+    def append(self, sampled: SampledToken) -> SequenceOutput:
+        """Take the sampled token, advance the matcher and the text, decide whether we are done."""
+        self.prefilled = True
+        token = sampled.token_id
+        if self.matcher is not None and not self.matcher.accept_token(token):
+            raise RuntimeError(f"sampled token {token} outside the constraint mask (request {self.request_id})")
+        if token in self.eos_token_ids:
+            self.finish_reason = FinishReason.STOP
+            return self._output(self._flush(), (), sampled)
+        self.output_ids.append(token)
+        text, hit_stop = self.stops.push(self.detokenizer.push(token))
+        if hit_stop:
+            self.finish_reason = FinishReason.STOP
+        elif self.matcher is not None and self.matcher.is_terminated():
+            self.finish_reason = FinishReason.STOP  # only EOS could follow: the output is complete
+        elif len(self.output_ids) >= self.params.max_tokens:
+            self.finish_reason = FinishReason.LENGTH
+        if self.finish_reason is not None and not hit_stop:
+            text += self._flush()
+        return self._output(text, (token,), sampled)
+
+    def abort(self) -> SequenceOutput:
+        self.finish_reason = FinishReason.ABORT
+        return self._output("", (), None)
+
+    def _flush(self) -> str:
+        return self.stops.push(self.detokenizer.flush())[0] + self.stops.flush()
+
+    def _output(self, text: str, token_ids: Seq[int], sampled: SampledToken | None) -> SequenceOutput:
+        logprobs = (sampled,) if sampled is not None and sampled.logprob is not None and token_ids else ()
+        return SequenceOutput(
+            self.request_id, self.index, text, tuple(token_ids), logprobs, self.finish_reason,
+            len(self.prompt_ids), len(self.output_ids),
+        )

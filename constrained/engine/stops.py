@@ -1,0 +1,37 @@
+"""Stop strings: cut the output before the first stop string, holding back text that may start one."""
+
+from __future__ import annotations
+
+
+class StopStringMatcher:
+    """Feeds text deltas; returns the text safe to emit and whether a stop string was hit."""
+
+    def __init__(self, stops: tuple[str, ...]):
+        self._stops = stops
+        self._pending = ""
+
+    def push(self, text: str) -> tuple[str, bool]:
+        if not self._stops:
+            return text, False
+        self._pending += text
+        hits = [i for i in (self._pending.find(s) for s in self._stops) if i >= 0]
+        if hits:
+            emit, self._pending = self._pending[: min(hits)], ""
+            return emit, True
+        keep = max((_overlap(self._pending, s) for s in self._stops), default=0)
+        emit = self._pending[: len(self._pending) - keep]
+        self._pending = self._pending[len(emit):]
+        return emit, False
+
+    def flush(self) -> str:
+        """Held-back text, emitted when the sequence ends for another reason."""
+        text, self._pending = self._pending, ""
+        return text
+
+
+def _overlap(text: str, stop: str) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of `stop`."""
+    for size in range(min(len(text), len(stop) - 1), 0, -1):
+        if text.endswith(stop[:size]):
+            return size
+    return 0

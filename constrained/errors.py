@@ -1,0 +1,46 @@
+"""Typed errors of the library. Each carries what a caller needs to answer a client precisely."""
+
+from __future__ import annotations
+
+
+class ConstrainedError(Exception):
+    """Base class of every error `constrained` raises on purpose."""
+
+
+class InvalidConstraint(ConstrainedError):
+    """The constraint cannot be accepted: invalid, too large, or uses a keyword we cannot enforce.
+
+    `path` is a JSON pointer into the schema (``""`` for the root), `keyword` the offending keyword.
+    """
+
+    def __init__(self, message: str, *, path: str = "", keyword: str | None = None, hint: str | None = None):
+        self.path = path
+        self.keyword = keyword
+        self.hint = hint
+        where = f" at '{path or '/'}'" if keyword or path else ""
+        what = f"'{keyword}'{where}: " if keyword else (f"at '{path}': " if path else "")
+        super().__init__(f"{what}{message}" + (f" ({hint})" if hint else ""))
+
+
+class CompileTimeout(ConstrainedError):
+    """Compiling the constraint took longer than the deadline; the failure is remembered."""
+
+
+class CompileError(ConstrainedError):
+    """The backend failed to compile a constraint that passed validation."""
+
+
+class InvalidSamplingParams(ConstrainedError):
+    """A sampling parameter is out of range or conflicts with the constraint; `param` names it."""
+
+    def __init__(self, message: str, *, param: str):
+        self.param = param
+        super().__init__(message)
+
+
+class ModelLoadError(ConstrainedError):
+    """The model or its tokenizer could not be loaded (unknown name, missing files, no network)."""
+
+
+class EngineOverloaded(ConstrainedError):
+    """The engine's queue is full; retry later."""
