@@ -103,6 +103,6 @@ class AsyncEngine:
 
     def _fail_all(self, exc: Exception) -> None:
         with self._lock:
-            for request_id, (loop, queue) in list(self._queues.items()):
+            for loop, queue in self._queues.values():
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
-                self.engine.abort(request_id)
+        self.engine.reset()

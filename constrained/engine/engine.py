@@ -20,7 +20,7 @@ from constrained.engine.detokenizer import IncrementalDetokenizer
 from constrained.engine.model_runner import ModelRunner
 from constrained.engine.params import SamplingParams
 from constrained.engine.sampler import (
-    apply_logit_bias_, apply_penalties_, apply_token_bitmask_, sample_row,
+    SampledToken, apply_logit_bias_, apply_penalties_, apply_token_bitmask_, logprobs_of, sample_batch,
 )
 from constrained.engine.scheduler import Scheduler
 from constrained.engine.sequence import Sequence, SequenceOutput
@@ -59,7 +59,7 @@ class Engine:
         """Queue a request (thread-safe). Returns its id. Raises EngineOverloaded when the queue is full."""
         request_id = submission.request_id or f"req-{uuid.uuid4().hex}"
         params = submission.params
-        if not self.scheduler.has_room_for(params.n):
+        if len(self.scheduler.waiting) + self._inbox.qsize() + params.n > self.scheduler.max_waiting:
             raise EngineOverloaded(f"the engine queue is full ({self.scheduler.max_waiting} waiting)")
         base_seed = params.seed if params.seed is not None else random.randrange(2**62)
         sequences = [
@@ -85,6 +85,13 @@ class Engine:
     def has_work(self) -> bool:
         return self.scheduler.has_work() or not self._inbox.empty()
 
+    def reset(self) -> None:
+        """Drop every request and the KV cache (after a failed step left them inconsistent)."""
+        self._drain_inbox()
+        self.scheduler.waiting.clear()
+        self.scheduler.running.clear()
+        self.cache = self.runner.new_cache()
+
     @torch.inference_mode()
     def step(self) -> list[SequenceOutput]:
         """Run one batched forward pass and sampling step; return every sequence's output of this step."""
@@ -97,14 +104,15 @@ class Engine:
             return outputs
         logits = self.runner.forward(self.cache, [seq.next_input() for seq in batch])
         self._constrain_(logits, batch)
-        for row, seq in enumerate(batch):
-            sampled = sample_row(
-                logits[row],
-                temperature=seq.params.temperature,
-                top_p=seq.params.top_p,
-                generator=seq.generator,
-                top_logprobs=seq.params.top_logprobs if seq.params.logprobs else None,
-            )
+        tokens = sample_batch(
+            logits,
+            torch.tensor([seq.params.temperature for seq in batch], device=logits.device),
+            [seq.params.top_p for seq in batch],
+            torch.stack([torch.rand((), generator=seq.generator, device=seq.generator.device) for seq in batch]),
+        ).tolist()
+        for row, (seq, token) in enumerate(zip(batch, tokens)):
+            params = seq.params
+            sampled = logprobs_of(logits[row], token, params.top_logprobs) if params.logprobs else SampledToken(token, None)
             outputs.append(seq.append(sampled))
         self.cache.keep_rows(self.scheduler.retire_finished())
         return outputs

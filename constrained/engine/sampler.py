@@ -55,21 +55,34 @@ def top_p_filter_(probs: torch.Tensor, top_p: float) -> None:
     probs[order[outside]] = 0.0
 
 
-def sample_row(
-    logits: torch.Tensor, *, temperature: float, top_p: float, generator: torch.Generator, top_logprobs: int | None
-) -> SampledToken:
-    """Draw one token from one row of processed logits (mask, bias and penalties already applied)."""
-    if temperature == 0.0:
-        token = int(torch.argmax(logits))
-    else:
-        probs = torch.softmax(logits / temperature, dim=-1)
-        top_p_filter_(probs, top_p)
-        token = int(torch.multinomial(probs, 1, generator=generator))
-    if top_logprobs is None:
-        return SampledToken(token, None)
+def sample_batch(
+    logits: torch.Tensor, temperatures: torch.Tensor, top_ps: list[float], uniforms: torch.Tensor
+) -> torch.Tensor:
+    """Draw one token per row by inverse CDF, given one uniform in [0, 1) per row.
+
+    Rows with temperature 0 take the argmax. Each row's randomness comes from its own uniform, so a
+    row's token does not depend on the rest of the batch. Returns token ids [rows].
+    """
+    greedy = torch.argmax(logits, dim=-1)
+    sampling = temperatures > 0
+    if not bool(sampling.any()):
+        return greedy
+    probs = torch.softmax(logits / torch.where(sampling, temperatures, 1.0)[:, None], dim=-1)
+    for row, top_p in enumerate(top_ps):
+        top_p_filter_(probs[row], top_p)
+    cdf = torch.cumsum(probs, dim=-1, dtype=torch.float64)
+    targets = (uniforms.to(cdf.device) * cdf[:, -1])[:, None]
+    drawn = torch.searchsorted(cdf, targets, right=True).squeeze(1).clamp_(max=logits.shape[-1] - 1)
+    # float rounding at the very top of the CDF could land on a zero-probability token: take the mode
+    drawn = torch.where(probs.gather(1, drawn[:, None]).squeeze(1) > 0, drawn, torch.argmax(probs, dim=-1))
+    return torch.where(sampling, drawn, greedy)
+
+
+def logprobs_of(logits: torch.Tensor, token_id: int, top: int) -> SampledToken:
+    """Log-probability of the chosen token in one row, with the `top` most likely alternatives."""
     logprobs = torch.log_softmax(logits, dim=-1)
-    top = ()
-    if top_logprobs:
-        values, ids = torch.topk(logprobs, top_logprobs)
-        top = tuple(TokenLogprob(int(i), float(v)) for i, v in zip(ids, values))
-    return SampledToken(token, float(logprobs[token]), top)
+    alternatives = ()
+    if top:
+        values, ids = torch.topk(logprobs, top)
+        alternatives = tuple(TokenLogprob(int(i), float(v)) for i, v in zip(ids, values))
+    return SampledToken(token_id, float(logprobs[token_id]), alternatives)

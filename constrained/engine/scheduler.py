@@ -14,9 +14,6 @@ class Scheduler:
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
 
-    def has_room_for(self, count: int) -> bool:
-        return len(self.waiting) + count <= self.max_waiting
-
     def add(self, sequences: list[Sequence]) -> None:
         self.waiting.extend(sequences)
 

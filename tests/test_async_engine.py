@@ -1,0 +1,70 @@
+"""The asyncio interface: streaming deltas, UTF-8 safety, disconnects freeing slots, compile errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from constrained.constraints import Constraint
+from constrained.engine.async_engine import AsyncEngine
+from constrained.engine.params import SamplingParams
+from constrained.errors import InvalidConstraint
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model, compiler):
+    engine = AsyncEngine(tiny_model, compiler=compiler, max_batch_size=8)
+    engine.start()
+    yield engine
+    engine.shutdown()
+
+
+def prompt_text(tiny_model):
+    return tiny_model.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False
+    )
+
+
+async def collect(engine, ids, params, constraint=None):
+    outs = [o async for o in engine.generate(ids, params, constraint)]
+    return outs
+
+
+async def test_utf8_deltas_never_split_a_character(engine, tiny_model):
+    text = "héllo 世界 🎉 Ωmega"
+    ids = tiny_model.tokenizer.encode(prompt_text(tiny_model))
+    outs = await collect(engine, ids, SamplingParams(max_tokens=64, seed=0), Constraint.choice([text]))
+    deltas = [o.text for o in outs]
+    assert "".join(deltas) == text
+    assert all("\ufffd" not in d for d in deltas)
+    assert outs[-1].finish_reason.value == "stop"
+    assert len(outs) > len([d for d in deltas if d])  # some tokens ended mid-character and were held back
+
+
+async def test_concurrent_requests_and_disconnect_free_slots(engine, tiny_model):
+    ids = tiny_model.tokenizer.encode(prompt_text(tiny_model))
+
+    async def leave_early():
+        gen = engine.generate(ids, SamplingParams(max_tokens=500, seed=1))
+        async for out in gen:
+            if out.completion_tokens >= 3:
+                break
+        await gen.aclose()  # what the HTTP layer does when the client disconnects
+
+    results = await asyncio.gather(
+        leave_early(), *[collect(engine, ids, SamplingParams(max_tokens=10, seed=s)) for s in range(6)]
+    )
+    for outs in results[1:]:
+        assert outs[-1].finish_reason.value == "length" and outs[-1].completion_tokens == 10
+    for _ in range(100):  # the abort lands at the engine's next step
+        if not engine.engine.has_work():
+            break
+        await asyncio.sleep(0.02)
+    assert not engine.engine.scheduler.running and engine.engine.cache.num_rows == 0
+
+
+async def test_invalid_constraint_raises_before_any_output(engine, tiny_model):
+    ids = tiny_model.tokenizer.encode(prompt_text(tiny_model))
+    with pytest.raises(InvalidConstraint):
+        await collect(engine, ids, SamplingParams(), Constraint.json_schema({"type": "object", "uniqueItems": "yes"}))

@@ -1,0 +1,175 @@
+"""The engine on tiny-qwen3: batching equivalence, aborts, finish reasons, sampling parameters."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from constrained.constraints import Constraint
+from constrained.engine.engine import Engine, Submission
+from constrained.engine.params import SamplingParams
+from constrained.engine.sequence import FinishReason
+from constrained.errors import InvalidSamplingParams
+from constrained.testing import json_finishing_bias, validation_errors
+
+SCHEMAS = [
+    {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"], "additionalProperties": False},
+    {"type": "object", "properties": {"ok": {"type": "boolean"}, "n": {"type": "number", "minimum": 0, "maximum": 9}},
+     "required": ["ok", "n"], "additionalProperties": False},
+    {"type": "array", "items": {"enum": ["x", "y", 3]}, "minItems": 1, "maxItems": 4},
+    {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "integer"}, "maxItems": 3}},
+     "required": ["tags"], "additionalProperties": False},
+]
+
+
+def run(engine: Engine, submissions: list[Submission]) -> dict[str, dict]:
+    """Step the engine until idle; collect tokens, text and finish reason per (request, choice)."""
+    ids = [engine.submit(s) for s in submissions]
+    results = {(i, k): {"tokens": [], "text": "", "finish": None} for i, s in zip(ids, submissions)
+               for k in range(s.params.n)}
+    while engine.has_work():
+        for out in engine.step():
+            slot = results[(out.request_id, out.index)]
+            slot["tokens"] += out.token_ids
+            slot["text"] += out.text
+            slot["finish"] = out.finish_reason or slot["finish"]
+    return results
+
+
+@pytest.fixture(scope="module")
+def bias(tiny_model):
+    return json_finishing_bias(tiny_model.tokenizer)
+
+
+def prompt(tiny_model, text="Give me JSON."):
+    return tiny_model.tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+    )
+
+
+def encode(tiny_model, text="Give me JSON."):
+    return tiny_model.tokenizer.encode(prompt(tiny_model, text))
+
+
+def test_sixteen_mixed_requests_batched_equal_each_alone(tiny_model, compiler, bias):
+    submissions = []
+    for i in range(16):
+        schema = SCHEMAS[i % len(SCHEMAS)]
+        grammar = compiler.compile(Constraint.json_schema(schema)) if i % 4 != 3 else None  # some unconstrained
+        params = SamplingParams(max_tokens=24 + i, seed=100 + i, logit_bias=bias, temperature=1.0)
+        submissions.append(Submission(encode(tiny_model, f"request {i} " * (1 + i % 5)), params, grammar, f"r{i}"))
+    batched = run(Engine(tiny_model, max_batch_size=16), submissions)
+    for sub in submissions:
+        alone = run(Engine(tiny_model, max_batch_size=1), [sub])
+        assert alone[(sub.request_id, 0)]["tokens"] == batched[(sub.request_id, 0)]["tokens"], sub.request_id
+    # a batch smaller than the load queues requests and admits them as others finish: still identical
+    queued = run(Engine(tiny_model, max_batch_size=5), submissions)
+    assert {k: v["tokens"] for k, v in queued.items()} == {k: v["tokens"] for k, v in batched.items()}
+
+
+def test_constrained_outputs_that_stop_validate(tiny_model, compiler, bias):
+    submissions = [
+        Submission(encode(tiny_model), SamplingParams(max_tokens=64, seed=s, logit_bias=bias),
+                   compiler.compile(Constraint.json_schema(schema)), f"g{s}-{j}")
+        for j, schema in enumerate(SCHEMAS) for s in range(6)
+    ]
+    results = run(Engine(tiny_model), submissions)
+    stopped = 0
+    for sub in submissions:
+        out = results[(sub.request_id, 0)]
+        if out["finish"] is FinishReason.STOP:
+            stopped += 1
+            schema = SCHEMAS[int(sub.request_id.split("-")[1])]
+            assert validation_errors(schema, out["text"]) == [], out["text"]
+    assert stopped >= len(submissions) * 3 // 4, f"only {stopped} of {len(submissions)} finished"
+
+
+def test_abort_mid_batch_leaves_others_untouched(tiny_model):
+    subs = [Submission(encode(tiny_model, f"abort test {i}"), SamplingParams(max_tokens=30, seed=i), None, f"a{i}")
+            for i in range(4)]
+    reference = run(Engine(tiny_model), subs)
+    engine = Engine(tiny_model)
+    for s in subs:
+        engine.submit(s)
+    tokens = {s.request_id: [] for s in subs}
+    finish = {}
+    steps = 0
+    while engine.has_work():
+        for out in engine.step():
+            tokens[out.request_id] += out.token_ids
+            if out.finish_reason:
+                finish[out.request_id] = out.finish_reason
+        steps += 1
+        if steps == 5:
+            engine.abort("a1")
+    assert finish["a1"] is FinishReason.ABORT and len(tokens["a1"]) < 30
+    for rid in ("a0", "a2", "a3"):
+        assert tokens[rid] == reference[(rid, 0)]["tokens"]
+    assert engine.cache.num_rows == 0 and not engine.scheduler.running
+
+
+def test_max_tokens_cut_says_length(tiny_model, compiler):
+    schema = {"type": "object", "properties": {"text": {"type": "string", "minLength": 50}}, "required": ["text"]}
+    sub = Submission(encode(tiny_model), SamplingParams(max_tokens=5, seed=1), compiler.compile(Constraint.json_schema(schema)), "cut")
+    out = run(Engine(tiny_model), [sub])[("cut", 0)]
+    assert out["finish"] is FinishReason.LENGTH and len(out["tokens"]) == 5
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(out["text"])
+
+
+def test_forced_end_finishes_with_stop(tiny_model, compiler):
+    """A choice constraint ends as soon as nothing but EOS can follow: `stop`, never `length`."""
+    grammar = compiler.compile(Constraint.choice(["yes", "no"]))
+    subs = [Submission(encode(tiny_model), SamplingParams(max_tokens=8, seed=s), grammar, f"c{s}") for s in range(8)]
+    for key, out in run(Engine(tiny_model), subs).items():
+        assert out["finish"] is FinishReason.STOP and out["text"] in ("yes", "no"), out
+
+
+def test_stop_strings_cut_unconstrained_text(tiny_model):
+    params = SamplingParams(max_tokens=40, seed=3)
+    base = run(Engine(tiny_model), [Submission(encode(tiny_model), params, None, "s")])[("s", 0)]["text"]
+    stop = base[5:8]
+    assert stop and base.find(stop) >= 0
+    cut = run(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=40, seed=3, stop=(stop,)), None, "s")])
+    out = cut[("s", 0)]
+    assert out["finish"] is FinishReason.STOP and out["text"] == base[: base.find(stop)]
+
+
+def test_stop_strings_with_a_constraint_are_refused():
+    with pytest.raises(InvalidSamplingParams) as err:
+        SamplingParams(stop=("}",)).validate(vocab_rows=100, constrained=True)
+    assert err.value.param == "stop"
+
+
+def test_seed_reproducible_and_n_choices_differ(tiny_model):
+    params = SamplingParams(max_tokens=12, seed=7, n=2)
+    first = run(Engine(tiny_model), [Submission(encode(tiny_model), params, None, "n")])
+    second = run(Engine(tiny_model), [Submission(encode(tiny_model), params, None, "n")])
+    assert first == second
+    assert first[("n", 0)]["tokens"] != first[("n", 1)]["tokens"]
+    other = run(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=12, seed=8), None, "n")])
+    assert other[("n", 0)]["tokens"] != first[("n", 0)]["tokens"]
+
+
+def test_logprobs_and_top_logprobs(tiny_model):
+    engine = Engine(tiny_model)
+    engine.submit(Submission(encode(tiny_model), SamplingParams(max_tokens=4, temperature=0, logprobs=True, top_logprobs=3), None, "lp"))
+    outs = []
+    while engine.has_work():
+        outs += engine.step()
+    sampled = [lp for o in outs for lp in o.logprobs]
+    assert len(sampled) == 4
+    for lp in sampled:
+        assert lp.logprob <= 0 and len(lp.top) == 3
+        assert lp.top[0].token_id == lp.token_id  # greedy picks the top token
+        assert [t.logprob for t in lp.top] == sorted((t.logprob for t in lp.top), reverse=True)
+
+
+def test_logit_bias_and_penalties_steer_sampling(tiny_model):
+    token = tiny_model.tokenizer.encode("hello")[0]
+    biased = run(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=6, temperature=0, logit_bias={token: 100}), None, "b")])
+    assert biased[("b", 0)]["tokens"] == [token] * 6
+    greedy = run(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=12, temperature=0), None, "p")])
+    penalised = run(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=12, temperature=0, presence_penalty=2.0, frequency_penalty=2.0), None, "p")])
+    assert len(set(penalised[("p", 0)]["tokens"])) > len(set(greedy[("p", 0)]["tokens"]))

@@ -1,0 +1,66 @@
+"""The engine's small pure pieces: detokenizer, stop strings, sampler functions, bitmask packing."""
+
+import torch
+
+from constrained.engine.detokenizer import IncrementalDetokenizer
+from constrained.engine.sampler import apply_logit_bias_, apply_penalties_, apply_token_bitmask_, top_p_filter_
+from constrained.engine.stops import StopStringMatcher
+
+
+def test_detokenizer_never_splits_a_character():
+    text = "héllo 世界 🎉!"
+    data = text.encode()
+    table = [bytes([b]) for b in data]  # one byte per token: every multi-byte character is split
+    detok = IncrementalDetokenizer(table)
+    deltas = [detok.push(i) for i in range(len(data))]
+    assert "".join(deltas) + detok.flush() == text
+    assert all("\ufffd" not in d for d in deltas)
+    assert deltas[1] == "" and deltas[2] == "é"  # held back until the character is complete
+
+
+def test_detokenizer_flushes_a_cut_character_as_replacement():
+    detok = IncrementalDetokenizer(["🎉".encode()[:2]])
+    assert detok.push(0) == ""
+    assert detok.flush() == "\ufffd"
+
+
+def test_stop_strings_hold_back_partial_matches():
+    stops = StopStringMatcher(("END", "\n\n"))
+    assert stops.push("abc E") == ("abc ", False)
+    assert stops.push("N") == ("", False)
+    assert stops.push("Dxyz") == ("", True)
+    stops = StopStringMatcher(("END",))
+    assert stops.push("EN") == ("", False)
+    assert stops.push("o") == ("ENo", False)
+    assert stops.flush() == ""
+    stops = StopStringMatcher(("stop",))
+    assert stops.push("one st") == ("one ", False)
+    assert stops.flush() == "st"
+
+
+def test_bitmask_applies_bit_for_bit():
+    vocab = 70
+    logits = torch.zeros(2, vocab)
+    allowed = [{0, 31, 32, 69}, set(range(vocab))]
+    bitmask = torch.zeros(2, 3, dtype=torch.int32)
+    for row, ids in enumerate(allowed):
+        for i in ids:
+            word, bit = divmod(i, 32)
+            bitmask[row, word] |= torch.tensor(1 << bit if bit < 31 else -(1 << 31), dtype=torch.int32)
+    apply_token_bitmask_(logits, bitmask)
+    for row, ids in enumerate(allowed):
+        assert set(torch.nonzero(logits[row] == 0).flatten().tolist()) == ids
+
+
+def test_penalties_and_bias():
+    logits = torch.zeros(5)
+    apply_penalties_(logits, [1, 1, 3], presence=0.5, frequency=0.25)
+    assert logits.tolist() == [0.0, -1.0, 0.0, -0.75, 0.0]
+    apply_logit_bias_(logits, {4: 100.0, 0: -100.0})
+    assert logits[4] == 100.0 and logits[0] == -100.0
+
+
+def test_top_p_keeps_the_smallest_head_reaching_p():
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    top_p_filter_(probs, 0.75)
+    assert torch.nonzero(probs).flatten().tolist() == [0, 1]
