@@ -31,7 +31,7 @@ STRING_SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "
 
 
 def real_grammars(compiler: Compiler, count: int) -> list:
-    rows = [json.loads(line) for path in sorted(DATA.glob("*.jsonl")) for line in path.read_text().splitlines()]
+    rows = [json.loads(line) for path in sorted(DATA.glob("*.jsonl")) for line in path.read_text().split("\n") if line.strip()]
     grammars = []
     for row in random.Random(0).sample(rows, len(rows)):
         try:

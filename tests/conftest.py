@@ -34,3 +34,51 @@ def compiler(tiny_model):
     from constrained.compiler import Compiler
 
     return Compiler(tiny_model.tokenizer, vocab_rows=tiny_model.vocab_rows, eos_token_ids=tiny_model.eos_token_ids)
+
+
+# --- HTTP API (tests/test_api*.py): one engine and one ready app for the session ---------------
+
+
+@pytest.fixture(scope="session")
+def api_engine(tiny_model, compiler):
+    from constrained.engine.async_engine import AsyncEngine
+
+    engine = AsyncEngine(tiny_model, compiler=compiler, max_batch_size=32)
+    engine.start()
+    yield engine
+    engine.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def api_app(api_engine):
+    """The app as uvicorn runs it: lifespan entered, warm-up done (ready)."""
+    import asyncio
+
+    from api.app import create_app
+
+    app = create_app(api_engine, model_name="tiny-qwen3")
+    async with app.router.lifespan_context(app):
+        for _ in range(500):
+            if app.state.ready:
+                break
+            await asyncio.sleep(0.01)
+        assert app.state.ready
+        yield app
+
+
+@pytest.fixture(scope="session")
+def finishing_bias(tiny_model):
+    """logit_bias (token id -> +8) that makes a random model close its JSON; sent in requests as-is."""
+    from constrained.testing import json_finishing_bias
+
+    return json_finishing_bias(tiny_model.tokenizer)
+
+
+@pytest.fixture
+def openai_client(api_app):
+    """The official SDK, talking to the app in-process (no retries: every status is checked as sent)."""
+    import httpx2
+    import openai
+
+    http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=api_app))
+    return openai.AsyncOpenAI(api_key="unused", base_url="http://testserver/v1", http_client=http, max_retries=0)

@@ -28,7 +28,7 @@ PER_SUBSET = 21  # 10 subsets -> 210 schemas
 def sample_schemas() -> list[tuple[str, dict]]:
     picked = []
     for path in sorted(DATA.glob("*.jsonl")):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = [json.loads(line) for line in path.read_text().split("\n") if line.strip()]
         for row in random.Random(0).sample(rows, min(PER_SUBSET, len(rows))):
             picked.append((f"{path.stem}/{row['id']}", row["schema"]))
     return picked

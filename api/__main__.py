@@ -1,0 +1,7 @@
+"""`python -m api serve ...`, the same as the `constrained` command."""
+
+import sys
+
+from api.cli import main
+
+sys.exit(main())

@@ -1,0 +1,66 @@
+"""`create_app`: the FastAPI application around a running engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import FastAPI
+
+from api.body_limit import BodyLimit
+from api.chat import ChatService
+from api.errors import install_error_handler
+from api.routes import health_router, router
+from constrained.engine.async_engine import AsyncEngine
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+
+_DESCRIPTION = """OpenAI-compatible chat completions whose output is guaranteed to match `response_format`
+(`json_schema`, strict or not, or `json_object`). Point the official `openai` SDK at `/v1`."""
+
+
+def create_app(engine: AsyncEngine, *, model_name: str, api_key: str | None = None,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+    """An app serving `engine` under `model_name`; `api_key` guards every /v1 route.
+
+    Requests may name the model `model_name`, the loaded model's own name, or the last path component
+    of either (`--model /models/Qwen3-0.6B` also answers to `Qwen3-0.6B`); other names get 404.
+
+    The app starts the engine and warms it up in the background (/health says 503 until then); the
+    caller owns the engine and shuts it down after the server stops.
+    """
+    if not engine.loaded.tokenizer.chat_template:
+        raise ValueError(f"model '{model_name}' has no chat template: serve an instruct/chat model")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine.start()
+        warm_up = asyncio.create_task(_warm_up(app))
+        yield
+        app.state.ready = False
+        warm_up.cancel()
+
+    app = FastAPI(title="constrained", version=version("constrained"), description=_DESCRIPTION, lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.state.chat = ChatService(engine, model_name=model_name)
+    app.state.api_key = api_key
+    app.state.ready = False
+    install_error_handler(app)
+    app.include_router(router)
+    app.include_router(health_router)
+    return app
+
+
+async def _warm_up(app: FastAPI) -> None:
+    try:
+        await app.state.chat.warm_up()
+    except Exception:
+        log.exception("warm-up generation failed: the server stays unready (/health 503)")
+        return
+    app.state.ready = True
+    log.info("ready: serving %s", app.state.chat.model_name)

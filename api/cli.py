@@ -1,0 +1,87 @@
+"""`constrained serve`: load a model, start the engine, serve the OpenAI-compatible API with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from api.app import DEFAULT_MAX_BODY_BYTES, create_app
+from constrained.engine.async_engine import AsyncEngine
+from constrained.errors import ModelLoadError
+from constrained.models import DEFAULT_MODEL, load_model
+
+log = logging.getLogger("constrained.serve")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        with _progress(f"loading model {args.model} (device {args.device})"):
+            loaded = load_model(args.model, device=args.device)
+    except ModelLoadError as exc:
+        log.error("%s", exc)
+        return 1
+    engine = AsyncEngine(loaded, max_batch_size=args.max_batch_size, max_waiting=args.max_waiting,
+                         compile_deadline_s=args.compile_deadline)
+    app = create_app(engine, model_name=args.model, api_key=args.api_key, max_body_bytes=args.max_body_bytes)
+    log.info("serving %s on http://%s:%d/v1 (docs at /docs; API key %s; batch %d, queue %d)", args.model,
+             args.host, args.port, "required" if args.api_key else "not required", args.max_batch_size,
+             args.max_waiting)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        engine.shutdown()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="constrained", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the OpenAI-compatible HTTP API")
+    serve.add_argument("--model", default=DEFAULT_MODEL,
+                       help=f"built-in name, local directory or hub id (default {DEFAULT_MODEL}); also the served name")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-key", default=os.environ.get("CONSTRAINED_API_KEY"),
+                       help="require 'Authorization: Bearer KEY' (default: env CONSTRAINED_API_KEY, else none)")
+    serve.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    serve.add_argument("--max-batch-size", type=int, default=32, help="sequences decoded together")
+    serve.add_argument("--max-waiting", type=int, default=256, help="queued sequences before 429")
+    serve.add_argument("--compile-deadline", type=float, default=10.0, help="seconds to compile one schema")
+    serve.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    return parser
+
+
+@contextmanager
+def _progress(what: str) -> Iterator[None]:
+    """A live "<what> ... 12s" line on a terminal (log lines otherwise), then how long it took."""
+    log.info("%s ...", what)
+    done = threading.Event()
+    start = time.perf_counter()
+
+    def tick() -> None:
+        while not done.wait(0.5):
+            sys.stderr.write(f"\r{what} ... {time.perf_counter() - start:.0f}s")
+            sys.stderr.flush()
+        sys.stderr.write("\n")
+
+    ticker = threading.Thread(target=tick, daemon=True) if sys.stderr.isatty() else None
+    if ticker is not None:
+        ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        if ticker is not None:
+            ticker.join()
+    log.info("%s: done in %.1f s", what, time.perf_counter() - start)

@@ -1,0 +1,328 @@
+"""OpenAI chat-completions request and response models, fields in the API reference's order.
+
+Requests are strict: an unknown field or a wrong JSON type is a 400 naming it, and a field we cannot
+honour yet is refused with the reason (never silently dropped: a dropped constraint fails open).
+The request turns itself into the engine's `SamplingParams` and `Constraint`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from api.errors import APIError
+from constrained.constraints import Constraint
+from constrained.engine.params import SamplingParams
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+_LaxInt = Annotated[int, Strict(False)]  # JSON object keys are strings: logit_bias {"1234": 5}
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _refuse(message: str) -> PydanticCustomError:
+    """A well-formed value we cannot honour: a 400 whose message says why (see api.errors)."""
+    return PydanticCustomError("unsupported", "{message}", {"message": message})
+
+
+# --- request -------------------------------------------------------------------------------------
+
+
+class ContentPart(_Request):
+    """A text part of a message's content; other part types (images, audio, files) are refused."""
+
+    type: Literal["text"]
+    text: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type", "text") != "text":
+            raise _refuse(f"Content parts of type '{data['type']}' are not supported: "
+                          "the served model reads text only.")
+        return data
+
+
+class FunctionCall(_Request):
+    name: str
+    arguments: str
+
+
+class ToolCall(_Request):
+    """A call an assistant made earlier in the conversation (history only; tools arrive next)."""
+
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
+class ChatMessage(_Request):
+    """One message; roles system, developer, user, assistant, tool. Content is a string or text parts."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _no_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise _refuse("'name' on messages is not supported: the chat template has no place for participant "
+                          "names; put the name in the content instead.")
+        return value
+
+    @model_validator(mode="after")
+    def _fields_fit_role(self) -> "ChatMessage":
+        if self.tool_calls is not None and self.role != "assistant":
+            raise ValueError("only assistant messages carry 'tool_calls'")
+        if (self.tool_call_id is None) != (self.role != "tool"):
+            raise ValueError("'tool_call_id' is required on tool messages and only there")
+        if self.content is None and not (self.role == "assistant" and (self.tool_calls or self.refusal)):
+            raise ValueError(f"{self.role} messages need 'content'")
+        return self
+
+    def text(self) -> str:
+        """The content as one string (text parts joined; an earlier refusal is what the assistant said)."""
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or self.refusal or ""
+
+
+class JSONSchemaFormat(_Request):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None  # the schema is enforced either way
+
+
+class ResponseFormat(_Request):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_iff_json_schema(self) -> "ResponseFormat":
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("'json_schema' is required with type 'json_schema' and only there")
+        return self
+
+
+class StreamOptions(_Request):
+    include_usage: bool | None = None
+
+
+class ChatCompletionRequest(_Request):
+    """POST /v1/chat/completions. Nullable fields mean "the default"."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    model: str
+    frequency_penalty: float | None = None
+    logit_bias: dict[_LaxInt, float] | None = None
+    logprobs: bool | None = None
+    max_completion_tokens: int | None = None
+    max_tokens: int | None = Field(None, description="Deprecated alias of max_completion_tokens.")
+    metadata: dict[str, str] | None = Field(None, description="Accepted and logged; does not affect generation.")
+    n: int | None = None
+    parallel_tool_calls: bool | None = None
+    presence_penalty: float | None = None
+    reasoning_effort: str | None = None
+    response_format: ResponseFormat | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # int64, as OpenAI
+    stop: str | list[str] | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    temperature: float | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    top_logprobs: int | None = None
+    top_p: float | None = None
+    user: str | None = Field(None, description="Accepted and logged; does not affect generation.")
+
+    @field_validator("tools")
+    @classmethod
+    def _no_tools(cls, value: Any) -> Any:
+        if value is not None:
+            raise _refuse("'tools' is not supported yet: tool calling is not available on this server.")
+        return value
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _tool_choice_none(cls, value: Any) -> Any:
+        if value not in (None, "none"):
+            raise _refuse("'tool_choice' other than 'none' is not supported yet: tool calling is not available "
+                          "on this server.")
+        return value
+
+    @field_validator("parallel_tool_calls")
+    @classmethod
+    def _no_parallel_tool_calls(cls, value: Any) -> Any:
+        if value is not None:
+            raise _refuse("'parallel_tool_calls' is not supported yet: it applies to tools, which are not "
+                          "available on this server.")
+        return value
+
+    @field_validator("reasoning_effort")
+    @classmethod
+    def _no_reasoning(cls, value: str | None) -> str | None:
+        if value not in (None, "none"):
+            raise _refuse("'reasoning_effort' other than 'none' is not supported yet: this server does not "
+                          "separate reasoning from the answer.")
+        return value
+
+    def max_new_tokens(self) -> int | None:
+        """max_completion_tokens, or the deprecated max_tokens; None when neither is given."""
+        a, b = self.max_completion_tokens, self.max_tokens
+        if a is not None and b is not None and a != b:
+            raise APIError(400, "Give either 'max_completion_tokens' or the deprecated 'max_tokens', not both.",
+                           param="max_tokens")
+        return a if a is not None else b
+
+    def sampling_params(self, *, max_tokens: int) -> SamplingParams:
+        """The engine's parameters; `max_tokens` is the resolved completion budget."""
+        if self.stream_options is not None and not self.stream:
+            raise APIError(400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                           param="stream_options")
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop or []
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=_or(self.temperature, 1.0),
+            top_p=_or(self.top_p, 1.0),
+            n=_or(self.n, 1),
+            seed=self.seed,
+            stop=tuple(stop),
+            presence_penalty=_or(self.presence_penalty, 0.0),
+            frequency_penalty=_or(self.frequency_penalty, 0.0),
+            logit_bias=dict(self.logit_bias or {}),
+            logprobs=bool(self.logprobs),
+            top_logprobs=_or(self.top_logprobs, 0),
+        )
+
+    def constraint(self) -> Constraint | None:
+        """What the output must match: None for free text."""
+        fmt = self.response_format
+        if fmt is None or fmt.type == "text":
+            return None
+        if fmt.type == "json_object":
+            return Constraint.json_object()
+        return Constraint.json_schema(fmt.json_schema.schema_)
+
+    def schema_name(self) -> str | None:
+        fmt = self.response_format
+        return fmt.json_schema.name if fmt is not None and fmt.json_schema is not None else None
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+# --- responses -----------------------------------------------------------------------------------
+
+
+def _omit_none() -> Any:
+    return Field(None, exclude_if=lambda v: v is None)
+
+
+class TopLogprob(BaseModel):
+    token: str
+    bytes: list[int] | None
+    logprob: float
+
+
+class TokenLogprob(BaseModel):
+    token: str
+    bytes: list[int] | None
+    logprob: float
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprob] | None
+    refusal: list[TokenLogprob] | None = None
+
+
+class AssistantMessage(BaseModel):
+    content: str | None
+    refusal: str | None = None
+    role: Literal["assistant"] = "assistant"
+
+
+class Choice(BaseModel):
+    finish_reason: FinishReason
+    index: int
+    logprobs: ChoiceLogprobs | None = None
+    message: AssistantMessage
+
+
+class Usage(BaseModel):
+    completion_tokens: int
+    prompt_tokens: int
+    total_tokens: int
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class ChatCompletion(BaseModel):
+    id: str = Field(default_factory=completion_id)
+    choices: list[Choice]
+    created: int = Field(default_factory=_now)
+    model: str
+    object: Literal["chat.completion"] = "chat.completion"
+    service_tier: str | None = None
+    system_fingerprint: str
+    usage: Usage
+
+
+class Delta(BaseModel):
+    """Only the fields a chunk carries are sent: the SDK concatenates what it receives."""
+
+    content: str | None = _omit_none()
+    refusal: str | None = _omit_none()
+    role: Literal["assistant"] | None = _omit_none()
+
+
+class ChunkChoice(BaseModel):
+    delta: Delta
+    finish_reason: FinishReason | None = None
+    index: int
+    logprobs: ChoiceLogprobs | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    choices: list[ChunkChoice]
+    created: int
+    model: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    service_tier: str | None = None
+    system_fingerprint: str
+    usage: Usage | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    created: int = Field(default_factory=_now)
+    object: Literal["model"] = "model"
+    owned_by: str = "constrained"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,0 +1,97 @@
+"""Thin HTTP handlers: each returns a response model, raises an APIError, or hands back SSE frames."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.chat import ChatService
+from api.errors import RETRY_AFTER_S, APIError
+from api.protocol import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_bearer = HTTPBearer(auto_error=False, description="The server's API key, when it was started with one.")
+
+
+def require_api_key(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+    """401 unless the server has no key or `Authorization: Bearer <key>` matches it (constant-time)."""
+    expected: str | None = request.app.state.api_key
+    if expected is None:
+        return
+    if credentials is None:
+        raise APIError(401, "You didn't provide an API key. Provide it in an Authorization header using Bearer "
+                            "auth (i.e. Authorization: Bearer YOUR_KEY).")
+    if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
+        raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+
+def ready_chat(request: Request) -> ChatService:
+    """The chat service, or 503 while the engine is starting or stopping."""
+    if not request.app.state.ready:
+        raise APIError(503, "The model is not ready yet; retry shortly.", type="server_error",
+                       headers={"Retry-After": str(RETRY_AFTER_S)})
+    return request.app.state.chat
+
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+health_router = APIRouter()
+
+_SSE = {200: {"content": {"text/event-stream": {}}, "description": "A completion, or SSE chunks when stream=true."}}
+
+
+@router.post("/chat/completions", response_model=ChatCompletion, responses=_SSE)
+async def create_chat_completion(body: ChatCompletionRequest, request: Request,
+                                 chat: ChatService = Depends(ready_chat)) -> ChatCompletion | Response:
+    """A completion whose content matches `response_format`; SSE chunks when `stream` is true."""
+    if body.stream:
+        return StreamingResponse(await chat.stream(body), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return await _unless_disconnected(request, chat.complete(body))
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(request: Request) -> ModelList:
+    """The one served model."""
+    chat: ChatService = request.app.state.chat
+    return ModelList(data=[chat.model_card(chat.model_name)])
+
+
+@router.get("/models/{model}", response_model=ModelCard)
+async def retrieve_model(model: str, request: Request) -> ModelCard:
+    return request.app.state.chat.model_card(model)
+
+
+@health_router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    """200 once the engine is warm, 503 before (and while shutting down). Needs no API key."""
+    ready = request.app.state.ready
+    return JSONResponse({"status": "ok" if ready else "starting"}, status_code=200 if ready else 503)
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | Response:
+    """Await `work`, cancelling it (and so aborting its engine request) if the client goes away first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        task.cancel()  # no-op when done; otherwise the engine request is aborted as the task unwinds
+    if not task.done() or task.cancelled():
+        log.info("client disconnected before its completion was ready: request aborted")
+        return Response(status_code=499)  # nginx's "client closed request": nobody reads it, the log shows it
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -1,0 +1,118 @@
+"""What every compiler backend provides, and the small pieces they share.
+
+A backend is bound to one tokenizer (built once, it holds the tokenizer's byte vocabulary in its own
+form); `compile` turns a validated constraint into a `Grammar`, which is shared by every request using
+the constraint and hands each request its own `Matcher`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerFast
+
+from constrained.compiler.keywords import KeywordTable
+from constrained.compiler.schema_check import check_constraint
+from constrained.constraints import Constraint
+from constrained.errors import CompileError, CompileTimeout
+from constrained.matcher import Matcher
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """The tokenizer a backend serves, the model's logits rows, and every id that ends a sequence."""
+
+    tokenizer: PreTrainedTokenizerFast
+    vocab_rows: int
+    eos_token_ids: tuple[int, ...]
+
+    @property
+    def bitmask_width(self) -> int:
+        """int32 words per bitmask row: ceil(vocab_rows / 32)."""
+        return (self.vocab_rows + 31) // 32
+
+    def eos_only_row(self) -> torch.Tensor:
+        """A bitmask row allowing the EOS tokens alone: the mask of a finished sequence."""
+        row = torch.zeros(self.bitmask_width, dtype=torch.int32)
+        set_bits(row.numpy(), self.eos_token_ids)
+        return row
+
+
+class Grammar(ABC):
+    """A compiled constraint: immutable, shared by the requests that use it."""
+
+    backend: ClassVar[str]
+
+    @abstractmethod
+    def matcher(self) -> Matcher:
+        """A fresh matcher at the start of the constraint, for one sequence."""
+
+
+class Backend(ABC):
+    """Compiles constraints for one tokenizer; `table` says which JSON Schema keywords it enforces."""
+
+    name: ClassVar[str]
+    table: ClassVar[KeywordTable]
+
+    @classmethod
+    def validate(cls, constraint: Constraint) -> None:
+        """Raise InvalidConstraint unless this backend can enforce `constraint` exactly. Cheap: no tokenizer."""
+        check_constraint(constraint, cls.table)
+
+    @abstractmethod
+    def compile(self, constraint: Constraint, deadline: float) -> Grammar:
+        """Compile a validated constraint; CompileTimeout once `time.monotonic()` passes `deadline`."""
+
+
+def mask_row(bitmask: torch.Tensor, row: int) -> torch.Tensor:
+    """`bitmask[row]`, checked to be what the backends write into through a raw pointer."""
+    if bitmask.dtype != torch.int32 or bitmask.device.type != "cpu" or not bitmask.is_contiguous():
+        raise ValueError("the bitmask must be a contiguous int32 CPU tensor [batch, ceil(vocab_rows / 32)]")
+    return bitmask[row]
+
+
+def set_bits(row: np.ndarray, token_ids: tuple[int, ...]) -> None:
+    """Set the bits of `token_ids` in an int32 bitmask row (a numpy view: no tensor indexing per bit)."""
+    for token_id in token_ids:
+        row[token_id >> 5] |= np.uint32(1 << (token_id & 31)).view(np.int32)
+
+
+def choice_regex(options: tuple[str, ...]) -> str:
+    """A regex matching exactly one of `options` (Rust `regex` syntax, shared by both backends)."""
+    return "|".join("".join("\\" + c if c in _META else c for c in option) for option in options)
+
+
+_META = set("\\.+*?()|[]{}^$#&-~")
+
+
+def call_with_deadline(fn: Callable[[], T], deadline: float, what: str) -> T:
+    """Run `fn` in a daemon thread; CompileTimeout if it has not returned by `deadline`.
+
+    Only for work that releases the GIL (the caller's threads keep running) and stops by itself
+    (the thread is abandoned on timeout, not killed).
+    """
+    box: list = []
+
+    def run() -> None:
+        try:
+            box.append((True, fn()))
+        except BaseException as exc:  # handed to the caller
+            box.append((False, exc))
+
+    worker = threading.Thread(target=run, name="constrained-compile", daemon=True)
+    worker.start()
+    worker.join(max(0.0, deadline - time.monotonic()))
+    if not box:
+        raise CompileTimeout(f"compiling {what} took longer than the deadline")
+    ok, value = box[0]
+    if not ok:
+        raise CompileError(f"{what}: {value}") from value
+    return value

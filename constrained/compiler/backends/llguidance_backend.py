@@ -1,0 +1,132 @@
+"""The llguidance backend: an Earley parser over a lazily built lexer, compiles in milliseconds.
+
+JSON Schema goes through llguidance's own converter with fixed separators (", " and ": ") and no free
+whitespace, so a model cannot loop on spaces; `lenient` is off, so a keyword it does not implement is an
+error, never silently ignored. Grammar construction releases the GIL and is bounded by llguidance's
+own resource limits, so a thread with a deadline is enough.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Sequence
+
+import llguidance
+import llguidance.hf
+import torch
+
+from constrained.compiler.backends.base import Backend, Grammar, TokenizerSpec, mask_row, call_with_deadline, choice_regex
+from constrained.compiler.backends.exact_formats import with_exact_formats
+from constrained.compiler.keywords import LLGUIDANCE
+from constrained.compiler.schema_check import enforceable_schema
+from constrained.constraints import Constraint
+from constrained.errors import InvalidConstraint
+from constrained.matcher import Matcher
+
+JSON_OPTIONS = {
+    "item_separator": ", ",
+    "key_separator": ": ",
+    "whitespace_flexible": False,
+    "lenient": False,
+    "json_allow_general_unicode_escapes": True,  # "\u00e9" is valid JSON; models trained on escaped text use it
+}
+
+
+class LlguidanceBackend(Backend):
+    name = "llguidance"
+    table = LLGUIDANCE
+
+    def __init__(self, spec: TokenizerSpec):
+        self.spec = spec
+        # ~1 s: llguidance's token trie over the tokenizer's bytes, one per tokenizer.
+        self._tokenizer = llguidance.hf.from_tokenizer(
+            spec.tokenizer, n_vocab=spec.vocab_rows, eos_token=list(spec.eos_token_ids)
+        )
+        self._eos_only = spec.eos_only_row()
+
+    def compile(self, constraint: Constraint, deadline: float) -> "LlguidanceGrammar":
+        def build() -> llguidance.LLMatcher:
+            matcher = llguidance.LLMatcher(self._tokenizer, self._grammar_text(constraint), log_level=0)
+            if not matcher.is_error():
+                matcher.compute_bitmask()  # the lexer is lazy: surface its errors (and warm it) now
+            return matcher
+
+        prototype = call_with_deadline(build, deadline, f"a {constraint.kind} constraint with llguidance")
+        if prototype.is_error():
+            raise InvalidConstraint(f"llguidance cannot enforce it: {prototype.get_error()}")
+        return LlguidanceGrammar(prototype, self.spec.eos_token_ids, self._eos_only)
+
+    def _grammar_text(self, constraint: Constraint) -> str:
+        if constraint.kind == "json_schema":
+            schema = with_exact_formats(enforceable_schema(constraint.value, self.table))
+            return llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=JSON_OPTIONS)
+        if constraint.kind == "json_object":
+            lark = resources.files("grammars").joinpath("json_object.lark").read_text(encoding="utf-8")
+            return llguidance.LLMatcher.grammar_from_lark(lark)
+        if constraint.kind == "regex":
+            return llguidance.LLMatcher.grammar_from_regex(constraint.value)
+        return llguidance.LLMatcher.grammar_from_regex(choice_regex(constraint.value))
+
+
+class LlguidanceGrammar(Grammar):
+    backend = "llguidance"
+
+    def __init__(self, prototype: llguidance.LLMatcher, eos_token_ids: tuple[int, ...], eos_only: torch.Tensor):
+        self._prototype = prototype  # at the start state; never advanced, only copied
+        self._eos = eos_token_ids
+        self._eos_only = eos_only
+
+    def matcher(self) -> "LlguidanceMatcher":
+        return LlguidanceMatcher(self._prototype.deep_copy(), self._eos, self._eos_only)  # ~2 µs, shares the lexer
+
+
+class LlguidanceMatcher(Matcher):
+    """EOS is handled here, not by llguidance: a token llguidance rejects would put it in a permanent
+    error state, so tokens are tried with `try_consume_tokens`, which leaves the state unchanged."""
+
+    def __init__(self, matcher: llguidance.LLMatcher, eos_token_ids: tuple[int, ...], eos_only: torch.Tensor):
+        self._m = matcher
+        self._eos = frozenset(eos_token_ids)
+        self._eos_only = eos_only
+        self._ended = False  # EOS accepted
+
+    def accept_token(self, token_id: int) -> bool:
+        if self._ended:
+            return False
+        if token_id in self._eos:
+            self._ended = self._m.is_accepting()
+            return self._ended
+        return self._m.try_consume_tokens([token_id]) == 1
+
+    def validate_tokens(self, token_ids: Sequence[int]) -> int:
+        if self._ended:
+            return 0
+        tokens = list(token_ids)
+        end = next((i for i, t in enumerate(tokens) if t in self._eos), len(tokens))
+        valid = self._m.validate_tokens(tokens[:end])
+        if valid < end or end == len(tokens):
+            return valid
+        self._m.consume_tokens(tokens[:end])  # EOS is valid after them iff they reach an accepting state
+        accepting = self._m.is_accepting()
+        self._m.rollback(end)
+        return end + accepting
+
+    def rollback(self, num_tokens: int) -> None:
+        if num_tokens and self._ended:
+            self._ended = False
+            num_tokens -= 1
+        if num_tokens and not self._m.rollback(num_tokens):
+            raise ValueError(f"cannot roll back {num_tokens} tokens: {self._m.get_error()}")
+
+    def fill_bitmask(self, bitmask: torch.Tensor, row: int) -> None:
+        target = mask_row(bitmask, row)
+        if self._ended:
+            target.copy_(self._eos_only)
+        else:  # writes the whole row: EOS bits iff accepting, ids past the tokenizer cleared
+            self._m.unsafe_compute_mask_ptr(target.data_ptr(), target.numel() * 4)
+
+    def is_accepting(self) -> bool:
+        return self._ended or self._m.is_accepting()
+
+    def is_terminated(self) -> bool:
+        return self._ended or self._m.is_stopped()

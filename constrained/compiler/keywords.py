@@ -1,0 +1,83 @@
+"""Which JSON Schema keywords and formats each backend enforces: data, printed by docs and `constrained check`.
+
+A keyword is accepted in a schema when it is an annotation, or when the chosen backend enforces it.
+Every other assertion keyword of any draft (4 to 2020-12) is refused with its path. Keywords no draft
+defines are annotations by the JSON Schema spec (validators ignore them), so they are accepted too.
+Formats: enforced ones are kept; formats the validator checks but the backend cannot are refused; formats
+the validator does not know (e.g. "int32") are annotations and are dropped before compiling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+ANNOTATIONS = frozenset({
+    "title", "description", "default", "examples", "$comment", "deprecated", "readOnly", "writeOnly",
+    "contentEncoding", "contentMediaType", "contentSchema",
+    # identifiers and containers: they locate subschemas, they assert nothing
+    "$schema", "$id", "id", "$anchor", "$dynamicAnchor", "$recursiveAnchor", "$vocabulary", "$defs", "definitions",
+})
+
+ASSERTIONS = frozenset({
+    "type", "enum", "const",
+    "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum",
+    "maxLength", "minLength", "pattern", "format",
+    "items", "prefixItems", "additionalItems", "maxItems", "minItems", "uniqueItems",
+    "contains", "maxContains", "minContains", "unevaluatedItems",
+    "properties", "patternProperties", "additionalProperties", "required", "propertyNames",
+    "maxProperties", "minProperties", "dependentRequired", "dependentSchemas", "dependencies",
+    "unevaluatedProperties",
+    "allOf", "anyOf", "oneOf", "not", "if", "then", "else",
+    "$ref", "$dynamicRef", "$recursiveRef",
+})
+
+
+@dataclass(frozen=True)
+class KeywordTable:
+    """What one backend enforces: keyword -> how ("" = exactly as JSON Schema says), and the formats."""
+
+    backend: str
+    keywords: Mapping[str, str]
+    formats: Mapping[str, str]
+
+
+LLGUIDANCE = KeywordTable(
+    backend="llguidance",
+    keywords={
+        "type": "", "enum": "", "const": "",
+        "anyOf": "", "allOf": "intersection; llguidance refuses a few combinations",
+        "oneOf": "only when its branches cannot overlap; otherwise refused (use anyOf)",
+        "$ref": "references inside the schema, recursion included",
+        "properties": "emitted in schema order", "required": "", "additionalProperties": "",
+        "patternProperties": "", "minProperties": "", "maxProperties": "",
+        "items": "", "prefixItems": "", "additionalItems": "", "minItems": "", "maxItems": "",
+        "minLength": "", "maxLength": "", "pattern": "", "format": "see formats",
+        "minimum": "", "maximum": "", "exclusiveMinimum": "", "exclusiveMaximum": "", "multipleOf": "",
+    },
+    formats={
+        "date-time": "exact pattern of ours (llguidance's own admits Feb 29 of any year, year 0000, second 60)",
+        "date": "exact pattern of ours, leap years included",
+        "time": "exact pattern of ours",
+        "duration": "", "email": "", "hostname": "", "ipv4": "", "ipv6": "", "uuid": "", "uri": "",
+    },
+)
+
+OUTLINES_CORE = KeywordTable(
+    backend="outlines_core",
+    keywords={
+        "type": "object needs properties and array needs items (generic JSON is slow and depth-limited)",
+        "enum": "alone (with at most a matching type)", "const": "alone (with at most a matching type)",
+        "anyOf": "alone (outlines-core drops sibling keywords)",
+        "$ref": "alone, not recursive (its recursion limit emits invalid JSON)",
+        "properties": "plain names only; emitted in schema order; extra properties never emitted",
+        "required": "names declared in properties",
+        "additionalProperties": "ignored: only declared properties are emitted",
+        "items": "a single schema", "minItems": "", "maxItems": "",
+        "minLength": "", "maxLength": "",
+        "format": "see formats",
+    },
+    formats={"uuid": ""},
+)
+
+TABLES: Mapping[str, KeywordTable] = {table.backend: table for table in (LLGUIDANCE, OUTLINES_CORE)}

@@ -1,0 +1,198 @@
+"""Cheap early validation of a constraint: refuse with a path and a fix before spending time compiling.
+
+A schema must be valid JSON Schema (meta-validated against the draft its `$schema` names, 2020-12 by
+default), within the size limits, and use only keywords and formats the chosen backend enforces (see
+`keywords.py`). `enforceable_schema` then drops what only annotates, so the backend never sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+import llguidance
+
+from constrained.compiler.keywords import ANNOTATIONS, ASSERTIONS, TABLES, KeywordTable
+from constrained.compiler.schema_walk import escape, map_subschemas, reachable
+from constrained.constraints import Constraint
+from constrained.errors import InvalidConstraint
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits: OpenAI's (10 levels, 5,000 properties, 1,000 enum values, 120,000 characters), doubled or more."""
+
+    max_schema_chars: int = 1_000_000  # serialized; the largest JSONSchemaBench schema is 938 kB
+    max_depth: int = 32  # subschemas nested inside each other
+    max_properties: int = 10_000
+    max_enum_values: int = 2_500  # enum entries and choices, over the whole constraint
+    max_value_chars: int = 250_000  # property names, enum/const strings and choices
+    max_regex_chars: int = 20_000
+
+
+LIMITS = Limits()
+
+_HINTS = {
+    "uniqueItems": "drop it or use an enum",
+    "oneOf": "use anyOf when at most one branch can match anyway",
+    "not": "drop it or list what is allowed instead (enum, anyOf)",
+    "if": "express the cases with anyOf", "then": "express the cases with anyOf", "else": "express the cases with anyOf",
+    "dependencies": "make the properties required or express the cases with anyOf",
+    "dependentRequired": "make the properties required or express the cases with anyOf",
+    "dependentSchemas": "express the cases with anyOf",
+    "contains": "describe the items with items/prefixItems", "minContains": "drop it", "maxContains": "drop it",
+    "propertyNames": "list the names in properties with additionalProperties: false",
+    "unevaluatedProperties": "use additionalProperties", "unevaluatedItems": "use items",
+    "$dynamicRef": "use $ref", "$recursiveRef": "use $ref",
+}
+
+
+def check_constraint(constraint: Constraint, table: KeywordTable, limits: Limits = LIMITS) -> None:
+    """Raise InvalidConstraint unless `constraint` is well formed and within what `table`'s backend enforces."""
+    if constraint.kind == "json_schema":
+        check_schema(constraint.value, table, limits)
+    elif constraint.kind == "regex":
+        check_regex(constraint.value, limits)
+    elif constraint.kind == "choice":
+        check_choices(constraint.value, limits)
+    elif constraint.kind != "json_object":
+        raise InvalidConstraint(f"unknown constraint kind {constraint.kind!r}")
+
+
+def check_schema(schema: Any, table: KeywordTable, limits: Limits = LIMITS) -> None:
+    """Bound the size, meta-validate, and refuse any assertion keyword or format `table` does not enforce.
+
+    Meta-validation is the costly step (~1.4 µs per schema character), so the limits come first.
+    """
+    if schema is False:
+        raise InvalidConstraint("the schema `false` matches nothing", hint="give a schema some value satisfies")
+    if not isinstance(schema, (dict, bool)):
+        raise InvalidConstraint(f"a JSON Schema is an object or a boolean, not {type(schema).__name__}")
+    try:
+        size = len(json.dumps(schema))
+    except (TypeError, ValueError) as exc:
+        raise InvalidConstraint(f"the schema is not JSON: {exc}") from None
+    if size > limits.max_schema_chars:
+        raise InvalidConstraint(f"schema of {size} characters exceeds the limit of {limits.max_schema_chars}")
+    if isinstance(schema, bool):
+        return
+    nodes = _reachable_nodes(schema)
+    _check_limits(nodes, limits)
+    validator = _validator_class(schema)
+    try:
+        validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        *parents, last = list(exc.path) or [None]
+        keyword = last if isinstance(last, str) else None
+        path = "".join(f"/{escape(str(p))}" for p in (parents if keyword else exc.path))
+        raise InvalidConstraint(f"invalid JSON Schema: {exc.message}", path=path, keyword=keyword) from None
+    _check_keywords(nodes, table, set(validator.FORMAT_CHECKER.checkers))
+
+
+def enforceable_schema(schema: Any, table: KeywordTable) -> Any:
+    """`schema` without what asserts nothing: no-op keywords, formats the validator does not check either,
+    and "x-" extensions (llguidance would read "x-guidance" as options, e.g. one turning oneOf into anyOf)."""
+    if schema is True:
+        return {}
+    checked = set(_validator_class(schema).FORMAT_CHECKER.checkers)
+
+    def strip(node: dict) -> dict:
+        fmt = node.get("format")
+        return {
+            key: value for key, value in node.items()
+            if not is_no_op(key, value) and not key.startswith("x-")
+            and not (key == "format" and fmt not in table.formats and fmt not in checked)
+        }
+
+    return map_subschemas(schema, strip)
+
+
+def check_regex(pattern: Any, limits: Limits = LIMITS) -> None:
+    """The pattern must be a string of the regex dialect both backends share (Rust `regex` syntax)."""
+    if not isinstance(pattern, str):
+        raise InvalidConstraint(f"a regex constraint is a string, not {type(pattern).__name__}")
+    if len(pattern) > limits.max_regex_chars:
+        raise InvalidConstraint(f"regex of {len(pattern)} characters exceeds the limit of {limits.max_regex_chars}")
+    error = llguidance.LLMatcher.validate_grammar(llguidance.LLMatcher.grammar_from_regex(pattern))
+    if error:
+        raise InvalidConstraint(f"invalid regex: {error}", hint="lookaround and backreferences are not supported")
+
+
+def check_choices(options: Any, limits: Limits = LIMITS) -> None:
+    """Choices: a non-empty list of non-empty strings, within the enum limits."""
+    if not options:
+        raise InvalidConstraint("a choice constraint needs at least one option")
+    if len(options) > limits.max_enum_values:
+        raise InvalidConstraint(f"{len(options)} choices exceed the limit of {limits.max_enum_values}")
+    for i, option in enumerate(options):
+        if not isinstance(option, str) or not option:
+            raise InvalidConstraint(f"choice {i} is {option!r}; every choice must be a non-empty string")
+    if sum(map(len, options)) > limits.max_value_chars:
+        raise InvalidConstraint(f"the choices exceed the limit of {limits.max_value_chars} characters")
+
+
+def _reachable_nodes(schema: dict) -> list[tuple[str, int, dict]]:
+    try:
+        return list(reachable(schema))
+    except KeyError as exc:
+        pointer, ref = exc.args
+        raise InvalidConstraint(f"{ref!r} points nowhere in the schema", path=pointer, keyword="$ref") from None
+
+
+def _check_limits(nodes: list[tuple[str, int, dict]], limits: Limits) -> None:
+    properties = enum_values = value_chars = 0
+    for pointer, depth, node in nodes:
+        if depth > limits.max_depth:
+            raise InvalidConstraint(f"schemas nested {depth} deep exceed the limit of {limits.max_depth}", path=pointer)
+        if isinstance(node.get("properties"), dict):
+            properties += len(node["properties"])
+            value_chars += sum(map(len, node["properties"]))
+        values = (node["enum"] if isinstance(node.get("enum"), list) else []) + ([node["const"]] if "const" in node else [])
+        enum_values += len(values)
+        value_chars += sum(len(v) for v in values if isinstance(v, str))
+    for count, limit, what in ((properties, limits.max_properties, "properties"),
+                               (enum_values, limits.max_enum_values, "enum values"),
+                               (value_chars, limits.max_value_chars, "characters of names and enum values")):
+        if count > limit:
+            raise InvalidConstraint(f"{count} {what} exceed the limit of {limit}")
+
+
+def _check_keywords(nodes: list[tuple[str, int, dict]], table: KeywordTable, checked_formats: set[str]) -> None:
+    for pointer, _, node in nodes:
+        for key, value in node.items():
+            if key in ANNOTATIONS or key not in ASSERTIONS or is_no_op(key, value):
+                continue
+            if key not in table.keywords:
+                raise InvalidConstraint(f"not enforced by backend {table.backend!r}", path=pointer, keyword=key,
+                                        hint=_hint(key, table))
+            if key == "format" and value not in table.formats and value in checked_formats:
+                raise InvalidConstraint(f"format {value!r} is not enforced by backend {table.backend!r}",
+                                        path=pointer, keyword=key, hint=_hint(key, table, value))
+
+
+def _validator_class(schema: Any) -> type:
+    """The validator of the draft `$schema` names; 2020-12 when absent or unknown."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # an unknown $schema: use the default draft
+        return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+
+
+def is_no_op(key: str, value: Any) -> bool:
+    """Keywords whose value asserts nothing (`"uniqueItems": false` is common in real schemas)."""
+    if key in ("uniqueItems", "exclusiveMinimum", "exclusiveMaximum"):
+        return value is False
+    return key in ("required", "dependencies", "dependentRequired", "dependentSchemas", "patternProperties") \
+        and value in ({}, [])
+
+
+def _hint(key: str, table: KeywordTable, fmt: str | None = None) -> str:
+    other = [t.backend for t in TABLES.values() if t is not table
+             and key in t.keywords and (fmt is None or fmt in t.formats)]
+    if other:
+        return f"backend {other[0]!r} enforces it; or use backend 'auto'"
+    if fmt is not None:
+        return f"drop it or give a pattern; enforced formats: {', '.join(table.formats)}"
+    return _HINTS.get(key, "drop it")

@@ -1,0 +1,57 @@
+"""The `constrained serve` entry point, run as a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx2
+import openai
+
+from api.cli import build_parser
+
+MODEL = "tiny-qwen3"
+USER = [{"role": "user", "content": "hi"}]
+
+
+def test_serve_options_and_env_api_key(monkeypatch):
+    monkeypatch.setenv("CONSTRAINED_API_KEY", "from-env")
+    args = build_parser().parse_args(["serve", "--port", "9000", "--max-batch-size", "4", "--compile-deadline", "2.5"])
+    assert (args.model, args.host, args.port, args.api_key) == ("smollm2-135m-instruct", "127.0.0.1", 9000, "from-env")
+    assert (args.max_batch_size, args.compile_deadline, args.device) == (4, 2.5, "auto")
+
+
+def test_cli_serves_until_interrupted(tmp_path):
+    """`python -m api serve` loads the model, answers, and stops cleanly on Ctrl-C."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {**os.environ, "CONSTRAINED_API_KEY": "k"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api", "serve", "--model", MODEL, "--device", "cpu", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                if httpx2.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the CLI server did not become ready"
+            time.sleep(0.1)
+        assert httpx2.get(f"{url}/v1/models").status_code == 401
+        client = openai.OpenAI(api_key="k", base_url=f"{url}/v1", max_retries=0)
+        assert client.chat.completions.create(model=MODEL, messages=USER, max_tokens=2).choices
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert "loading model tiny-qwen3" in output and "ready: serving tiny-qwen3" in output

