@@ -104,8 +104,9 @@ class Engine:
             return outputs
         logits = self.runner.forward(self.cache, [seq.next_input() for seq in batch])
         self._constrain_(logits, batch)
+        wants_logprobs = any(seq.params.logprobs for seq in batch)
         tokens = sample_batch(
-            logits,
+            logits.clone() if wants_logprobs else logits,  # sampling scales its input by temperature
             torch.tensor([seq.params.temperature for seq in batch], device=logits.device),
             [seq.params.top_p for seq in batch],
             torch.stack([torch.rand((), generator=seq.generator, device=seq.generator.device) for seq in batch]),

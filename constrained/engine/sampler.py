@@ -60,22 +60,40 @@ def sample_batch(
 ) -> torch.Tensor:
     """Draw one token per row by inverse CDF, given one uniform in [0, 1) per row.
 
-    Rows with temperature 0 take the argmax. Each row's randomness comes from its own uniform, so a
+    `logits` are divided by the temperatures in place. Rows with temperature 0 take the argmax. Each row's randomness comes from its own uniform, so a
     row's token does not depend on the rest of the batch. Returns token ids [rows].
     """
-    greedy = torch.argmax(logits, dim=-1)
     sampling = temperatures > 0
     if not bool(sampling.any()):
-        return greedy
-    probs = torch.softmax(logits / torch.where(sampling, temperatures, 1.0)[:, None], dim=-1)
+        return torch.argmax(logits, dim=-1)
+    probs = torch.softmax(logits.div_(torch.where(sampling, temperatures, 1.0)[:, None]), dim=-1)
     for row, top_p in enumerate(top_ps):
         top_p_filter_(probs[row], top_p)
-    cdf = torch.cumsum(probs, dim=-1, dtype=torch.float64)
-    targets = (uniforms.to(cdf.device) * cdf[:, -1])[:, None]
-    drawn = torch.searchsorted(cdf, targets, right=True).squeeze(1).clamp_(max=logits.shape[-1] - 1)
-    # float rounding at the very top of the CDF could land on a zero-probability token: take the mode
-    drawn = torch.where(probs.gather(1, drawn[:, None]).squeeze(1) > 0, drawn, torch.argmax(probs, dim=-1))
-    return torch.where(sampling, drawn, greedy)
+    drawn = _inverse_cdf(probs, uniforms.to(probs.device))
+    landed = probs.gather(1, drawn[:, None]).squeeze(1) > 0
+    if not bool(landed.all()):  # float rounding at the very top of the CDF hit a zero-probability token
+        drawn = torch.where(landed, drawn, torch.argmax(probs, dim=-1))
+    if bool(sampling.all()):
+        return drawn
+    return torch.where(sampling, drawn, torch.argmax(logits, dim=-1))
+
+
+def _inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor, block: int = 1024) -> torch.Tensor:
+    """Token ids [rows] at `uniforms` of each row's CDF, found block first, then within the block.
+
+    A float32 running sum over 150k entries drifts enough that logits equal to 1e-7 (batched vs
+    alone) pick different tokens; running sums here are float64 over block masses, then over one
+    block, which keeps that exactness for a fraction of a full float64 CDF.
+    """
+    rows, vocab = probs.shape
+    blocks = torch.nn.functional.pad(probs, (0, -vocab % block)).view(rows, -1, block)
+    block_cdf = torch.cumsum(blocks.sum(dim=-1).double(), dim=-1)  # [rows, blocks]
+    targets = uniforms.to(torch.float64) * block_cdf[:, -1]
+    chosen = torch.searchsorted(block_cdf, targets[:, None], right=True).clamp_(max=block_cdf.shape[1] - 1)
+    before = torch.where(chosen > 0, block_cdf.gather(1, (chosen - 1).clamp(min=0)), 0.0).squeeze(1)
+    inner_cdf = torch.cumsum(blocks[torch.arange(rows, device=probs.device), chosen.squeeze(1)].double(), dim=-1)
+    inner = torch.searchsorted(inner_cdf, (targets - before)[:, None], right=True).clamp_(max=block - 1)
+    return (chosen * block + inner).squeeze(1).clamp_(max=vocab - 1)
 
 
 def logprobs_of(logits: torch.Tensor, token_id: int, top: int) -> SampledToken:
