@@ -100,3 +100,17 @@ async def test_32_concurrent_streaming_clients(server_url, finishing_bias):
     for text in finished:
         assert validation_errors(SCHEMA, text) == [], text
     await client.close()
+
+
+def test_readme_quickstart_runs_against_a_live_server(server_url):
+    """examples/quickstart.py is what the README shows: it must run as written."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
+    done = subprocess.run([sys.executable, str(script), f"{server_url}/v1", MODEL],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["create", "parse", "stream"], done.stdout
