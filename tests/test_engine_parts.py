@@ -47,7 +47,10 @@ def test_bitmask_applies_bit_for_bit():
         for i in ids:
             word, bit = divmod(i, 32)
             bitmask[row, word] |= torch.tensor(1 << bit if bit < 31 else -(1 << 31), dtype=torch.int32)
-    apply_token_bitmask_(logits, bitmask)
+    apply_token_bitmask_(logits, bitmask, [0, 1])
+    untouched = torch.zeros(3, vocab)
+    apply_token_bitmask_(untouched, torch.cat([bitmask, bitmask[:1]]), [2])
+    assert (untouched[:2] == 0).all() and torch.isinf(untouched[2]).sum() == vocab - 4
     for row, ids in enumerate(allowed):
         assert set(torch.nonzero(logits[row] == 0).flatten().tolist()) == ids
 

@@ -24,7 +24,7 @@ from constrained.engine.sampler import (
 )
 from constrained.engine.scheduler import Scheduler
 from constrained.engine.sequence import Sequence, SequenceOutput
-from constrained.engine.token_table import token_byte_table, real_token_bitmask_row
+from constrained.engine.token_table import token_byte_table
 from constrained.errors import EngineOverloaded
 from constrained.models import LoadedModel
 
@@ -52,7 +52,7 @@ class Engine:
         self.eos_token_ids = frozenset(loaded.eos_token_ids)
         width = (loaded.vocab_rows + 31) // 32
         self.bitmask = torch.zeros(max_batch_size, width, dtype=torch.int32)  # filled row by row each step
-        self.free_row = real_token_bitmask_row(loaded.tokenizer, loaded.vocab_rows)  # unconstrained: real tokens
+        self.real_vocab = min(len(loaded.tokenizer), loaded.vocab_rows)
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
 
     def submit(self, submission: Submission) -> str:
@@ -120,15 +120,12 @@ class Engine:
 
     def _constrain_(self, logits: torch.Tensor, batch: list[Sequence]) -> None:
         """Mask, penalties and logit_bias, in place: the distribution each row samples from."""
-        if any(seq.matcher is not None for seq in batch):
-            for row, seq in enumerate(batch):
-                if seq.matcher is None:
-                    self.bitmask[row] = self.free_row
-                else:
-                    seq.matcher.fill_bitmask(self.bitmask, row)
-        else:
-            self.bitmask[: len(batch)] = self.free_row
-        apply_token_bitmask_(logits, self.bitmask)
+        logits[:, self.real_vocab:] = float("-inf")  # embedding rows past the tokenizer are no tokens
+        rows = [row for row, seq in enumerate(batch) if seq.matcher is not None]
+        for row in rows:
+            batch[row].matcher.fill_bitmask(self.bitmask, row)
+        if rows:
+            apply_token_bitmask_(logits, self.bitmask, rows)
         for row, seq in enumerate(batch):
             if seq.params.has_penalties:
                 apply_penalties_(logits[row], seq.output_ids, seq.params.presence_penalty, seq.params.frequency_penalty)

@@ -22,12 +22,17 @@ class SampledToken:
     top: tuple[TokenLogprob, ...] = ()
 
 
-def apply_token_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
-    """Set to -inf the logits whose bit is 0 in `bitmask` [rows, ceil(vocab/32)] int32 (bit i of word j = token 32j+i)."""
-    rows, vocab = logits.shape
+def apply_token_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor, rows: list[int]) -> None:
+    """Set to -inf, in the given rows, the logits whose bit is 0 in `bitmask` [>= rows, ceil(vocab/32)] int32.
+
+    Bit i of word j is token 32j+i. Only the listed rows are unpacked: unconstrained rows cost nothing.
+    """
+    vocab = logits.shape[1]
+    index = torch.tensor(rows, device=bitmask.device)
     shifts = _BIT_SHIFTS.to(bitmask.device)
-    allowed = ((bitmask[:rows, :, None] >> shifts) & 1).bool().view(rows, -1)[:, :vocab]
-    logits.masked_fill_(~allowed.to(logits.device), float("-inf"))
+    allowed = ((bitmask[index, :, None] >> shifts) & 1).bool().view(len(rows), -1)[:, :vocab]  # [rows, vocab]
+    index = index.to(logits.device)
+    logits[index] = logits[index].masked_fill_(~allowed.to(logits.device), float("-inf"))
 
 
 def apply_penalties_(logits: torch.Tensor, output_ids: list[int], presence: float, frequency: float) -> None:

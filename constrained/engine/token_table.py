@@ -1,8 +1,7 @@
-"""Per-token facts the engine needs: the bytes each id decodes to, and which ids are real tokens."""
+"""The bytes each logits row decodes to, for incremental detokenisation."""
 
 from __future__ import annotations
 
-import torch
 from transformers import PreTrainedTokenizerFast
 
 from constrained.compiler.vocabulary import token_bytes
@@ -17,10 +16,3 @@ def token_byte_table(tokenizer: PreTrainedTokenizerFast, vocab_rows: int) -> lis
             table[token_id] = data
     return table
 
-
-def real_token_bitmask_row(tokenizer: PreTrainedTokenizerFast, vocab_rows: int) -> torch.Tensor:
-    """Packed int32 row allowing every id the tokenizer knows (padding rows of the embedding excluded)."""
-    allowed = torch.zeros((vocab_rows + 31) // 32 * 32, dtype=torch.bool)
-    allowed[: min(len(tokenizer), vocab_rows)] = True
-    weights = torch.tensor([1 << i for i in range(31)] + [-(1 << 31)], dtype=torch.int64)
-    return (allowed.view(-1, 32).to(torch.int64) * weights).sum(dim=1).to(torch.int32)
