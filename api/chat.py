@@ -140,9 +140,11 @@ class ChatService:
         )
 
     async def warm_up(self) -> None:
-        """One short generation, so the first client does not pay for lazy initialisation."""
+        """One short constrained generation, so the first client does not pay for lazy initialisation
+        (the model's first forward pass, and ~1 s building the grammar backend's token trie)."""
         prompt_ids = render_prompt(self.engine.loaded.tokenizer, [ChatMessage(role="user", content="hi")])
-        async with aclosing(self.engine.generate(prompt_ids, SamplingParams(max_tokens=1))) as outputs:
+        generation = self.engine.generate(prompt_ids, SamplingParams(max_tokens=1), Constraint.json_object())
+        async with aclosing(generation) as outputs:
             async for _ in outputs:
                 pass
 
