@@ -7,17 +7,14 @@ import asyncio
 import pytest
 
 from constrained.constraints import Constraint
-from constrained.engine.async_engine import AsyncEngine
 from constrained.engine.params import SamplingParams
 from constrained.errors import InvalidConstraint
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_model, compiler):
-    engine = AsyncEngine(tiny_model, compiler=compiler, max_batch_size=8)
-    engine.start()
-    yield engine
-    engine.shutdown()
+@pytest.fixture
+def engine(api_engine):
+    """The session's running AsyncEngine (tests/conftest.py)."""
+    return api_engine
 
 
 def prompt_text(tiny_model):
