@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from api.logprobs import LogprobFormatter
 from api.prompt import render_prompt
 from api.protocol import (
     AssistantMessage, ChatCompletion, ChatCompletionRequest, ChatMessage, Choice, ChoiceLogprobs, ModelCard,
-    TokenLogprob, Usage, completion_id,
+    ResponseFunction, ResponseToolCall, TokenLogprob, Usage, completion_id,
 )
 from api.streaming import chat_completion_frames
 from constrained.constraints import Constraint
@@ -24,6 +25,7 @@ from constrained.engine.async_engine import AsyncEngine
 from constrained.engine.params import SamplingParams
 from constrained.engine.sequence import SequenceOutput
 from constrained.errors import InvalidConstraint
+from constrained.tool_calls import parse_tool_calls
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,8 @@ class ChatService:
     def prepare(self, request: ChatCompletionRequest) -> Prepared:
         """Prompt ids, sampling params and constraint; 4xx for anything we cannot serve as asked."""
         self.model_card(request.model)
-        prompt_ids = render_prompt(self.engine.loaded.tokenizer, request.messages)
+        tools = [t.model_dump(exclude_none=True) for t in request.tools] if request.tool_mode() else None
+        prompt_ids = render_prompt(self.engine.loaded.tokenizer, request.messages, tools)
         budget = request.max_new_tokens()
         default = DEFAULT_MAX_TOKENS
         if self.context_length is not None:
@@ -118,8 +121,8 @@ class ChatService:
             model=self.model_name,
             system_fingerprint=self.fingerprint,
             choices=[
-                Choice(index=i, finish_reason=c.finish_reason, message=AssistantMessage(content="".join(c.text)),
-                       logprobs=ChoiceLogprobs(content=c.logprobs) if request.logprobs else None)
+                Choice(index=i, logprobs=ChoiceLogprobs(content=c.logprobs) if request.logprobs else None,
+                       **_message(c, tools=request.tool_mode() is not None))
                 for i, c in enumerate(choices)
             ],
             usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
@@ -136,7 +139,7 @@ class ChatService:
             header={"id": prepared.request_id, "created": int(time.time()), "model": self.model_name,
                     "system_fingerprint": self.fingerprint},
             n=prepared.params.n, include_usage=request.include_usage,
-            logprobs=self.logprobs if request.logprobs else None,
+            logprobs=self.logprobs if request.logprobs else None, tools=request.tool_mode() is not None,
         )
 
     async def warm_up(self) -> None:
@@ -158,4 +161,21 @@ class ChatService:
                 async for out in outputs:
                     yield out
         except InvalidConstraint as exc:
+            if prepared.constraint is not None and prepared.constraint.kind == "tool_calls":
+                raise APIError(400, f"Invalid tools: {str(exc).splitlines()[0]}", param="tools") from exc
             raise invalid_schema(exc, request.schema_name()) from exc
+
+
+def _message(choice: _Collected, *, tools: bool) -> dict:
+    """finish_reason and message of a finished choice; with tools, its calls parsed out of the text."""
+    text = "".join(choice.text)
+    if not tools:
+        return {"finish_reason": choice.finish_reason, "message": AssistantMessage(content=text)}
+    content, calls = parse_tool_calls(text)
+    if not calls:
+        return {"finish_reason": choice.finish_reason, "message": AssistantMessage(content=text)}
+    tool_calls = [ResponseToolCall(id=f"call_{uuid.uuid4().hex[:24]}",
+                                   function=ResponseFunction(name=c.name, arguments=c.arguments)) for c in calls]
+    finish = "tool_calls" if choice.finish_reason == "stop" else choice.finish_reason
+    return {"finish_reason": finish, "message": AssistantMessage(content=content.strip() or None,
+                                                                 tool_calls=tool_calls)}

@@ -97,6 +97,18 @@ class ChatMessage(_Request):
         return self.content or self.refusal or ""
 
 
+class FunctionDefinition(_Request):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # None: no arguments ({"type": "object", "properties": {}})
+    strict: bool | None = None  # the parameters schema is enforced either way
+
+
+class Tool(_Request):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
 class JSONSchemaFormat(_Request):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
@@ -141,33 +153,48 @@ class ChatCompletionRequest(_Request):
     stream_options: StreamOptions | None = None
     temperature: float | None = None
     tool_choice: str | dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[Tool] | None = None
     top_logprobs: int | None = None
     top_p: float | None = None
     user: str | None = Field(None, description="Accepted and logged; does not affect generation.")
 
-    @field_validator("tools")
-    @classmethod
-    def _no_tools(cls, value: Any) -> Any:
-        if value is not None:
-            raise _refuse("'tools' is not supported yet: tool calling is not available on this server.")
-        return value
-
     @field_validator("tool_choice")
     @classmethod
-    def _tool_choice_none(cls, value: Any) -> Any:
-        if value not in (None, "none"):
-            raise _refuse("'tool_choice' other than 'none' is not supported yet: tool calling is not available "
-                          "on this server.")
+    def _tool_choice_form(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in ("none", "auto", "required"):
+            raise ValueError("'tool_choice' is 'none', 'auto', 'required' or {\"type\": \"function\", "
+                             "\"function\": {\"name\": ...}}")
+        if isinstance(value, dict):
+            function = value.get("function")
+            if value.get("type") != "function" or not isinstance(function, dict) \
+                    or not isinstance(function.get("name"), str):
+                raise ValueError("a named 'tool_choice' is {\"type\": \"function\", \"function\": {\"name\": ...}}")
         return value
 
-    @field_validator("parallel_tool_calls")
-    @classmethod
-    def _no_parallel_tool_calls(cls, value: Any) -> Any:
-        if value is not None:
-            raise _refuse("'parallel_tool_calls' is not supported yet: it applies to tools, which are not "
-                          "available on this server.")
-        return value
+    @model_validator(mode="after")
+    def _tools_fit(self) -> "ChatCompletionRequest":
+        names = [tool.function.name for tool in self.tools or []]
+        if len(set(names)) != len(names):
+            raise APIError(400, "Tool names must be unique.", param="tools")
+        choice = self.tool_choice
+        if choice not in (None, "none") and not names:
+            raise APIError(400, "'tool_choice' is only allowed when 'tools' are specified.", param="tool_choice")
+        if isinstance(choice, dict) and choice["function"]["name"] not in names:
+            raise APIError(400, f"'tool_choice' names function '{choice['function']['name']}', which is not among "
+                                "the tools.", param="tool_choice")
+        if self.tool_mode() is not None:
+            if self.response_format is not None and self.response_format.type != "text":
+                raise APIError(400, "'response_format' together with tools is not supported yet: send one of them, "
+                                    "or 'tool_choice': 'none'.", param="response_format")
+        return self
+
+    def tool_mode(self) -> str | None:
+        """"auto", "required" or the named function when calls can be made; None for no tool calls."""
+        if not self.tools or self.tool_choice == "none":
+            return None
+        if isinstance(self.tool_choice, dict):
+            return self.tool_choice["function"]["name"]
+        return self.tool_choice or "auto"
 
     @field_validator("reasoning_effort")
     @classmethod
@@ -207,6 +234,11 @@ class ChatCompletionRequest(_Request):
 
     def constraint(self) -> Constraint | None:
         """What the output must match: None for free text."""
+        mode = self.tool_mode()
+        if mode is not None:
+            tools = [(t.function.name, t.function.parameters if t.function.parameters is not None
+                      else {"type": "object", "properties": {}, "additionalProperties": False}) for t in self.tools]
+            return Constraint.tool_calls(tools, mode=mode, parallel=_or(self.parallel_tool_calls, True))
         fmt = self.response_format
         if fmt is None or fmt.type == "text":
             return None
@@ -252,10 +284,22 @@ class ChoiceLogprobs(BaseModel):
     refusal: list[TokenLogprob] | None = None
 
 
+class ResponseFunction(BaseModel):
+    name: str
+    arguments: str
+
+
+class ResponseToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: ResponseFunction
+
+
 class AssistantMessage(BaseModel):
     content: str | None
     refusal: str | None = None
     role: Literal["assistant"] = "assistant"
+    tool_calls: list[ResponseToolCall] | None = _omit_none()
 
 
 class Choice(BaseModel):
@@ -290,12 +334,27 @@ class ChatCompletion(BaseModel):
     usage: Usage
 
 
+class DeltaFunction(BaseModel):
+    name: str | None = _omit_none()
+    arguments: str | None = _omit_none()
+
+
+class DeltaToolCall(BaseModel):
+    """The first delta of a call carries id, type and name; later ones only argument fragments."""
+
+    index: int
+    id: str | None = _omit_none()
+    type: Literal["function"] | None = _omit_none()
+    function: DeltaFunction
+
+
 class Delta(BaseModel):
     """Only the fields a chunk carries are sent: the SDK concatenates what it receives."""
 
     content: str | None = _omit_none()
     refusal: str | None = _omit_none()
     role: Literal["assistant"] | None = _omit_none()
+    tool_calls: list[DeltaToolCall] | None = _omit_none()
 
 
 class ChunkChoice(BaseModel):

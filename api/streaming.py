@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from api.errors import to_api_error
 from api.logprobs import LogprobFormatter
-from api.protocol import ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, Delta, Usage
+from api.protocol import (
+    ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, Delta, DeltaFunction, DeltaToolCall, Usage,
+)
+from constrained.tool_calls import CLOSE, OPEN, parse_tool_calls
 from constrained.engine.sequence import SequenceOutput
 
 log = logging.getLogger(__name__)
@@ -36,32 +40,61 @@ class ChoiceStream:
     index: int
     finish_reason: str | None = None
     completion_tokens: int = 0
+    tools: bool = False  # calls are parsed out of the text once `<tool_call>` opens
+    pending: str | None = None  # text since the first `<tool_call>`, not yet sent as calls
+    calls: int = 0
 
     def opening(self) -> ChunkChoice:
         return ChunkChoice(index=self.index, delta=Delta(role="assistant", content=""))
 
-    def advance(self, out: SequenceOutput, logprobs: LogprobFormatter | None) -> ChunkChoice | None:
-        """The delta for one engine output, or None when it carries nothing (bytes of a split character)."""
+    def advance(self, out: SequenceOutput, logprobs: LogprobFormatter | None) -> list[ChunkChoice]:
+        """The deltas for one engine output; none when it carries nothing (bytes of a split character)."""
         self.completion_tokens = out.completion_tokens
         entries = logprobs.entries(out.logprobs) if logprobs is not None and out.logprobs else None
+        text, tool_deltas = self._split_calls(out.text) if self.tools else (out.text, [])
         if out.finish_reason is not None:
             self.finish_reason = out.finish_reason.value
-        elif not out.text and not entries:
-            return None
-        return ChunkChoice(
-            index=self.index,
-            delta=Delta(content=out.text or ("" if entries else None)),
-            finish_reason=self.finish_reason,
-            logprobs=ChoiceLogprobs(content=entries) if entries else None,
-        )
+            if self.calls and self.finish_reason == "stop":
+                self.finish_reason = "tool_calls"
+        elif not text and not entries and not tool_deltas:
+            return []
+        chunks = [ChunkChoice(index=self.index, delta=Delta(tool_calls=[d])) for d in tool_deltas]
+        if text or entries or out.finish_reason is not None:
+            chunks.append(ChunkChoice(
+                index=self.index,
+                delta=Delta(content=text or ("" if entries else None)),
+                finish_reason=self.finish_reason,
+                logprobs=ChoiceLogprobs(content=entries) if entries else None,
+            ))
+        return chunks
+
+    def _split_calls(self, text: str) -> tuple[str, list[DeltaToolCall]]:
+        """Content to send, and deltas (header with id and name, then the arguments) of calls now complete."""
+        if self.pending is None:
+            if OPEN not in text:
+                return text, []
+            text, self.pending = text.split(OPEN, 1)[0], OPEN + text.split(OPEN, 1)[1]
+        else:
+            self.pending += text
+            text = ""
+        deltas = []
+        while (end := self.pending.find(CLOSE)) >= 0:
+            block, self.pending = self.pending[:end + len(CLOSE)], self.pending[end + len(CLOSE):].lstrip("\n")
+            for call in parse_tool_calls(block)[1]:
+                deltas.append(DeltaToolCall(index=self.calls, id=f"call_{uuid.uuid4().hex[:24]}", type="function",
+                                            function=DeltaFunction(name=call.name, arguments="")))
+                deltas.append(DeltaToolCall(index=self.calls, function=DeltaFunction(arguments=call.arguments)))
+                self.calls += 1
+        return text, deltas
 
 
 async def chat_completion_frames(
     first: SequenceOutput, outputs: AsyncGenerator[SequenceOutput, None], *, header: dict[str, Any], n: int,
-    include_usage: bool, logprobs: LogprobFormatter | None,
+    include_usage: bool, logprobs: LogprobFormatter | None, tools: bool = False,
 ) -> AsyncIterator[str]:
-    """Frames from the engine's outputs (`first` already received). Closing this aborts the request."""
-    choices = [ChoiceStream(i) for i in range(n)]
+    """Frames from the engine's outputs (`first` already received). Closing this aborts the request.
+    With `tools`, calls leave as tool-call deltas, each once complete."""
+    choices = [ChoiceStream(i, tools=tools) for i in range(n)]
 
     def frame(chunk_choices: list[ChunkChoice], usage: Usage | None = None) -> str:
         return sse(ChatCompletionChunk(**header, choices=chunk_choices, usage=usage).model_dump_json())
@@ -71,8 +104,7 @@ async def chat_completion_frames(
             yield frame([choice.opening()])
         out: SequenceOutput | None = first
         while out is not None:
-            delta = choices[out.index].advance(out, logprobs)
-            if delta is not None:
+            for delta in choices[out.index].advance(out, logprobs):
                 yield frame([delta])
             out = await anext(outputs, None)
         completion_tokens = sum(c.completion_tokens for c in choices)

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ConstraintKind = Literal["json_schema", "json_object", "regex", "choice"]
+ConstraintKind = Literal["json_schema", "json_object", "regex", "choice", "tool_calls"]
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,10 @@ class Constraint:
     - ``json_schema``: ``value`` is the schema (a dict, or ``True``/``False``);
     - ``json_object``: any JSON object, ``value`` is None;
     - ``regex``: ``value`` is a regular expression the whole output must match;
-    - ``choice``: ``value`` is a tuple of strings, the output is exactly one of them.
+    - ``choice``: ``value`` is a tuple of strings, the output is exactly one of them;
+    - ``tool_calls``: ``value`` is ``{"tools": [[name, parameters schema], ...], "mode": "auto" | "required"
+      | a tool's name, "parallel": bool}``; the output is Qwen-style ``<tool_call>`` blocks (see
+      constrained/tool_calls.py).
 
     ``backend`` names the compiler backend ("auto" lets the compiler choose).
     """
@@ -53,3 +56,10 @@ class Constraint:
     @classmethod
     def choice(cls, options: list[str] | tuple[str, ...], *, backend: str = "auto") -> "Constraint":
         return cls("choice", tuple(options), backend)
+
+    @classmethod
+    def tool_calls(cls, tools: list[tuple[str, Any]], *, mode: str = "auto", parallel: bool = True,
+                   backend: str = "auto") -> "Constraint":
+        """Tool calls: `tools` are (name, parameters schema) pairs; `mode` "auto", "required" or a tool name."""
+        value = {"tools": [[name, schema] for name, schema in tools], "mode": mode, "parallel": bool(parallel)}
+        return cls("tool_calls", value, backend)

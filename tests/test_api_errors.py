@@ -76,10 +76,9 @@ REFUSED = [
     (body(response_format={"type": "json_schema", "json_schema": {"name": "N"}}),
      "response_format.json_schema.schema", "Missing required parameter", None),
     # well-formed but not honoured (yet): refused by name, with the reason
-    (body(tools=[{"type": "function", "function": {"name": "f", "parameters": OBJECT}}]), "tools",
-     "tool calling is not available", "unsupported_parameter"),
-    (body(tool_choice="required"), "tool_choice", "tool calling", "unsupported_parameter"),
-    (body(parallel_tool_calls=False), "parallel_tool_calls", "tools", "unsupported_parameter"),
+    (body(tool_choice="required"), "tool_choice", "only allowed when 'tools'", None),
+    (body(tools=[{"type": "function", "function": {"name": "f", "parameters": OBJECT}}],
+          response_format={"type": "json_object"}), "response_format", "together with tools", None),
     (body(reasoning_effort="high"), "reasoning_effort", "reasoning", "unsupported_parameter"),
     (body(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]),
      "messages[0].content[0]", "'image_url' are not supported", "unsupported_parameter"),

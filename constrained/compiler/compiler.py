@@ -31,7 +31,8 @@ from constrained.errors import ConstrainedError, InvalidConstraint
 #   among ["yes", "yes please"], "option number 42" among 100 options. Per-row mask fill (median per
 #   pattern): llguidance 6-180 µs, outlines-core 3-360 µs; neither wins everywhere.
 # Both validate the same Rust regex syntax, so outlines-core stays available by name only.
-AUTO = {"json_schema": "llguidance", "json_object": "llguidance", "regex": "llguidance", "choice": "llguidance"}
+AUTO = {"json_schema": "llguidance", "json_object": "llguidance", "regex": "llguidance", "choice": "llguidance",
+        "tool_calls": "llguidance"}
 
 
 class Compiler:

@@ -58,6 +58,8 @@ def check_constraint(constraint: Constraint, table: KeywordTable, limits: Limits
         check_regex(constraint.value, limits)
     elif constraint.kind == "choice":
         check_choices(constraint.value, limits)
+    elif constraint.kind == "tool_calls":
+        check_tool_calls(constraint.value, table, limits)
     elif constraint.kind != "json_object":
         raise InvalidConstraint(f"unknown constraint kind {constraint.kind!r}")
 
@@ -108,6 +110,21 @@ def enforceable_schema(schema: Any, table: KeywordTable) -> Any:
         }
 
     return map_subschemas(schema, strip)
+
+
+def check_tool_calls(value: Any, table: KeywordTable, limits: Limits = LIMITS) -> None:
+    """Every tool's parameters schema as check_schema checks one; paths start at "/tools/<i>/parameters"."""
+    tools = value.get("tools") or []
+    if not tools:
+        raise InvalidConstraint("tool calls need at least one tool")
+    names = [name for name, _ in tools]
+    if value.get("mode") not in ("auto", "required", *names):
+        raise InvalidConstraint(f"tool_choice names no tool among {names}")
+    for i, (name, schema) in enumerate(tools):
+        try:
+            check_schema(schema, table, limits)
+        except InvalidConstraint as exc:
+            raise InvalidConstraint(f"function '{name}': {exc}", path=f"/tools/{i}/parameters{exc.path}") from exc
 
 
 def check_regex(pattern: Any, limits: Limits = LIMITS) -> None:

@@ -17,6 +17,7 @@ import torch
 
 from constrained.compiler.backends.base import Backend, Grammar, TokenizerSpec, mask_row, call_with_deadline, choice_regex
 from constrained.compiler.backends.exact_formats import with_exact_formats
+from constrained.compiler.backends.tool_grammar import tool_calls_lark
 from constrained.compiler.keywords import LLGUIDANCE
 from constrained.compiler.schema_check import enforceable_schema
 from constrained.constraints import Constraint
@@ -63,6 +64,11 @@ class LlguidanceBackend(Backend):
         if constraint.kind == "json_object":
             lark = resources.files("grammars").joinpath("json_object.lark").read_text(encoding="utf-8")
             return llguidance.LLMatcher.grammar_from_lark(lark)
+        if constraint.kind == "tool_calls":
+            def prepare(schema):
+                return with_exact_formats(enforceable_schema(schema, self.table))
+
+            return llguidance.LLMatcher.grammar_from_lark(tool_calls_lark(constraint.value, prepare, JSON_OPTIONS))
         if constraint.kind == "regex":
             return llguidance.LLMatcher.grammar_from_regex(constraint.value)
         return llguidance.LLMatcher.grammar_from_regex(choice_regex(constraint.value))

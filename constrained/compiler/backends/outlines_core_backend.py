@@ -55,6 +55,8 @@ class OutlinesCoreBackend(Backend):
 
     @classmethod
     def validate(cls, constraint: Constraint) -> None:
+        if constraint.kind == "tool_calls":
+            raise InvalidConstraint("outlines-core does not compile tool calls", hint="use backend 'llguidance'")
         if constraint.kind == "json_object":
             raise InvalidConstraint("outlines-core's generic JSON compiles in seconds and limits nesting",
                                     hint="use backend 'auto' or 'llguidance' for json_object")

@@ -1,0 +1,45 @@
+"""The llguidance Lark grammar of a tool_calls constraint: Qwen's `<tool_call>` blocks, arguments by schema.
+
+Each call is `<tool_call>\\n{"name": <const>, "arguments": <parameters>}\\n</tool_call>`, calls separated by
+"\\n". In "auto" mode free text comes first; a lazy rule ends it at the first `<tool_call>`, after which the
+call is constrained. `<tool_call>` is written as a string, so llguidance matches it by bytes and both the
+single Qwen token (151657) and any spelling of it in smaller tokens open a call.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+OPEN, CLOSE = "<tool_call>", "</tool_call>"
+
+
+def tool_calls_lark(value: dict[str, Any], prepare: Callable[[Any], Any], options: dict[str, Any]) -> str:
+    """The Lark text for `Constraint.tool_calls(...).value`; `prepare` maps a parameters schema to what
+    llguidance gets (no-op keywords stripped, exact formats), `options` are its JSON options."""
+    tools = value["tools"]
+    mode = value["mode"]
+    chosen = [(n, s) for n, s in tools if n == mode] if mode not in ("auto", "required") else tools
+    bodies = []
+    for i, (name, schema) in enumerate(chosen):
+        call = {
+            "type": "object",
+            "properties": {"name": {"const": name}, "arguments": prepare(schema)},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+            "x-guidance": options,
+        }
+        bodies.append(f"body_{i}: %json {json.dumps(call)}")
+    more = '("\\n" call)*' if value["parallel"] else ""
+    lines = [
+        "%llguidance {}",
+        f"body: {' | '.join(f'body_{i}' for i in range(len(chosen)))}",
+        *bodies,
+        f'rest: "\\n" body "\\n" {CLOSE} {more}',
+        f"call: {OPEN} rest",
+    ]
+    if mode == "auto":
+        lines += [f"start: TEXT ({OPEN} rest)?", "TEXT: /(.|\\n)*/"]
+    else:
+        lines += ["start: call" + (f" {more}" if more else "")]
+    return "\n".join(lines) + "\n"

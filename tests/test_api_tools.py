@@ -1,0 +1,202 @@
+"""Tool calling through the `openai` SDK, non-streamed: every tool_choice mode, parsed arguments, and
+arguments that always validate against their tool's parameters (random weights, so counted, not hoped)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import openai
+import pytest
+from pydantic import BaseModel
+
+from constrained.constraints import Constraint
+from constrained.errors import InvalidConstraint
+from constrained.testing import validation_errors
+from constrained.tool_calls import parse_tool_calls
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+MODEL = "tiny-qwen3"
+USER = [{"role": "user", "content": "What is the weather in Paris?"}]
+GLAIVE = "/work/shared/data/jsonschemabench/Glaiveai2K.jsonl"
+WEATHER = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 8},
+                                            "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+           "required": ["city", "days"], "additionalProperties": False}
+ADD = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+       "required": ["a", "b"], "additionalProperties": False}
+
+
+def tool(name: str, parameters: dict) -> dict:
+    return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+
+TOOLS = [tool("get_weather", WEATHER), tool("add", ADD)]
+SCHEMAS = {"get_weather": WEATHER, "add": ADD}
+
+
+def check_calls(choice, schemas: dict) -> int:
+    """Assert every call names a tool and its arguments validate; the number of calls."""
+    calls = choice.message.tool_calls or []
+    for call in calls:
+        assert call.id.startswith("call_") and call.type == "function"
+        assert validation_errors(schemas[call.function.name], call.function.arguments) == [], call.function.arguments
+    if calls:  # "length": complete calls, then one cut short (left out)
+        assert choice.finish_reason in ("tool_calls", "length")
+    return len(calls)
+
+
+async def create(client, finishing_bias, **kwargs):
+    return await client.chat.completions.create(model=MODEL, messages=USER, logit_bias=finishing_bias,
+                                                max_tokens=kwargs.pop("max_tokens", 60), **kwargs)
+
+
+async def test_parse_tool_calls():
+    text = 'Let me check.\n<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>\n<tool_call>\n{"name"'
+    content, calls = parse_tool_calls(text)
+    assert content == "Let me check.\n" and [(c.name, json.loads(c.arguments)) for c in calls] == [("f", {"x": 1})]
+    assert parse_tool_calls("plain") == ("plain", [])
+
+
+async def test_required_and_named(openai_client, finishing_bias):
+    required = await create(openai_client, finishing_bias, tools=TOOLS, tool_choice="required", n=8, seed=1)
+    named = await create(openai_client, finishing_bias, tools=TOOLS, n=8, seed=2,
+                         tool_choice={"type": "function", "function": {"name": "add"}})
+    single = await create(openai_client, finishing_bias, tools=TOOLS, tool_choice="required", n=8, seed=3,
+                          parallel_tool_calls=False, max_tokens=120)
+    finished = [c for r in (required, named, single) for c in r.choices if c.finish_reason == "tool_calls"]
+    assert len(finished) >= 6, [c.finish_reason for r in (required, named, single) for c in r.choices]
+    for response in (required, named, single):
+        for choice in response.choices:
+            assert choice.finish_reason in ("tool_calls", "length")
+            assert choice.message.content is None or choice.finish_reason == "length"
+            check_calls(choice, SCHEMAS)
+    assert all(call.function.name == "add" for c in named.choices for call in c.message.tool_calls or [])
+    assert all(len(c.message.tool_calls or []) <= 1 for c in single.choices)
+    ids = [call.id for r in (required, named) for c in r.choices for call in c.message.tool_calls or []]
+    assert len(set(ids)) == len(ids)
+
+
+async def test_auto_and_none(openai_client, finishing_bias):
+    auto = await create(openai_client, finishing_bias, tools=TOOLS, n=8, seed=4)
+    for choice in auto.choices:
+        check_calls(choice, SCHEMAS)
+        assert choice.finish_reason in ("stop", "length", "tool_calls")
+    # "<tool_call>" made likely: with tool_choice "none" it still never becomes a call.
+    none = await create(openai_client, {**finishing_bias, "151657": 20}, tools=TOOLS, tool_choice="none", n=8,
+                        seed=5)
+    for choice in none.choices:
+        assert choice.message.tool_calls is None and choice.finish_reason in ("stop", "length")
+
+
+async def test_pydantic_function_tool_parse(openai_client, finishing_bias):
+    class Add(BaseModel):
+        a: int
+        b: int
+
+    parsed = []
+    for seed in range(6):  # parse raises on any "length" choice: one choice, one call, a few seeds
+        try:
+            completion = await openai_client.chat.completions.parse(
+                model=MODEL, messages=USER, tools=[openai.pydantic_function_tool(Add)], tool_choice="required",
+                parallel_tool_calls=False, logit_bias=finishing_bias, max_tokens=100, seed=seed)
+        except openai.LengthFinishReasonError:
+            continue
+        parsed += [call.function.parsed_arguments for c in completion.choices for call in c.message.tool_calls]
+    assert len(parsed) >= 2 and all(isinstance(p, Add) for p in parsed)
+
+
+async def test_refusals(openai_client):
+    bad = tool("f", {"type": "object", "properties": {"x": {"type": "array", "uniqueItems": True}}})
+    with pytest.raises(openai.BadRequestError) as err:
+        await openai_client.chat.completions.create(model=MODEL, messages=USER, tools=[bad], tool_choice="required")
+    assert err.value.body["param"] == "tools" and "/tools/0/parameters" in err.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as err:
+        await openai_client.chat.completions.create(model=MODEL, messages=USER, tool_choice="required")
+    assert err.value.body["param"] == "tool_choice"
+
+
+def glaive_tools(compiler) -> list[dict]:
+    """Glaive function schemas the compiler accepts, as tools with unique names."""
+    tools = []
+    for line in open(GLAIVE, encoding="utf-8").read().split("\n")[:300]:
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        try:
+            compiler.compile(Constraint.json_schema(row["schema"]))
+        except InvalidConstraint:
+            continue
+        tools.append(tool(f"f{len(tools)}", row["schema"]))
+    return tools
+
+
+async def test_arguments_always_validate(openai_client, finishing_bias, compiler):
+    pool = glaive_tools(compiler)
+    rng = random.Random(0)
+    runs = finished = calls = 0
+    for seed in range(13):
+        tools = rng.sample(pool, 3)
+        schemas = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
+        response = await create(openai_client, finishing_bias, tools=tools, tool_choice="required", n=8, seed=seed,
+                                max_tokens=96)
+        for choice in response.choices:
+            runs += 1
+            finished += choice.finish_reason == "tool_calls"
+            calls += check_calls(choice, schemas)
+    print(f"tool-call runs {runs}, finished {finished}, calls {calls}, validation failures 0")
+    assert runs >= 100 and finished >= 20, (runs, finished, calls)
+
+
+async def test_stream_helper_accumulates_calls(openai_client, finishing_bias):
+    finals = []
+    for seed in range(8):  # the helper raises on "length": one choice per request, a few seeds
+        try:
+            async with openai_client.chat.completions.stream(
+                    model=MODEL, messages=USER, tools=TOOLS, tool_choice="required", logit_bias=finishing_bias,
+                    max_tokens=160, seed=seed) as stream:
+                final = await stream.get_final_completion()
+        except openai.LengthFinishReasonError:
+            continue
+        finals.append(final.choices[0])
+    assert len(finals) >= 2
+    for choice in finals:
+        assert choice.finish_reason == "tool_calls" and check_calls(choice, SCHEMAS) >= 1
+    # the raw deltas: id and name once per call, indices 0, 1, ... one call after another
+    stream = await openai_client.chat.completions.create(
+        model=MODEL, messages=USER, tools=TOOLS, tool_choice="required", logit_bias=finishing_bias, max_tokens=160,
+        n=4, seed=9, stream=True, stream_options={"include_usage": True})
+    seen: dict[int, list] = {}
+    usage = None
+    async for chunk in stream:
+        usage = chunk.usage or usage
+        for c in chunk.choices:
+            for d in c.delta.tool_calls or []:
+                calls = seen.setdefault(c.index, [])
+                if d.id is not None:
+                    assert d.index == len(calls) and d.function.name in SCHEMAS
+                    calls.append([d.function.name, ""])
+                else:
+                    assert d.index == len(calls) - 1 and d.function.name is None
+                    calls[-1][1] += d.function.arguments
+    assert usage is not None and seen
+    for calls in seen.values():
+        for name, arguments in calls:
+            assert validation_errors(SCHEMAS[name], arguments) == []
+
+
+async def test_round_trip(openai_client, tiny_model):
+    """call -> tool result -> answer: the history renders (Qwen: <tool_response>) and a text answer comes back."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}
+    messages = [*USER, {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "3"}]
+    answer = await openai_client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS,
+                                                         tool_choice="none", max_tokens=8, seed=0)
+    assert answer.choices[0].message.tool_calls is None and answer.choices[0].message.content is not None
+    from api.prompt import render_prompt
+    from api.protocol import ChatCompletionRequest
+
+    request = ChatCompletionRequest.model_validate({"model": MODEL, "messages": messages, "tools": TOOLS})
+    prompt = tiny_model.tokenizer.decode(render_prompt(tiny_model.tokenizer, request.messages,
+                                                       [t.model_dump(exclude_none=True) for t in request.tools]))
+    assert "<tool_response>\n3\n</tool_response>" in prompt and '"name": "add"' in prompt and "<tools>" in prompt
