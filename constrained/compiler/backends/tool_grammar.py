@@ -1,9 +1,9 @@
 """The llguidance Lark grammar of a tool_calls constraint: Qwen's `<tool_call>` blocks, arguments by schema.
 
 Each call is `<tool_call>\\n{"name": <const>, "arguments": <parameters>}\\n</tool_call>`, calls separated by
-"\\n". In "auto" mode free text comes first; a lazy rule ends it at the first `<tool_call>`, after which the
-call is constrained. `<tool_call>` is written as a string, so llguidance matches it by bytes and both the
-single Qwen token (151657) and any spelling of it in smaller tokens open a call.
+"\\n". `<tool_call>` and `</tool_call>` are named as tokens (bare in Lark): llguidance treats Qwen's added
+tokens 151657/151658 as special, so they never match as text. In "auto" mode free text comes first and
+can never contain `<tool_call>`; once that token is sampled, the call is constrained.
 """
 
 from __future__ import annotations
