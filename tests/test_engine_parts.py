@@ -59,7 +59,7 @@ def test_penalties_and_bias():
     logits = torch.zeros(5)
     apply_penalties_(logits, [1, 1, 3], presence=0.5, frequency=0.25)
     assert logits.tolist() == [0.0, -1.0, 0.0, -0.75, 0.0]
-    apply_logit_bias_(logits, {4: 100.0, 0: -100.0})
+    apply_logit_bias_(logits, (torch.tensor([4, 0]), torch.tensor([100.0, -100.0])))
     assert logits[4] == 100.0 and logits[0] == -100.0
 
 

@@ -129,7 +129,7 @@ class Engine:
         for row, seq in enumerate(batch):
             if seq.params.has_penalties:
                 apply_penalties_(logits[row], seq.output_ids, seq.params.presence_penalty, seq.params.frequency_penalty)
-            apply_logit_bias_(logits[row], seq.params.logit_bias)
+            apply_logit_bias_(logits[row], seq.logit_bias)
 
     def _drain_inbox(self) -> list[SequenceOutput]:
         outputs = []

@@ -40,10 +40,6 @@ class BatchKVCache:
         self.valid, self.lengths = self.valid[index], self.lengths[index]
         for layer in self._layers():
             layer.keys, layer.values = layer.keys[index], layer.values[index]
-        if not rows:
-            self.valid = self.valid[:, :0]
-            for layer in self._layers():
-                layer.keys, layer.values = layer.keys[:, :, :0], layer.values[:, :, :0]
         self.compact()
 
     def commit(self, step_valid: torch.Tensor) -> None:

@@ -44,11 +44,11 @@ def apply_penalties_(logits: torch.Tensor, output_ids: list[int], presence: floa
     logits -= presence * (counts > 0).to(logits.dtype) + frequency * counts
 
 
-def apply_logit_bias_(logits: torch.Tensor, bias: dict[int, float]) -> None:
-    """Add per-token biases to one row."""
-    if bias:
-        ids = torch.tensor(list(bias.keys()), device=logits.device)
-        logits[ids] += torch.tensor(list(bias.values()), dtype=logits.dtype, device=logits.device)
+def apply_logit_bias_(logits: torch.Tensor, bias: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+    """Add per-token biases to one row; `bias` is (token ids, values), built once per sequence."""
+    if bias is not None:
+        ids, values = bias
+        logits[ids] += values
 
 
 def top_p_filter_(probs: torch.Tensor, top_p: float) -> None:

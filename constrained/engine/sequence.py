@@ -51,6 +51,13 @@ class Sequence:
 
     def __post_init__(self) -> None:
         self.stops = StopStringMatcher(self.params.stop)
+        # logit_bias as tensors once, not rebuilt from the dict at every step
+        bias = self.params.logit_bias
+        device = self.generator.device
+        self.logit_bias = (
+            torch.tensor(list(bias.keys()), dtype=torch.long, device=device),
+            torch.tensor(list(bias.values()), dtype=torch.float32, device=device),
+        ) if bias else None
 
     def next_input(self) -> list[int]:
         """Tokens to feed this step: the prompt once, then the last sampled token."""
