@@ -35,6 +35,11 @@ AUTO = {"json_schema": "llguidance", "json_object": "llguidance", "regex": "llgu
         "tool_calls": "llguidance"}
 
 
+def backend_name(constraint: Constraint) -> str:
+    """The backend that compiles `constraint`: the one it names, or AUTO's pick for its kind."""
+    return AUTO.get(constraint.kind, "llguidance") if constraint.backend == "auto" else constraint.backend
+
+
 class Compiler:
     """Compiles constraints into shared Grammars for one tokenizer and the model's vocabulary rows."""
 
@@ -105,7 +110,7 @@ class Compiler:
 
     def _select(self, constraint: Constraint) -> type[Backend]:
         """The backend the constraint names ("auto": AUTO's pick for its kind), once it accepts the constraint."""
-        name = AUTO.get(constraint.kind, "llguidance") if constraint.backend == "auto" else constraint.backend
+        name = backend_name(constraint)
         if name not in BACKENDS:
             raise InvalidConstraint(f"unknown backend {name!r}", hint=f"one of: auto, {', '.join(BACKENDS)}")
         BACKENDS[name].validate(constraint)

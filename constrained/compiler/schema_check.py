@@ -3,14 +3,16 @@
 A schema must be valid JSON Schema (meta-validated against the draft its `$schema` names, 2020-12 by
 default), within the size limits, and use only keywords and formats the chosen backend enforces (see
 `keywords.py`). `enforceable_schema` then drops what only annotates, so the backend never sees it.
+`analyze_schema` says the same keyword by keyword, every refusal included (for `constrained check`);
+the compiler raises the first.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Literal
 
 import jsonschema
 import llguidance
@@ -64,11 +66,54 @@ def check_constraint(constraint: Constraint, table: KeywordTable, limits: Limits
         raise InvalidConstraint(f"unknown constraint kind {constraint.kind!r}")
 
 
+@dataclass(frozen=True)
+class KeywordUse:
+    """One keyword of one reachable subschema, and what the backend does with it."""
+
+    path: str  # JSON pointer of the subschema holding the keyword ("" = the root)
+    keyword: str
+    status: Literal["enforced", "refused", "ignored"]
+    note: str  # enforced: how ("" = exactly as JSON Schema says); refused: why; ignored: why it asserts nothing
+    hint: str | None = None  # refused: how to rewrite it
+
+    def refusal(self) -> InvalidConstraint:
+        return InvalidConstraint(self.note, path=self.path, keyword=self.keyword, hint=self.hint)
+
+
+@dataclass(frozen=True)
+class SchemaAnalysis:
+    """Every keyword use, and every reason to refuse the schema (empty: accepted).
+
+    A structural problem (not JSON Schema, too large, a dangling $ref) is the only refusal and stops the
+    analysis there: keywords of a malformed schema mean nothing."""
+
+    uses: list[KeywordUse] = field(default_factory=list)
+    refusals: list[InvalidConstraint] = field(default_factory=list)
+
+
 def check_schema(schema: Any, table: KeywordTable, limits: Limits = LIMITS) -> None:
-    """Bound the size, meta-validate, and refuse any assertion keyword or format `table` does not enforce.
+    """Raise the first of `analyze_schema`'s refusals, if any."""
+    refusals = analyze_schema(schema, table, limits).refusals
+    if refusals:
+        raise refusals[0]
+
+
+def analyze_schema(schema: Any, table: KeywordTable, limits: Limits = LIMITS) -> SchemaAnalysis:
+    """Bound the size, meta-validate, then classify every keyword: enforced, refused (not enforced by
+    `table`'s backend) or ignored (asserts nothing).
 
     Meta-validation is the costly step (~1.4 µs per schema character), so the limits come first.
     """
+    try:
+        nodes, validator = _well_formed(schema, limits)
+    except InvalidConstraint as exc:
+        return SchemaAnalysis(refusals=[exc])
+    uses = list(_keyword_uses(nodes, table, set(validator.FORMAT_CHECKER.checkers)))
+    return SchemaAnalysis(uses, [use.refusal() for use in uses if use.status == "refused"])
+
+
+def _well_formed(schema: Any, limits: Limits) -> tuple[list[tuple[str, int, dict]], type]:
+    """The reachable subschemas and the draft's validator class; InvalidConstraint for a malformed schema."""
     if schema is False:
         raise InvalidConstraint("the schema `false` matches nothing", hint="give a schema some value satisfies")
     if not isinstance(schema, (dict, bool)):
@@ -80,7 +125,7 @@ def check_schema(schema: Any, table: KeywordTable, limits: Limits = LIMITS) -> N
     if size > limits.max_schema_chars:
         raise InvalidConstraint(f"schema of {size} characters exceeds the limit of {limits.max_schema_chars}")
     if isinstance(schema, bool):
-        return
+        return [], jsonschema.Draft202012Validator
     nodes = _reachable_nodes(schema)
     _check_limits(nodes, limits)
     validator = _validator_class(schema)
@@ -91,7 +136,7 @@ def check_schema(schema: Any, table: KeywordTable, limits: Limits = LIMITS) -> N
         keyword = last if isinstance(last, str) else None
         path = "".join(f"/{escape(str(p))}" for p in (parents if keyword else exc.path))
         raise InvalidConstraint(f"invalid JSON Schema: {exc.message}", path=path, keyword=keyword) from None
-    _check_keywords(nodes, table, set(validator.FORMAT_CHECKER.checkers))
+    return nodes, validator
 
 
 def enforceable_schema(schema: Any, table: KeywordTable) -> Any:
@@ -177,17 +222,31 @@ def _check_limits(nodes: list[tuple[str, int, dict]], limits: Limits) -> None:
             raise InvalidConstraint(f"{count} {what} exceed the limit of {limit}")
 
 
-def _check_keywords(nodes: list[tuple[str, int, dict]], table: KeywordTable, checked_formats: set[str]) -> None:
+def _keyword_uses(nodes: list[tuple[str, int, dict]], table: KeywordTable,
+                  checked_formats: set[str]) -> Iterator[KeywordUse]:
     for pointer, _, node in nodes:
         for key, value in node.items():
-            if key in ANNOTATIONS or key not in ASSERTIONS or is_no_op(key, value):
-                continue
-            if key not in table.keywords:
-                raise InvalidConstraint(f"not enforced by backend {table.backend!r}", path=pointer, keyword=key,
-                                        hint=_hint(key, table))
-            if key == "format" and value not in table.formats and value in checked_formats:
-                raise InvalidConstraint(f"format {value!r} is not enforced by backend {table.backend!r}",
-                                        path=pointer, keyword=key, hint=_hint(key, table, value))
+            if key in ANNOTATIONS:
+                yield KeywordUse(pointer, key, "ignored", "annotation")
+            elif key not in ASSERTIONS:
+                yield KeywordUse(pointer, key, "ignored", "not a JSON Schema keyword: an annotation")
+            elif is_no_op(key, value):
+                yield KeywordUse(pointer, key, "ignored", f"asserts nothing with the value {json.dumps(value)}")
+            elif key not in table.keywords:
+                yield KeywordUse(pointer, key, "refused", f"not enforced by backend {table.backend!r}",
+                                 _hint(key, table))
+            elif key == "format" and value not in table.formats:
+                if value in checked_formats:
+                    yield KeywordUse(pointer, key, "refused",
+                                     f"format {value!r} is not enforced by backend {table.backend!r}",
+                                     _hint(key, table, value))
+                else:
+                    yield KeywordUse(pointer, key, "ignored", f"format {value!r} is unknown to validators: an annotation")
+            elif key == "format":
+                how = table.formats[value]
+                yield KeywordUse(pointer, key, "enforced", f"{value!r}" + (f": {how}" if how else ""))
+            else:
+                yield KeywordUse(pointer, key, "enforced", table.keywords[key])
 
 
 def _validator_class(schema: Any) -> type:
