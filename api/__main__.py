@@ -1,4 +1,4 @@
-"""`python -m api serve ...`, the same as the `constrained` command."""
+"""`python -m api serve|check ...`, the same as the `constrained` command."""
 
 import sys
 

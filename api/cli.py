@@ -1,8 +1,10 @@
-"""`constrained serve`: load a model, start the engine, serve the OpenAI-compatible API with uvicorn."""
+"""`constrained serve`: load a model, start the engine, serve the OpenAI-compatible API with uvicorn.
+`constrained check`: report on a schema before shipping it (see constrained/check/)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -14,8 +16,10 @@ from contextlib import contextmanager
 import uvicorn
 
 from api.app import DEFAULT_MAX_BODY_BYTES, create_app
+from constrained.check import load_instances, load_source, run_check
+from constrained.compiler.backends import BACKENDS
 from constrained.engine.async_engine import AsyncEngine
-from constrained.errors import ModelLoadError
+from constrained.errors import InvalidCheckInput, ModelLoadError
 from constrained.models import DEFAULT_MODEL, load_model
 
 log = logging.getLogger("constrained.serve")
@@ -23,6 +27,8 @@ log = logging.getLogger("constrained.serve")
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "check":
+        return check(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         with _progress(f"loading model {args.model} (device {args.device})"):
@@ -59,7 +65,33 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--compile-deadline", type=float, default=10.0, help="seconds to compile one schema")
     serve.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    check = commands.add_parser("check", help="report on a schema: enforced keywords, refusals, compile time, "
+                                              "samples; exit 1 when the server would refuse it")
+    check.add_argument("source", help="SCHEMA.json, an OpenAI tool definition file, or module:Class (pydantic)")
+    check.add_argument("--model", default=DEFAULT_MODEL, help=f"model whose tokenizer compiles and that samples "
+                                                               f"(default {DEFAULT_MODEL})")
+    check.add_argument("--samples", type=int, default=3, help="outputs to generate (0: none)")
+    check.add_argument("--max-tokens", type=int, default=256, help="per sample")
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--instances", metavar="FILE.jsonl", help='lines {"valid": bool, "data": ...} to walk')
+    check.add_argument("--backend", default="auto", choices=("auto", *BACKENDS))
+    check.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    check.add_argument("--json", action="store_true", help="print the report as one JSON object")
     return parser
+
+
+def check(args: argparse.Namespace) -> int:
+    """0: accepted and every check passed; 1: refused or a check failed; 2: unreadable input."""
+    try:
+        source = load_source(args.source)
+        instances = load_instances(args.instances) if args.instances else []
+        report = run_check(source, load_model(args.model, device=args.device), backend=args.backend,
+                           samples=args.samples, max_tokens=args.max_tokens, seed=args.seed, instances=instances)
+    except (InvalidCheckInput, ModelLoadError) as exc:
+        print(f"constrained check: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_json(), ensure_ascii=False) if args.json else report.render())
+    return report.exit_code
 
 
 @contextmanager

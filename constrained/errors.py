@@ -44,3 +44,7 @@ class ModelLoadError(ConstrainedError):
 
 class EngineOverloaded(ConstrainedError):
     """The engine's queue is full; retry later."""
+
+
+class InvalidCheckInput(ConstrainedError):
+    """`constrained check` was given something it cannot read: a missing file, a bad model path, a bad line."""
