@@ -234,12 +234,12 @@ def _keyword_uses(nodes: list[tuple[str, int, dict]], table: KeywordTable,
                 yield KeywordUse(pointer, key, "ignored", f"asserts nothing with the value {json.dumps(value)}")
             elif key not in table.keywords:
                 yield KeywordUse(pointer, key, "refused", f"not enforced by backend {table.backend!r}",
-                                 _hint(key, table))
+                                 refusal_hint(key, table))
             elif key == "format" and value not in table.formats:
                 if value in checked_formats:
                     yield KeywordUse(pointer, key, "refused",
                                      f"format {value!r} is not enforced by backend {table.backend!r}",
-                                     _hint(key, table, value))
+                                     refusal_hint(key, table, value))
                 else:
                     yield KeywordUse(pointer, key, "ignored", f"format {value!r} is unknown to validators: an annotation")
             elif key == "format":
@@ -264,7 +264,8 @@ def is_no_op(key: str, value: Any) -> bool:
         and value in ({}, [])
 
 
-def _hint(key: str, table: KeywordTable, fmt: str | None = None) -> str:
+def refusal_hint(key: str, table: KeywordTable, fmt: str | None = None) -> str:
+    """How to rewrite a schema that uses `key` (or format `fmt`), which `table`'s backend does not enforce."""
     other = [t.backend for t in TABLES.values() if t is not table
              and key in t.keywords and (fmt is None or fmt in t.formats)]
     if other:
