@@ -67,6 +67,33 @@ async def api_app(api_engine):
 
 
 @pytest.fixture(scope="session")
+def server_url(api_engine):
+    """uvicorn serving the shared engine as tiny-qwen3 from its own thread and event loop, on a free port."""
+    import socket
+    import threading
+    import time
+
+    import httpx2
+    import uvicorn
+
+    from api.app import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(api_engine, model_name="tiny-qwen3"), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    deadline = time.monotonic() + 30
+    while not (server.started and httpx2.get(f"{url}/health").status_code == 200):
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.02)
+    yield url
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
 def finishing_bias(tiny_model):
     """logit_bias (token id -> +8) that makes a random model close its JSON; sent in requests as-is."""
     from constrained.testing import json_finishing_bias

@@ -1,18 +1,14 @@
-"""Against a live uvicorn on 127.0.0.1: client disconnects free engine slots; 32 streaming clients at once."""
+"""Against a live uvicorn on 127.0.0.1 (conftest's server_url): client disconnects free engine slots; 32 streaming clients at once."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 
 import httpx2
 import openai
 import pytest
-import uvicorn
 
-from api.app import create_app
 from constrained.testing import validation_errors
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -29,24 +25,6 @@ SCHEMA = {
     "required": ["id", "name", "flags"],
     "additionalProperties": False,
 }
-
-
-@pytest.fixture(scope="module")
-def server_url(api_engine):
-    """uvicorn serving the shared engine from its own thread and event loop, on a free port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(api_engine, model_name=MODEL), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    deadline = time.monotonic() + 30
-    while not (server.started and httpx2.get(f"{url}/health").status_code == 200):
-        assert time.monotonic() < deadline, "server did not become ready"
-        time.sleep(0.02)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 async def wait_until_idle(api_engine, timeout: float = 5.0) -> None:
