@@ -38,6 +38,11 @@ class Source:
     parts: tuple[Part, ...]
     tools: tuple[dict, ...] = ()  # the tool definitions, for the model's prompt
 
+    @classmethod
+    def of_schema(cls, schema: Any, origin: str = "schema") -> "Source":
+        """A schema already in memory."""
+        return cls(origin, "schema", (Part("schema", "", schema),))
+
     def constraint(self, backend: str) -> Constraint:
         """What the server compiles for it: the schema, or calls to the tools (at least one call)."""
         if self.kind == "tools":
@@ -60,7 +65,7 @@ def load_source(spec: str) -> Source:
         if isinstance(document, list) or (isinstance(document, dict) and "function" in document
                                           and document.get("type") == "function"):
             return _tools_source(spec, document if isinstance(document, list) else [document])
-        return Source(spec, "schema", (Part("schema", "", document),))
+        return Source.of_schema(document, spec)
     module_name, colon, attribute = spec.partition(":")
     if not colon or not module_name or not attribute:
         raise InvalidCheckInput(f"{spec!r} is neither a file nor a pydantic model path 'module:Class'")
