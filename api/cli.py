@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     engine = AsyncEngine(loaded, max_batch_size=args.max_batch_size, max_waiting=args.max_waiting,
-                         compile_deadline_s=args.compile_deadline)
+                         compile_deadline_s=args.compile_deadline, fast_forward=args.fast_forward)
     app = create_app(engine, model_name=args.model, api_key=args.api_key, max_body_bytes=args.max_body_bytes)
     log.info("serving %s on http://%s:%d/v1 (docs at /docs; API key %s; batch %d, queue %d)", args.model,
              args.host, args.port, "required" if args.api_key else "not required", args.max_batch_size,
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch-size", type=int, default=32, help="sequences decoded together")
     serve.add_argument("--max-waiting", type=int, default=256, help="queued sequences before 429")
     serve.add_argument("--compile-deadline", type=float, default=10.0, help="seconds to compile one schema")
+    serve.add_argument("--no-fast-forward", dest="fast_forward", action="store_false",
+                       help="sample every token, even those the constraint forces (for comparisons)")
     serve.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return parser

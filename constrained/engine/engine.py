@@ -43,8 +43,14 @@ class Submission:
 
 
 class Engine:
-    def __init__(self, loaded: LoadedModel, *, max_batch_size: int = 32, max_waiting: int = 256):
+    """`fast_forward`: append the tokens a constraint forces (keys, punctuation, enum tails) without
+    sampling, and feed each run to the model in one forward pass. Choices that ask for logprobs
+    sample every token (their forced tokens then come with the logprobs they had)."""
+
+    def __init__(self, loaded: LoadedModel, *, max_batch_size: int = 32, max_waiting: int = 256,
+                 fast_forward: bool = True):
         self.loaded = loaded
+        self.fast_forward = fast_forward
         self.runner = ModelRunner(loaded)
         self.scheduler = Scheduler(max_batch_size=max_batch_size, max_waiting=max_waiting)
         self.cache = self.runner.new_cache()
@@ -72,6 +78,7 @@ class Engine:
                 generator=torch.Generator(device=self.loaded.device).manual_seed(base_seed + i),
                 detokenizer=IncrementalDetokenizer(self.token_bytes),
                 eos_token_ids=self.eos_token_ids,
+                fast_forward=self.fast_forward and submission.grammar is not None and not params.logprobs,
             )
             for i in range(params.n)
         ]
@@ -96,13 +103,17 @@ class Engine:
     def step(self) -> list[SequenceOutput]:
         """Run one batched forward pass and sampling step; return every sequence's output of this step."""
         outputs = self._drain_inbox()
-        newcomers = self.scheduler.admit()
-        if newcomers:
-            self.cache.add_rows(len(newcomers))
+        for seq in self.scheduler.admit():  # a forced opening joins the prompt's forward pass
+            forced = seq.forced_run()
+            if forced.token_ids:
+                outputs.append(forced)
+        self.scheduler.retire_finished()  # a newcomer forced to its end needs no forward pass
         batch = self.scheduler.running
+        if len(batch) > self.cache.num_rows:
+            self.cache.add_rows(len(batch) - self.cache.num_rows)
         if not batch:
             return outputs
-        logits = self.runner.forward(self.cache, [seq.next_input() for seq in batch])
+        logits = self.runner.forward(self.cache, [seq.take_input() for seq in batch])
         self._constrain_(logits, batch)
         wants_logprobs = any(seq.params.logprobs for seq in batch)
         tokens = sample_batch(

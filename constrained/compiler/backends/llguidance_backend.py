@@ -136,3 +136,7 @@ class LlguidanceMatcher(Matcher):
 
     def is_terminated(self) -> bool:
         return self._ended or self._m.is_stopped()
+
+    def forced_tokens(self) -> list[int]:
+        # llguidance stops the run where a longer token could still cross the forced text's end
+        return [] if self._ended else self._m.compute_ff_tokens()
