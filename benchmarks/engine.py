@@ -45,17 +45,22 @@ KEY_HEAVY = {
 KEY_HEAVY["required"] = list(KEY_HEAVY["properties"])
 
 
-def real_grammars(compiler: Compiler, count: int) -> list:
+def compiling_schemas(compiler: Compiler, count: int, *, min_required: int = 0) -> list[dict]:
+    """`count` JSONSchemaBench schemas (fixed shuffle) that compile, with >= min_required top-level required keys."""
     rows = [json.loads(line) for path in sorted(DATA.glob("*.jsonl")) for line in path.read_text().split("\n") if line.strip()]
-    grammars = []
+    found = []
     for row in random.Random(0).sample(rows, len(rows)):
+        schema = row["schema"]
+        if len(schema.get("required", []) if isinstance(schema, dict) else []) < min_required:
+            continue
         try:
-            grammars.append(compiler.compile(Constraint.json_schema(row["schema"])))
+            compiler.compile(Constraint.json_schema(schema))
         except ConstrainedError:
             continue
-        if len(grammars) == count:
+        found.append(schema)
+        if len(found) == count:
             break
-    return grammars
+    return found
 
 
 def run_batch(engine: Engine, prompt: list[int], grammars: list, batch: int, max_tokens: int,
@@ -93,7 +98,8 @@ def main() -> None:
     cached_ms = (time.perf_counter() - t0) * 1000
     keys_grammar = compiler.compile(Constraint.json_schema(KEY_HEAVY))
     workloads = {"unconstrained": ([], True), "string": ([string_grammar], True),
-                 "schemas": (real_grammars(compiler, max(args.batch_sizes)), True),
+                 "schemas": ([compiler.compile(Constraint.json_schema(schema))
+                              for schema in compiling_schemas(compiler, max(args.batch_sizes))], True),
                  "keys": ([keys_grammar], True), "keys_no_ff": ([keys_grammar], False)}
     prompt = loaded.tokenizer.encode(loaded.tokenizer.apply_chat_template(
         [{"role": "user", "content": "Describe a person as JSON."}], add_generation_prompt=True, tokenize=False))

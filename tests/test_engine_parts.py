@@ -1,5 +1,6 @@
 """The engine's small pure pieces: detokenizer, stop strings, sampler functions, bitmask packing."""
 
+import pytest
 import torch
 
 from constrained.engine.detokenizer import IncrementalDetokenizer
@@ -55,12 +56,13 @@ class BitsMatcher(Matcher):
     accept_token = validate_tokens = rollback = is_accepting = is_terminated = None  # not used by masks
 
 
-def test_masks_apply_bit_for_bit_to_the_listed_rows():
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_masks_apply_bit_for_bit_to_the_listed_rows(device):
     vocab = 70
     allowed = [{0, 31, 32, 69}, set(range(vocab)), {7, 8, 40, 63, 64}]
-    masks = BatchMasks(max_rows=4, vocab_rows=vocab, device=torch.device("cpu"))
+    masks = BatchMasks(max_rows=4, vocab_rows=vocab, device=torch.device(device))
     for rows in ([0, 1, 2], [1, 3, 4]):  # every row constrained; some rows of a larger batch
-        logits = torch.zeros(5, vocab)
+        logits = torch.zeros(5, vocab, device=device)
         apply_forbidden_(logits, masks.start([BitsMatcher(ids) for ids in allowed]).result(), rows)
         for row, ids in zip(rows, allowed):
             assert set(torch.nonzero(logits[row] == 0).flatten().tolist()) == ids
