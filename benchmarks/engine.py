@@ -66,6 +66,7 @@ def compiling_schemas(compiler: Compiler, count: int, *, min_required: int = 0) 
 def run_batch(engine: Engine, prompt: list[int], grammars: list, batch: int, max_tokens: int,
               fast_forward: bool = True) -> dict:
     engine.fast_forward = fast_forward
+    masks_before = engine.masks.prepare_s, engine.masks.wait_s
     start = time.perf_counter()
     for i in range(batch):
         grammar = grammars[i % len(grammars)] if grammars else None
@@ -75,8 +76,11 @@ def run_batch(engine: Engine, prompt: list[int], grammars: list, batch: int, max
         tokens += sum(len(o.token_ids) for o in engine.step())
         steps += 1
     wall = time.perf_counter() - start
+    prepare_s, wait_s = (now - before for now, before in zip((engine.masks.prepare_s, engine.masks.wait_s), masks_before))
     return {"tokens": tokens, "seconds": round(wall, 4), "tokens_per_s": round(tokens / wall, 1),
-            "ms_per_step": round(1000 * wall / steps, 3)}
+            "ms_per_step": round(1000 * wall / steps, 3),
+            "mask_prepare_ms_per_step": round(1000 * prepare_s / steps, 3),  # worker time, beside the forward pass
+            "mask_wait_ms_per_step": round(1000 * wait_s / steps, 3)}  # what the step waited for it
 
 
 def main() -> None:
@@ -123,6 +127,9 @@ def main() -> None:
         row["keys"]["ratio_vs_no_ff"] = round(row["keys"]["tokens_per_s"] / row["keys_no_ff"]["tokens_per_s"], 3)
         print(f"{batch:>5} {base:>20}" + "".join(
             f" {row[name]['tokens_per_s']:>17} {row[name]['ratio_vs_unconstrained']:>6}" for name in names))
+    print("mask ms per step, prepared on the worker / waited for by the step: " + "; ".join(
+        f"batch {batch} {name} {row[name]['mask_prepare_ms_per_step']} / {row[name]['mask_wait_ms_per_step']}"
+        for batch, row in results.items() for name in ("string", "schemas")))
     sizes = [str(b) for b in args.batch_sizes]
     summary["throughput_largest_vs_batch1"] = round(
         results[sizes[-1]]["unconstrained"]["tokens_per_s"] / results[sizes[0]]["unconstrained"]["tokens_per_s"], 2)

@@ -115,10 +115,10 @@ class Engine:
         if not batch:
             return outputs
         constrained = [row for row, seq in enumerate(batch) if seq.matcher is not None]
-        masks = self.masks.start([batch[row].matcher for row in constrained])  # filled during the forward pass
+        self.masks.start([batch[row].matcher for row in constrained])  # filled during the forward pass
         logits = self.runner.forward(self.cache, [seq.take_input() for seq in batch])
         logits[:, self.real_vocab:] = float("-inf")  # embedding rows past the tokenizer are no tokens
-        apply_forbidden_(logits, masks.result(), constrained)
+        apply_forbidden_(logits, self.masks.wait(), constrained)
         self._penalize_(logits, batch)
         wants_logprobs = any(seq.params.logprobs for seq in batch)
         tokens = sample_batch(
