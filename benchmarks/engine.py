@@ -108,7 +108,9 @@ def main() -> None:
     prompt = loaded.tokenizer.encode(loaded.tokenizer.apply_chat_template(
         [{"role": "user", "content": "Describe a person as JSON."}], add_generation_prompt=True, tokenize=False))
     engine = Engine(loaded, max_batch_size=max(args.batch_sizes))
-    run_batch(engine, prompt, [], 2, 8)  # warm-up
+    for batch in args.batch_sizes:  # warm-up: the first forward passes of each shape run slow
+        for grammars, fast_forward in workloads.values():
+            run_batch(engine, prompt, grammars, batch, 8, fast_forward)
 
     results: dict = {}
     for batch in args.batch_sizes:
