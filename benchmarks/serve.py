@@ -99,19 +99,22 @@ async def one_request(client: openai.AsyncOpenAI, model: str, i: int, schemas: l
     return {"ttft": first - start, "tpot": (end - first) / (tokens - 1) if tokens > 1 else None, "tokens": tokens}
 
 
-async def run_cell(client: openai.AsyncOpenAI, model: str, schemas: list[dict], concurrency: int, requests: int,
+async def run_cell(base_url: str, model: str, schemas: list[dict], concurrency: int, requests: int,
                    shared: dict) -> tuple[list[dict], float]:
-    """Every request's figures and the wall time, C clients keeping C requests in flight."""
+    """Every request's figures and the wall time, C clients keeping C requests in flight.
+
+    A client (connection pool) per cell: a connection left idle while the other server works would
+    be closed by the server's keep-alive timeout, and reusing it could fail mid-request."""
     pending = iter(range(requests))
     results: list[dict] = []
+    async with openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0) as client:
+        async def worker() -> None:
+            for i in pending:
+                results.append(await one_request(client, model, i, schemas, shared))
 
-    async def worker() -> None:
-        for i in pending:
-            results.append(await one_request(client, model, i, schemas, shared))
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return results, time.perf_counter() - start
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return results, time.perf_counter() - start
 
 
 def summarise(runs: list[tuple[list[dict], float]]) -> dict:
@@ -137,22 +140,19 @@ def add_ratios(cells: dict) -> None:
 
 async def run_all(urls: dict[bool, str], args, workloads: dict[str, tuple[list[dict], bool]], shared: dict) -> dict:
     """Per concurrency, per workload: the summary of its rounds, with ratios."""
-    clients = {ff: openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0) for ff, url in urls.items()}
     for schemas, ff in workloads.values():  # warm the compile caches: compiles are not timed
         for schema in schemas:
-            await run_cell(clients[ff], args.model, [schema], 1, 1, {**shared, "max_tokens": 1})
+            await run_cell(urls[ff], args.model, [schema], 1, 1, {**shared, "max_tokens": 1})
     figures = {}
     for concurrency in args.concurrency:
         runs: dict[str, list] = {name: [] for name in workloads}
         for _ in range(args.rounds):
             for name, (schemas, ff) in workloads.items():
-                runs[name].append(await run_cell(clients[ff], args.model, schemas, concurrency,
+                runs[name].append(await run_cell(urls[ff], args.model, schemas, concurrency,
                                                  concurrency * args.requests_per_client, shared))
         cells = {name: summarise(cell_runs) for name, cell_runs in runs.items()}
         add_ratios(cells)
         figures[str(concurrency)] = cells
-    for client in clients.values():
-        await client.close()
     return figures
 
 
