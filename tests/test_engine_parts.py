@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from constrained.engine.detokenizer import IncrementalDetokenizer
-from constrained.engine.masks import BatchMasks, apply_forbidden_
+from constrained.engine.masks import BatchMasks, apply_mask_bias_
 from constrained.engine.sampler import apply_logit_bias_, apply_penalties_, top_p_filter_
 from constrained.engine.stops import StopStringMatcher
 from constrained.matcher import Matcher
@@ -64,7 +64,7 @@ def test_masks_apply_bit_for_bit_to_the_listed_rows(device):
     for rows in ([0, 1, 2], [1, 3, 4]):  # every row constrained; some rows of a larger batch
         logits = torch.zeros(5, vocab, device=device)
         masks.start([BitsMatcher(ids) for ids in allowed])
-        apply_forbidden_(logits, masks.wait(), rows)
+        apply_mask_bias_(logits, masks.wait(), rows)
         for row, ids in zip(rows, allowed):
             assert set(torch.nonzero(logits[row] == 0).flatten().tolist()) == ids
         assert all((logits[row] == 0).all() for row in set(range(5)) - set(rows))

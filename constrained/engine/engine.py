@@ -23,7 +23,7 @@ from constrained.engine.params import SamplingParams
 from constrained.engine.sampler import (
     SampledToken, apply_logit_bias_, apply_penalties_, logprobs_of, sample_batch,
 )
-from constrained.engine.masks import BatchMasks, apply_forbidden_
+from constrained.engine.masks import BatchMasks, apply_mask_bias_
 from constrained.engine.scheduler import Scheduler
 from constrained.engine.sequence import Sequence, SequenceOutput
 from constrained.engine.token_table import token_byte_table
@@ -118,7 +118,7 @@ class Engine:
         self.masks.start([batch[row].matcher for row in constrained])  # filled during the forward pass
         logits = self.runner.forward(self.cache, [seq.take_input() for seq in batch])
         logits[:, self.real_vocab:] = float("-inf")  # embedding rows past the tokenizer are no tokens
-        apply_forbidden_(logits, self.masks.wait(), constrained)
+        apply_mask_bias_(logits, self.masks.wait(), constrained)
         self._penalize_(logits, batch)
         wants_logprobs = any(seq.params.logprobs for seq in batch)
         tokens = sample_batch(
