@@ -17,7 +17,10 @@ import uvicorn
 
 from api.app import DEFAULT_MAX_BODY_BYTES, create_app
 from constrained.check import load_instances, load_source, run_check
+from constrained.compiler import Compiler
 from constrained.compiler.backends import BACKENDS
+from constrained.compiler.disk_cache import DiskCache, default_compile_cache_dir
+from constrained.compiler.warmup import compile_warmup_schemas
 from constrained.engine.async_engine import AsyncEngine
 from constrained.errors import InvalidCheckInput, ModelLoadError
 from constrained.models import DEFAULT_MODEL, load_model
@@ -36,8 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as exc:
         log.error("%s", exc)
         return 1
-    engine = AsyncEngine(loaded, max_batch_size=args.max_batch_size, max_waiting=args.max_waiting,
-                         compile_deadline_s=args.compile_deadline)
+    compiler = Compiler(loaded.tokenizer, vocab_rows=loaded.vocab_rows, eos_token_ids=loaded.eos_token_ids,
+                        deadline_s=args.compile_deadline,
+                        disk_cache=DiskCache(args.compile_cache_dir) if args.compile_cache_dir else None)
+    if args.warmup_schemas:
+        try:
+            with _progress(f"compiling warm-up schemas from {args.warmup_schemas}"):
+                log.info("%d warm-up schemas compiled", compile_warmup_schemas(compiler, args.warmup_schemas))
+        except (OSError, ValueError) as exc:
+            log.error("cannot read warm-up schemas: %s", exc)
+            return 1
+    engine = AsyncEngine(loaded, compiler=compiler, max_batch_size=args.max_batch_size,
+                         max_waiting=args.max_waiting, fast_forward=args.fast_forward)
     app = create_app(engine, model_name=args.model, api_key=args.api_key, max_body_bytes=args.max_body_bytes)
     log.info("serving %s on http://%s:%d/v1 (docs at /docs; API key %s; batch %d, queue %d)", args.model,
              args.host, args.port, "required" if args.api_key else "not required", args.max_batch_size,
@@ -63,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch-size", type=int, default=32, help="sequences decoded together")
     serve.add_argument("--max-waiting", type=int, default=256, help="queued sequences before 429")
     serve.add_argument("--compile-deadline", type=float, default=10.0, help="seconds to compile one schema")
+    serve.add_argument("--compile-cache-dir", default=str(default_compile_cache_dir()),
+                       help="where compiled grammars are kept across restarts (default %(default)s)")
+    serve.add_argument("--no-compile-cache", dest="compile_cache_dir", action="store_const", const=None,
+                       help="keep compiled grammars in memory only")
+    serve.add_argument("--warmup-schemas", metavar="FILE",
+                       help="JSON Lines file of JSON Schemas to compile before serving")
+    serve.add_argument("--no-fast-forward", dest="fast_forward", action="store_false",
+                       help="sample every token, even those the constraint forces (for comparisons)")
     serve.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     check = commands.add_parser("check", help="report on a schema: enforced keywords, refusals, compile time, "

@@ -8,6 +8,8 @@ tokens per second = generated tokens / wall time. Two constrained workloads:
   runs to max_tokens like the unconstrained ones: the same batch occupancy, a clean per-token ratio.
 - `schemas`: real JSONSchemaBench schemas (those that compile), each request a different one; these
   finish early, so the batch thins out and the ratio is not like-for-like.
+- `keys` / `keys_no_ff`: a key-heavy schema (KEY_HEAVY: long required keys, enums, booleans, short
+  strings) with fast-forward on, then off: forced tokens cost no sampling step with it on.
 The last line is one JSON object with every figure.
 """
 
@@ -29,22 +31,42 @@ from constrained.models import load_model
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsonschemabench"
 STRING_SCHEMA = {"type": "object", "properties": {"text": {"type": "string", "minLength": 4096}},
                  "required": ["text"], "additionalProperties": False}
+KEY_HEAVY = {
+    "type": "object",
+    "properties": {
+        **{f"{name}_identifier": {"type": "string", "maxLength": 4} for name in ("customer", "order", "warehouse")},
+        **{f"is_{name}": {"type": "boolean"} for name in ("gift_wrapped", "express_delivery", "insured")},
+        "shipping_method": {"enum": ["standard_ground_shipping", "express_overnight_delivery"]},
+        "payment_status": {"enum": ["authorized_pending_capture", "captured_successfully"]},
+        "priority_level": {"type": "integer", "minimum": 0, "maximum": 9},
+    },
+    "additionalProperties": False,
+}
+KEY_HEAVY["required"] = list(KEY_HEAVY["properties"])
 
 
-def real_grammars(compiler: Compiler, count: int) -> list:
+def compiling_schemas(compiler: Compiler, count: int, *, min_required: int = 0) -> list[dict]:
+    """`count` JSONSchemaBench schemas (fixed shuffle) that compile, with >= min_required top-level required keys."""
     rows = [json.loads(line) for path in sorted(DATA.glob("*.jsonl")) for line in path.read_text().split("\n") if line.strip()]
-    grammars = []
+    found = []
     for row in random.Random(0).sample(rows, len(rows)):
+        schema = row["schema"]
+        if len(schema.get("required", []) if isinstance(schema, dict) else []) < min_required:
+            continue
         try:
-            grammars.append(compiler.compile(Constraint.json_schema(row["schema"])))
+            compiler.compile(Constraint.json_schema(schema))
         except ConstrainedError:
             continue
-        if len(grammars) == count:
+        found.append(schema)
+        if len(found) == count:
             break
-    return grammars
+    return found
 
 
-def run_batch(engine: Engine, prompt: list[int], grammars: list, batch: int, max_tokens: int) -> dict:
+def run_batch(engine: Engine, prompt: list[int], grammars: list, batch: int, max_tokens: int,
+              fast_forward: bool = True) -> dict:
+    engine.fast_forward = fast_forward
+    masks_before = engine.masks.prepare_s, engine.masks.wait_s
     start = time.perf_counter()
     for i in range(batch):
         grammar = grammars[i % len(grammars)] if grammars else None
@@ -54,8 +76,11 @@ def run_batch(engine: Engine, prompt: list[int], grammars: list, batch: int, max
         tokens += sum(len(o.token_ids) for o in engine.step())
         steps += 1
     wall = time.perf_counter() - start
+    prepare_s, wait_s = (now - before for now, before in zip((engine.masks.prepare_s, engine.masks.wait_s), masks_before))
     return {"tokens": tokens, "seconds": round(wall, 4), "tokens_per_s": round(tokens / wall, 1),
-            "ms_per_step": round(1000 * wall / steps, 3)}
+            "ms_per_step": round(1000 * wall / steps, 3),
+            "mask_prepare_ms_per_step": round(1000 * prepare_s / steps, 3),  # worker time, beside the forward pass
+            "mask_wait_ms_per_step": round(1000 * wait_s / steps, 3)}  # what the step waited for it
 
 
 def main() -> None:
@@ -75,27 +100,38 @@ def main() -> None:
     t0 = time.perf_counter()
     compiler.compile(Constraint.json_schema(STRING_SCHEMA))
     cached_ms = (time.perf_counter() - t0) * 1000
-    workloads = {"unconstrained": [], "string": [string_grammar], "schemas": real_grammars(compiler, max(args.batch_sizes))}
+    keys_grammar = compiler.compile(Constraint.json_schema(KEY_HEAVY))
+    workloads = {"unconstrained": ([], True), "string": ([string_grammar], True),
+                 "schemas": ([compiler.compile(Constraint.json_schema(schema))
+                              for schema in compiling_schemas(compiler, max(args.batch_sizes))], True),
+                 "keys": ([keys_grammar], True), "keys_no_ff": ([keys_grammar], False)}
     prompt = loaded.tokenizer.encode(loaded.tokenizer.apply_chat_template(
         [{"role": "user", "content": "Describe a person as JSON."}], add_generation_prompt=True, tokenize=False))
     engine = Engine(loaded, max_batch_size=max(args.batch_sizes))
-    run_batch(engine, prompt, [], 2, 8)  # warm-up
+    for batch in args.batch_sizes:  # warm-up: the first forward passes of each shape run slow
+        for grammars, fast_forward in workloads.values():
+            run_batch(engine, prompt, grammars, batch, 8, fast_forward)
 
     results: dict = {}
     for batch in args.batch_sizes:
-        for name, grammars in workloads.items():  # interleaved so drift hits all workloads alike
-            runs = [run_batch(engine, prompt, grammars, batch, args.max_tokens) for _ in range(args.repeats)]
+        for name, (grammars, fast_forward) in workloads.items():  # interleaved: drift hits all alike
+            runs = [run_batch(engine, prompt, grammars, batch, args.max_tokens, fast_forward) for _ in range(args.repeats)]
             results.setdefault(str(batch), {})[name] = max(runs, key=lambda r: r["tokens_per_s"])
     print(f"model {args.model} on {loaded.device}, max_tokens {args.max_tokens}")
-    print(f"{'batch':>5} {'unconstrained tok/s':>20} {'string tok/s':>13} {'ratio':>6} {'schemas tok/s':>14} {'ratio':>6}")
+    names = [name for name in workloads if name != "unconstrained"]
+    print(f"{'batch':>5} {'unconstrained tok/s':>20}" + "".join(f" {name + ' tok/s':>17} {'ratio':>6}" for name in names))
     summary = {"model": args.model, "device": str(loaded.device), "compile_ms": round(compile_ms, 2),
                "cached_compile_ms": round(cached_ms, 4), "batches": results}
     for batch, row in results.items():
         base = row["unconstrained"]["tokens_per_s"]
-        for name in ("string", "schemas"):
+        for name in names:
             row[name]["ratio_vs_unconstrained"] = round(row[name]["tokens_per_s"] / base, 3)
-        print(f"{batch:>5} {base:>20} {row['string']['tokens_per_s']:>13} {row['string']['ratio_vs_unconstrained']:>6} "
-              f"{row['schemas']['tokens_per_s']:>14} {row['schemas']['ratio_vs_unconstrained']:>6}")
+        row["keys"]["ratio_vs_no_ff"] = round(row["keys"]["tokens_per_s"] / row["keys_no_ff"]["tokens_per_s"], 3)
+        print(f"{batch:>5} {base:>20}" + "".join(
+            f" {row[name]['tokens_per_s']:>17} {row[name]['ratio_vs_unconstrained']:>6}" for name in names))
+    print("mask ms per step, prepared on the worker / waited for by the step: " + "; ".join(
+        f"batch {batch} {name} {row[name]['mask_prepare_ms_per_step']} / {row[name]['mask_wait_ms_per_step']}"
+        for batch, row in results.items() for name in ("string", "schemas")))
     sizes = [str(b) for b in args.batch_sizes]
     summary["throughput_largest_vs_batch1"] = round(
         results[sizes[-1]]["unconstrained"]["tokens_per_s"] / results[sizes[0]]["unconstrained"]["tokens_per_s"], 2)

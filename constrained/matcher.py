@@ -44,3 +44,8 @@ class Matcher(ABC):
     @abstractmethod
     def is_terminated(self) -> bool:
         """True once EOS was accepted or nothing but EOS can follow."""
+
+    def forced_tokens(self) -> list[int]:
+        """Tokens the constraint forces next, as the tokenizer itself would split the forced text
+        (the engine appends them without sampling). State unchanged. Default: none known."""
+        return []

@@ -23,6 +23,8 @@ def test_serve_options_and_env_api_key(monkeypatch):
     args = build_parser().parse_args(["serve", "--port", "9000", "--max-batch-size", "4", "--compile-deadline", "2.5"])
     assert (args.model, args.host, args.port, args.api_key) == ("smollm2-135m-instruct", "127.0.0.1", 9000, "from-env")
     assert (args.max_batch_size, args.compile_deadline, args.device) == (4, 2.5, "auto")
+    assert args.compile_cache_dir.endswith("grammars") and args.warmup_schemas is None
+    assert build_parser().parse_args(["serve", "--no-compile-cache"]).compile_cache_dir is None
 
 
 def test_cli_serves_until_interrupted(tmp_path):
@@ -32,8 +34,12 @@ def test_cli_serves_until_interrupted(tmp_path):
     port = sock.getsockname()[1]
     sock.close()
     env = {**os.environ, "CONSTRAINED_API_KEY": "k"}
+    warmup = tmp_path / "warmup.jsonl"
+    warmup.write_text('{"type": "object", "properties": {"a": {"type": "integer"}}}\n')
+    grammars = tmp_path / "grammars"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api", "serve", "--model", MODEL, "--device", "cpu", "--port", str(port)],
+        [sys.executable, "-m", "api", "serve", "--model", MODEL, "--device", "cpu", "--port", str(port),
+         "--warmup-schemas", str(warmup), "--compile-cache-dir", str(grammars)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -55,3 +61,5 @@ def test_cli_serves_until_interrupted(tmp_path):
         output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output
     assert "loading model tiny-qwen3" in output and "ready: serving tiny-qwen3" in output
+    assert "1 warm-up schemas compiled" in output
+    assert len([p for p in grammars.rglob("*") if p.is_file()]) == 2  # the warm-up schema and json_object

@@ -173,3 +173,22 @@ def test_logit_bias_and_penalties_steer_sampling(tiny_model):
     greedy = run(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=12, temperature=0), None, "p")])
     penalised = run(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=12, temperature=0, presence_penalty=2.0, frequency_penalty=2.0), None, "p")])
     assert len(set(penalised[("p", 0)]["tokens"])) > len(set(greedy[("p", 0)]["tokens"]))
+
+
+def test_runner_logits_are_the_models_for_prompts_and_forced_runs(tiny_model):
+    """A row fed a run of tokens (a forced run) beside a row fed one: each row's logits are the model's own."""
+    import torch
+
+    from constrained.engine.model_runner import ModelRunner
+
+    runner = ModelRunner(tiny_model)
+    cache = runner.new_cache()
+    cache.add_rows(2)
+    fed = [[9707, 11, 1879, 0, 220], [785, 6722, 13]]  # prompts of different lengths
+    runner.forward(cache, fed)
+    step = [[90, 1, 606, 788], [4913]]
+    logits = runner.forward(cache, step)
+    with torch.no_grad():
+        for row, (prompt, tokens) in enumerate(zip(fed, step)):
+            expected = tiny_model.model(torch.tensor([prompt + tokens])).logits[0, -1]
+            assert torch.allclose(logits[row], expected, atol=1e-4)

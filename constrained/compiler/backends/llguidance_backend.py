@@ -46,16 +46,23 @@ class LlguidanceBackend(Backend):
         self._eos_only = spec.eos_only_row()
 
     def compile(self, constraint: Constraint, deadline: float) -> "LlguidanceGrammar":
+        return self._build(self._grammar_text(constraint), deadline, f"a {constraint.kind} constraint")
+
+    def load(self, data: bytes, deadline: float) -> "LlguidanceGrammar":
+        """From the grammar text: skips the schema rewriting and llguidance's schema conversion."""
+        return self._build(data.decode(), deadline, "a cached grammar")
+
+    def _build(self, grammar_text: str, deadline: float, what: str) -> "LlguidanceGrammar":
         def build() -> llguidance.LLMatcher:
-            matcher = llguidance.LLMatcher(self._tokenizer, self._grammar_text(constraint), log_level=0)
+            matcher = llguidance.LLMatcher(self._tokenizer, grammar_text, log_level=0)
             if not matcher.is_error():
                 matcher.compute_bitmask()  # the lexer is lazy: surface its errors (and warm it) now
             return matcher
 
-        prototype = call_with_deadline(build, deadline, f"a {constraint.kind} constraint with llguidance")
+        prototype = call_with_deadline(build, deadline, f"{what} with llguidance")
         if prototype.is_error():
             raise InvalidConstraint(f"llguidance cannot enforce it: {prototype.get_error()}")
-        return LlguidanceGrammar(prototype, self.spec.eos_token_ids, self._eos_only)
+        return LlguidanceGrammar(grammar_text, prototype, self.spec.eos_token_ids, self._eos_only)
 
     def _grammar_text(self, constraint: Constraint) -> str:
         if constraint.kind == "json_schema":
@@ -77,13 +84,18 @@ class LlguidanceBackend(Backend):
 class LlguidanceGrammar(Grammar):
     backend = "llguidance"
 
-    def __init__(self, prototype: llguidance.LLMatcher, eos_token_ids: tuple[int, ...], eos_only: torch.Tensor):
+    def __init__(self, grammar_text: str, prototype: llguidance.LLMatcher, eos_token_ids: tuple[int, ...],
+                 eos_only: torch.Tensor):
+        self._grammar_text = grammar_text
         self._prototype = prototype  # at the start state; never advanced, only copied
         self._eos = eos_token_ids
         self._eos_only = eos_only
 
     def matcher(self) -> "LlguidanceMatcher":
         return LlguidanceMatcher(self._prototype.deep_copy(), self._eos, self._eos_only)  # ~2 µs, shares the lexer
+
+    def to_bytes(self) -> bytes:
+        return self._grammar_text.encode()
 
 
 class LlguidanceMatcher(Matcher):
@@ -136,3 +148,7 @@ class LlguidanceMatcher(Matcher):
 
     def is_terminated(self) -> bool:
         return self._ended or self._m.is_stopped()
+
+    def forced_tokens(self) -> list[int]:
+        # llguidance stops the run where a longer token could still cross the forced text's end
+        return [] if self._ended else self._m.compute_ff_tokens()

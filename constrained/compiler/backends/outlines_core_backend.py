@@ -80,6 +80,10 @@ class OutlinesCoreBackend(Backend):
         index, terminal = result
         return OutlinesCoreGrammar(index, terminal, self.spec.eos_token_ids, self._eos_only)
 
+    def load(self, data: bytes, deadline: float) -> "OutlinesCoreGrammar":
+        index, terminal = pickle.loads(data)  # written by this backend's to_bytes into our own cache
+        return OutlinesCoreGrammar(index, terminal, self.spec.eos_token_ids, self._eos_only)
+
     def _regex(self, constraint: Constraint) -> str:
         if constraint.kind == "regex":
             return constraint.value
@@ -163,6 +167,9 @@ class OutlinesCoreGrammar(Grammar):
 
     def matcher(self) -> "OutlinesCoreMatcher":
         return OutlinesCoreMatcher(self._index, self._terminal, self._eos, self._eos_only)
+
+    def to_bytes(self) -> bytes:
+        return pickle.dumps((self._index, self._terminal))
 
 
 class OutlinesCoreMatcher(Matcher):

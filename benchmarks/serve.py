@@ -1,0 +1,214 @@
+"""Service benchmark through the `openai` SDK: constrained vs unconstrained, side by side in one run.
+
+    python -m benchmarks.serve [--model tiny-qwen3] [--device auto] [--concurrency 1,8,32]
+                               [--rounds 2] [--requests-per-client 2] [--max-tokens 48]
+
+Starts two `python -m api serve` subprocesses on the model (their own processes, so the clients' event
+loop does not share an interpreter with a server): one as served (fast-forward on) and one with
+--no-fast-forward. Waits for /health, then drives them with `AsyncOpenAI`: C clients send streamed
+chat completions back to back (closed loop: C requests always in flight), C x requests-per-client
+requests per cell. Cells of every workload alternate, round after round, so load from elsewhere on
+the machine drifts into every workload alike; each workload's figures add up its rounds.
+
+Workloads, on the same prompts, with the same max_tokens, temperature 1, a seed per request and the
+same logit_bias (json_finishing_bias, so a random-weights model closes its JSON):
+- `unconstrained`: no response_format; runs to max_tokens.
+- `string`: an object with one long string (minLength above max_tokens): runs to max_tokens like
+  `unconstrained`, so the batch holds as many sequences: the like-for-like time per token.
+- `schemas`: real JSONSchemaBench schemas that compile here, as strict json_schema, one per request
+  in turn; these finish when the JSON is complete (usually before max_tokens).
+- `keys`: JSONSchemaBench schemas with >= 6 top-level required keys; `keys_no_ff`: the same requests
+  on the server without fast-forward.
+Per request: TTFT (request sent -> first content delta) and time per output token (after the first,
+to the end, over usage.completion_tokens); per cell output tokens/s and requests/s over the wall time.
+Ratios are against `unconstrained` at the same concurrency (`keys_no_ff` too: both servers decode
+unconstrained requests alike). Shorter outputs finish sooner, so requests/s compares like for like
+only between `unconstrained` and `string`. The last line is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import torch
+
+from benchmarks.engine import STRING_SCHEMA, compiling_schemas
+from constrained.compiler import Compiler
+from constrained.models import load_model
+from constrained.testing import json_finishing_bias
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPTS = [f"Reply with the JSON record number {i} for our catalogue." for i in range(16)]
+
+
+@contextlib.contextmanager
+def server(model: str, device: str, *, fast_forward: bool) -> Iterator[str]:
+    """A `constrained serve` subprocess on a free port; yields its base URL once /health says ready."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "api", "serve", "--model", model, "--device", device, "--port", str(port),
+               "--log-level", "warning"] + ([] if fast_forward else ["--no-fast-forward"])
+    process = subprocess.Popen(command, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start: {' '.join(command)}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def one_request(client: openai.AsyncOpenAI, model: str, i: int, schemas: list[dict], shared: dict) -> dict:
+    kwargs = dict(shared)
+    if schemas:
+        kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": "record", "schema": schemas[i % len(schemas)], "strict": True}}
+    start = time.perf_counter()
+    first = None
+    tokens = 0
+    stream = await client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}], seed=i, stream=True,
+        stream_options={"include_usage": True}, **kwargs)
+    async for chunk in stream:
+        if first is None and chunk.choices and chunk.choices[0].delta.content:
+            first = time.perf_counter()
+        if chunk.usage is not None:
+            tokens = chunk.usage.completion_tokens
+    end = time.perf_counter()
+    first = first or end
+    return {"ttft": first - start, "tpot": (end - first) / (tokens - 1) if tokens > 1 else None, "tokens": tokens}
+
+
+async def run_cell(base_url: str, model: str, schemas: list[dict], concurrency: int, requests: int,
+                   shared: dict) -> tuple[list[dict], float]:
+    """Every request's figures and the wall time, C clients keeping C requests in flight.
+
+    A client (connection pool) per cell: a connection left idle while the other server works would
+    be closed by the server's keep-alive timeout, and reusing it could fail mid-request."""
+    pending = iter(range(requests))
+    results: list[dict] = []
+    async with openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0) as client:
+        async def worker() -> None:
+            for i in pending:
+                results.append(await one_request(client, model, i, schemas, shared))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return results, time.perf_counter() - start
+
+
+def summarise(runs: list[tuple[list[dict], float]]) -> dict:
+    results = [r for rs, _ in runs for r in rs]
+    wall = sum(w for _, w in runs)
+    tpots = [r["tpot"] for r in results if r["tpot"] is not None]
+    tokens = sum(r["tokens"] for r in results)
+    return {"requests": len(results), "tokens": tokens,
+            "ttft_ms": round(1000 * statistics.mean(r["ttft"] for r in results), 2),
+            "tpot_ms": round(1000 * statistics.mean(tpots), 3) if tpots else None,
+            "tokens_per_s": round(tokens / wall, 1), "requests_per_s": round(len(results) / wall, 2)}
+
+
+def add_ratios(cells: dict) -> None:
+    """Each workload vs the unconstrained cell of the same concurrency."""
+    base = cells["unconstrained"]
+    for name, cell in cells.items():
+        if name != "unconstrained":
+            cell["tpot_ratio"] = round(cell["tpot_ms"] / base["tpot_ms"], 3) if cell["tpot_ms"] else None
+            cell["tokens_per_s_ratio"] = round(cell["tokens_per_s"] / base["tokens_per_s"], 3)
+            cell["ttft_ratio"] = round(cell["ttft_ms"] / base["ttft_ms"], 3)
+
+
+async def run_all(urls: dict[bool, str], args, workloads: dict[str, tuple[list[dict], bool]], shared: dict) -> dict:
+    """Per concurrency, per workload: the summary of its rounds, with ratios."""
+    for schemas, ff in workloads.values():  # warm the compile caches: compiles are not timed
+        for schema in schemas:
+            await run_cell(urls[ff], args.model, [schema], 1, 1, {**shared, "max_tokens": 1})
+    figures = {}
+    for concurrency in args.concurrency:
+        runs: dict[str, list] = {name: [] for name in workloads}
+        for _ in range(args.rounds):
+            for name, (schemas, ff) in workloads.items():
+                runs[name].append(await run_cell(urls[ff], args.model, schemas, concurrency,
+                                                 concurrency * args.requests_per_client, shared))
+        cells = {name: summarise(cell_runs) for name, cell_runs in runs.items()}
+        add_ratios(cells)
+        figures[str(concurrency)] = cells
+    return figures
+
+
+def headline(figures: dict) -> dict:
+    """The issue's targets: TPOT ratios, fast-forward's tokens/s on key-heavy schemas, C_max/C_min throughput."""
+    low, high = figures[min(figures, key=int)], figures[max(figures, key=int)]
+    return {
+        **{f"tpot_ratio_{name}_c{c}": figures[c][name]["tpot_ratio"] for c in figures for name in ("string", "schemas")},
+        **{f"keys_ff_tokens_per_s_ratio_c{c}": figures[c]["keys"]["tokens_per_s_ratio"] for c in figures},
+        **{f"ff_gain_c{c}": round(figures[c]["keys"]["tokens_per_s"] / figures[c]["keys_no_ff"]["tokens_per_s"], 3)
+           for c in figures},
+        **{f"throughput_c{max(figures, key=int)}_over_c{min(figures, key=int)}_{name}":
+           round(high[name]["tokens_per_s"] / low[name]["tokens_per_s"], 2) for name in ("unconstrained", "schemas")},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny-qwen3")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--concurrency", type=lambda text: [int(c) for c in text.split(",")], default=[1, 8, 32],
+                        help="comma-separated numbers of concurrent clients")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of every workload")
+    parser.add_argument("--requests-per-client", type=int, default=2, help="per cell and round")
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--schemas", type=int, default=16, help="distinct schemas per real-schema workload")
+    args = parser.parse_args()
+
+    # Only the tokenizer matters here (which schemas compile, the bias ids): bf16 on the CPU keeps it small.
+    loaded = load_model(args.model, device="cpu", dtype=torch.bfloat16)
+    compiler = Compiler(loaded.tokenizer, vocab_rows=loaded.vocab_rows, eos_token_ids=loaded.eos_token_ids)
+    keys = compiling_schemas(compiler, args.schemas, min_required=6)
+    workloads = {"unconstrained": ([], True), "string": ([STRING_SCHEMA], True),
+                 "schemas": (compiling_schemas(compiler, args.schemas), True), "keys": (keys, True),
+                 "keys_no_ff": (keys, False)}
+    shared = {"max_tokens": args.max_tokens, "temperature": 1.0, "logit_bias": {
+        str(k): v for k, v in json_finishing_bias(loaded.tokenizer).items()}}
+    del loaded, compiler
+
+    with server(args.model, args.device, fast_forward=True) as ff_url, \
+            server(args.model, args.device, fast_forward=False) as no_ff_url:
+        figures = asyncio.run(run_all({True: ff_url, False: no_ff_url}, args, workloads, shared))
+
+    print(f"model {args.model}, device {args.device}, max_tokens {args.max_tokens}, {args.rounds} rounds x "
+          f"{args.requests_per_client} requests per client; ratios vs unconstrained at the same concurrency")
+    print(f"{'C':>3} {'workload':>13} {'TTFT ms':>9} {'TPOT ms':>9} {'tok/s':>8} {'req/s':>7} "
+          f"{'TPOT ratio':>10} {'tok/s ratio':>11}")
+    for concurrency, cells in figures.items():
+        for name, cell in cells.items():
+            print(f"{concurrency:>3} {name:>13} {cell['ttft_ms']:>9} {cell['tpot_ms']:>9} {cell['tokens_per_s']:>8} "
+                  f"{cell['requests_per_s']:>7} {cell.get('tpot_ratio', ''):>10} {cell.get('tokens_per_s_ratio', ''):>11}")
+    summary = headline(figures)
+    print(" ".join(f"{k}={v}" for k, v in summary.items()))
+    print(json.dumps({"model": args.model, "device": args.device, "max_tokens": args.max_tokens, "rounds": args.rounds,
+                      "requests_per_client": args.requests_per_client, "headline": summary, "figures": figures}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Compiled grammars on disk: a second compiler (a restarted server) loads them without compiling."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from constrained.compiler import Compiler, Grammar
+from constrained.compiler.backends import llguidance_backend, outlines_core_backend
+from constrained.compiler.disk_cache import DiskCache
+from constrained.compiler.warmup import compile_warmup_schemas
+from constrained.constraints import Constraint
+
+SCHEMA = {"type": "object", "properties": {"id": {"type": "integer"}, "tags": {"type": "array", "items": {"enum": ["a", "b"]}}},
+          "required": ["id", "tags"], "additionalProperties": False}
+
+
+def new_compiler(tiny_model, directory) -> Compiler:
+    return Compiler(tiny_model.tokenizer, vocab_rows=tiny_model.vocab_rows, eos_token_ids=tiny_model.eos_token_ids,
+                    disk_cache=DiskCache(directory))
+
+
+def walk(grammar: Grammar, loaded, text: str) -> tuple[bool, list[torch.Tensor]]:
+    """Whether the tokenised `text` is accepted and ends accepting, and the mask before each token."""
+    matcher, masks = grammar.matcher(), []
+    for token in loaded.tokenizer.encode(text):
+        mask = torch.zeros(1, (loaded.vocab_rows + 31) // 32, dtype=torch.int32)
+        matcher.fill_bitmask(mask, 0)
+        masks.append(mask)
+        if not matcher.accept_token(token):
+            return False, masks
+    return matcher.is_accepting(), masks
+
+
+def refuse_to_compile(monkeypatch) -> None:
+    def fail(*args, **kwargs):
+        raise AssertionError("compiled although the disk cache holds the grammar")
+
+    monkeypatch.setattr(llguidance_backend.LlguidanceBackend, "_grammar_text", fail)
+    monkeypatch.setattr(outlines_core_backend.subprocess, "run", fail)
+
+
+@pytest.mark.parametrize("constraint, good, bad", [
+    (Constraint.json_schema(SCHEMA), '{"id": 7, "tags": ["a", "b"]}', '{"id": 7, "tags": ["c"]}'),
+    (Constraint.regex(r"[a-z]{2,5}-[0-9]{1,3}", backend="outlines_core"), "abc-42", "abc-4242"),
+])
+def test_a_second_compiler_loads_from_disk_without_compiling(tiny_model, tmp_path, monkeypatch, constraint, good, bad):
+    compiled = new_compiler(tiny_model, tmp_path).compile(constraint)
+    assert len(list(tmp_path.rglob("*"))) == 2  # a shard folder and one entry
+    refuse_to_compile(monkeypatch)
+    reloaded = new_compiler(tiny_model, tmp_path).compile(constraint)
+    assert reloaded is not compiled and reloaded.backend == compiled.backend
+    accepted, masks = walk(reloaded, tiny_model, good)
+    assert accepted and not walk(reloaded, tiny_model, bad)[0]
+    assert all(torch.equal(a, b) for a, b in zip(masks, walk(compiled, tiny_model, good)[1]))
+
+
+def test_a_damaged_entry_is_compiled_again(tiny_model, tmp_path):
+    constraint = Constraint.json_schema(SCHEMA)
+    new_compiler(tiny_model, tmp_path).compile(constraint)
+    (entry,) = [p for p in tmp_path.rglob("*") if p.is_file()]
+    entry.write_bytes(entry.read_bytes()[:-3])
+    assert DiskCache(tmp_path).get("anything") is None
+    grammar = new_compiler(tiny_model, tmp_path).compile(constraint)
+    assert walk(grammar, tiny_model, '{"id": 1, "tags": []}')[0]
+    assert entry.read_bytes()[32:] == grammar.to_bytes()  # written again, whole, after its checksum
+
+
+def test_disk_entries_depend_on_the_tokenizer_setup(tiny_model, tmp_path):
+    """Another EOS set (or tokenizer, or vocabulary size) must not reuse the entry."""
+    constraint = Constraint.json_schema(SCHEMA)
+    new_compiler(tiny_model, tmp_path).compile(constraint)
+    other = Compiler(tiny_model.tokenizer, vocab_rows=tiny_model.vocab_rows, eos_token_ids=tiny_model.eos_token_ids[:1],
+                     disk_cache=DiskCache(tmp_path))
+    other.compile(constraint)
+    assert len([p for p in tmp_path.rglob("*") if p.is_file()]) == 2
+
+
+def test_warmup_schemas_are_compiled_and_unenforceable_ones_skipped(compiler, tmp_path):
+    unenforceable = {"type": "array", "uniqueItems": True}
+    path = tmp_path / "warmup.jsonl"
+    path.write_text("\n".join(json.dumps(s) for s in (SCHEMA, {"type": "boolean"}, unenforceable)) + "\n")
+    assert compile_warmup_schemas(compiler, path) == 2
+    before = len(compiler._grammars)
+    compiler.compile(Constraint.json_schema({"type": "boolean"}))
+    assert len(compiler._grammars) == before  # already compiled
+    path.write_text('{"type": "object"}\nnot json\n')
+    with pytest.raises(ValueError, match="warmup.jsonl:2"):
+        compile_warmup_schemas(compiler, path)
