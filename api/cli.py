@@ -17,6 +17,7 @@ from api.app import DEFAULT_MAX_BODY_BYTES, create_app
 from constrained.engine.async_engine import AsyncEngine
 from constrained.errors import ModelLoadError
 from constrained.models import DEFAULT_MODEL, load_model
+from constrained.reasoning import THINKING_BUDGETS
 
 log = logging.getLogger("constrained.serve")
 
@@ -32,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     engine = AsyncEngine(loaded, max_batch_size=args.max_batch_size, max_waiting=args.max_waiting,
                          compile_deadline_s=args.compile_deadline)
-    app = create_app(engine, model_name=args.model, api_key=args.api_key, max_body_bytes=args.max_body_bytes)
+    app = create_app(engine, model_name=args.model, api_key=args.api_key, max_body_bytes=args.max_body_bytes,
+                     reasoning_effort=args.reasoning_effort)
     log.info("serving %s on http://%s:%d/v1 (docs at /docs; API key %s; batch %d, queue %d)", args.model,
              args.host, args.port, "required" if args.api_key else "not required", args.max_batch_size,
              args.max_waiting)
@@ -58,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-waiting", type=int, default=256, help="queued sequences before 429")
     serve.add_argument("--compile-deadline", type=float, default=10.0, help="seconds to compile one schema")
     serve.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413")
+    serve.add_argument("--reasoning-effort", default="none", choices=tuple(THINKING_BUDGETS),
+                       help="for requests that set none: think first (low/medium/high) or not (default none)")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return parser
 

@@ -12,15 +12,18 @@ from api.protocol import ChatMessage
 
 
 def render_prompt(tokenizer: PreTrainedTokenizerFast, messages: list[ChatMessage],
-                  tools: list[dict[str, Any]] | None = None) -> list[int]:
+                  tools: list[dict[str, Any]] | None = None, *, thinking: bool | None = None) -> list[int]:
     """Token ids of the conversation, ending where the assistant's reply begins; `tools` (OpenAI's
     {"type": "function", "function": {...}} dicts) are rendered by the template (Qwen: a <tools> block).
+    `thinking` is the template's `enable_thinking` (Qwen3: False writes an empty think block, so the
+    model answers at once); None leaves it to the template.
 
     The template writes every special token itself, so the tokenizer adds none.
     """
+    options = {} if thinking is None else {"enable_thinking": thinking}
     try:
         text = tokenizer.apply_chat_template([_turn(m) for m in messages], tools=tools or None,
-                                             add_generation_prompt=True, tokenize=False)
+                                             add_generation_prompt=True, tokenize=False, **options)
     except TemplateError as exc:  # e.g. a template that insists on alternating user/assistant turns
         raise APIError(400, f"The messages do not fit the model's chat template: {exc}", param="messages") from exc
     return tokenizer.encode(text, add_special_tokens=False)

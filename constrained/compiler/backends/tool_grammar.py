@@ -3,7 +3,8 @@
 Each call is `<tool_call>\\n{"name": <const>, "arguments": <parameters>}\\n</tool_call>`, calls separated by
 "\\n". `<tool_call>` and `</tool_call>` are named as tokens (bare in Lark): llguidance treats Qwen's added
 tokens 151657/151658 as special, so they never match as text. In "auto" mode free text comes first and
-can never contain `<tool_call>`; once that token is sampled, the call is constrained.
+can never contain `<tool_call>`; once that token is sampled, the call is constrained. With an answer
+schema (response_format together with tools), "auto" is either a JSON instance of it or calls.
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def tool_calls_lark(value: dict[str, Any], prepare: Callable[[Any], Any], option
         f'rest: "\\n" body "\\n" {CLOSE} {more}',
         f"call: {OPEN} rest",
     ]
-    if mode == "auto":
+    if mode == "auto" and value.get("answer") is not None:  # a JSON answer or calls, not both
+        answer = {**prepare(value["answer"]), "x-guidance": options}
+        lines += [f"answer: %json {json.dumps(answer)}", f"start: answer | call {more}"]
+    elif mode == "auto":
         lines += [f"start: TEXT ({OPEN} rest)?", "TEXT: /(.|\\n)*/"]
     else:
         lines += ["start: call" + (f" {more}" if more else "")]
