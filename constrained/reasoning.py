@@ -54,7 +54,9 @@ class ReasoningGrammar(Grammar):
         thoughts = np.ones(n, dtype=bool)
         thoughts[[*spec.tokenizer.all_special_ids, *spec.eos_token_ids, self.open_id]] = False
         self.thought_row = _row(spec, thoughts)
-        self.any_row = _row(spec, np.ones(n, dtype=bool))
+        answer = np.ones(n, dtype=bool)
+        answer[[self.open_id, self.close_id]] = False
+        self.answer_row = _row(spec, answer)
         self.open_row, self.close_row = _row(spec, [self.open_id]), _row(spec, [self.close_id])
         self.separator_rows = [_row(spec, [t]) for t in spec.tokenizer.encode(SEPARATOR, add_special_tokens=False)]
         self.eos_row = spec.eos_only_row()
@@ -134,7 +136,8 @@ class ReasoningMatcher(Matcher):
 
 
 class AnyText(Matcher):
-    """The answer when nothing constrains it: any token of the tokenizer, EOS whenever the model likes."""
+    """The answer when nothing constrains it: any token of the tokenizer but the think tags, EOS whenever
+    the model likes."""
 
     def __init__(self, grammar: ReasoningGrammar):
         self._g = grammar
@@ -142,7 +145,7 @@ class AnyText(Matcher):
         self._ended = False
 
     def accept_token(self, token_id: int) -> bool:
-        if self._ended or not _allows(self._g.any_row, token_id):
+        if self._ended or not _allows(self._g.answer_row, token_id):
             return False
         self._ended = token_id in self._eos
         return True
@@ -151,7 +154,7 @@ class AnyText(Matcher):
         if self._ended:
             return 0
         for i, token_id in enumerate(token_ids):
-            if not _allows(self._g.any_row, token_id):
+            if not _allows(self._g.answer_row, token_id):
                 return i
             if token_id in self._eos:
                 return i + 1
@@ -162,7 +165,7 @@ class AnyText(Matcher):
             self._ended = False
 
     def fill_bitmask(self, bitmask: torch.Tensor, row: int) -> None:
-        mask_row(bitmask, row).copy_(self._g.eos_row if self._ended else self._g.any_row)
+        mask_row(bitmask, row).copy_(self._g.eos_row if self._ended else self._g.answer_row)
 
     def is_accepting(self) -> bool:
         return True

@@ -20,7 +20,7 @@ from constrained.compiler.backends import BACKENDS, Backend, Grammar, TokenizerS
 from constrained.compiler.vocabulary import tokenizer_hash
 from constrained.constraints import Constraint
 from constrained.errors import ConstrainedError, InvalidConstraint
-from constrained.reasoning import ReasoningGrammar, think_token_ids
+from constrained import reasoning  # a module import: constrained.reasoning imports the backends' base
 
 # What "auto" picks, per constraint kind (measured on the Qwen 151,936-token vocabulary, 2 CPU cores):
 # - JSON: llguidance. On 200 JSONSchemaBench schemas (STACK.md) it compiled 168 in ms and accepted 0 invalid
@@ -62,7 +62,7 @@ class Compiler:
     def validate(self, constraint: Constraint) -> None:
         """Raise InvalidConstraint (with the path, keyword and a fix) unless `constraint` can be enforced. Cheap."""
         if constraint.kind == "reasoning":
-            if think_token_ids(self.spec.tokenizer) is None:
+            if reasoning.think_token_ids(self.spec.tokenizer) is None:
                 raise InvalidConstraint("the model's vocabulary has no <think> tokens: it cannot reason")
             if constraint.answer is not None:
                 self.validate(constraint.answer)
@@ -109,7 +109,7 @@ class Compiler:
     def _compile_uncached(self, constraint: Constraint) -> Grammar:
         if constraint.kind == "reasoning":  # the think block wraps the answer's own (cached) grammar
             answer = constraint.answer
-            return ReasoningGrammar(self.spec, constraint.value["budget"],
+            return reasoning.ReasoningGrammar(self.spec, constraint.value["budget"],
                                     None if answer is None else self.compile(answer))
         backend = self._backend(self._select(constraint).name)
         return backend.compile(constraint, time.monotonic() + self.deadline_s)
