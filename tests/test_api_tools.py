@@ -244,18 +244,27 @@ async def test_parse_answer_or_call(openai_client, finishing_bias):
     assert len(parsed) >= 2 and all(isinstance(p, (City, Add)) for p in parsed)
 
 
-async def test_round_trip(openai_client, tiny_model):
-    """call -> tool result -> answer: the history renders (Qwen: <tool_response>) and a text answer comes back."""
-    call = {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}
-    messages = [*USER, {"role": "assistant", "content": None, "tool_calls": [call]},
-                {"role": "tool", "tool_call_id": "call_1", "content": "3"}]
-    answer = await openai_client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS,
-                                                         tool_choice="none", max_tokens=8, seed=0)
-    assert answer.choices[0].message.tool_calls is None and answer.choices[0].message.content is not None
+async def test_round_trip(openai_client, finishing_bias, tiny_model):
+    """The model's call -> the tool's result (tool_call_id) -> a text answer; the history renders into the
+    template (Qwen: the call in <tool_call>, the result in <tool_response>) so the model sees both."""
     from api.prompt import render_prompt
     from api.protocol import ChatCompletionRequest
 
+    for seed in range(6):
+        first = (await create(openai_client, finishing_bias, tools=TOOLS, seed=seed,
+                              tool_choice={"type": "function", "function": {"name": "add"}})).choices[0]
+        if first.finish_reason == "tool_calls":
+            break
+    assert first.finish_reason == "tool_calls", "no finished call in 6 seeds"
+    call = first.message.tool_calls[0]
+    arguments = json.loads(call.function.arguments)
+    messages = [*USER, first.message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": call.id, "content": str(arguments["a"] + arguments["b"])}]
+    answer = (await openai_client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS,
+                                                          tool_choice="none", max_tokens=8, seed=0)).choices[0]
+    assert answer.message.tool_calls is None and answer.message.content and answer.finish_reason in ("stop", "length")
     request = ChatCompletionRequest.model_validate({"model": MODEL, "messages": messages, "tools": TOOLS})
     prompt = tiny_model.tokenizer.decode(render_prompt(tiny_model.tokenizer, request.messages,
                                                        [t.model_dump(exclude_none=True) for t in request.tools]))
-    assert "<tool_response>\n3\n</tool_response>" in prompt and '"name": "add"' in prompt and "<tools>" in prompt
+    assert f"<tool_response>\n{arguments['a'] + arguments['b']}\n</tool_response>" in prompt and "<tools>" in prompt
+    assert f'<tool_call>\n{{"name": "add", "arguments": {call.function.arguments}}}\n</tool_call>' in prompt
