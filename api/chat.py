@@ -26,7 +26,7 @@ from constrained.engine.async_engine import AsyncEngine
 from constrained.engine.params import SamplingParams
 from constrained.engine.sequence import SequenceOutput
 from constrained.errors import InvalidConstraint
-from constrained.reasoning import think_token_ids, thinking_budget
+from constrained.reasoning import THINKING_BUDGETS, think_token_ids, thinking_budget
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,8 @@ class ChatService:
         self.model_name = model_name
         loaded = engine.loaded
         self.can_reason = think_token_ids(loaded.tokenizer) is not None
+        if reasoning_effort not in THINKING_BUDGETS:
+            raise ValueError(f"reasoning_effort {reasoning_effort!r} is not one of {', '.join(THINKING_BUDGETS)}")
         if thinking_budget(reasoning_effort) and not self.can_reason:
             raise ValueError(f"model '{model_name}' has no <think> tokens: it cannot reason "
                              f"(reasoning_effort {reasoning_effort!r})")

@@ -23,6 +23,8 @@ def test_serve_options_and_env_api_key(monkeypatch):
     args = build_parser().parse_args(["serve", "--port", "9000", "--max-batch-size", "4", "--compile-deadline", "2.5"])
     assert (args.model, args.host, args.port, args.api_key) == ("smollm2-135m-instruct", "127.0.0.1", 9000, "from-env")
     assert (args.max_batch_size, args.compile_deadline, args.device) == (4, 2.5, "auto")
+    assert args.reasoning_effort == "none"
+    assert build_parser().parse_args(["serve", "--reasoning-effort", "low"]).reasoning_effort == "low"
 
 
 def test_cli_serves_until_interrupted(tmp_path):

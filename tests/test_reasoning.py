@@ -125,11 +125,23 @@ async def test_refused_without_think_tokens_and_unknown_effort(openai_client, ap
     assert err.value.body["param"] == "reasoning_effort"
 
 
-async def test_service_default_effort(openai_client, api_app, finishing_bias, monkeypatch):
-    monkeypatch.setattr(api_app.state.chat, "reasoning_effort", "low")
-    response = await openai_client.chat.completions.create(model=MODEL, messages=USER, seed=7, max_tokens=30,
-                                                           logit_bias=ends_thinking(finishing_bias, 10))
-    assert response.choices[0].message.reasoning_content is not None
+async def test_service_default_effort(api_engine, finishing_bias):
+    """create_app(reasoning_effort=...) is the default of requests that set none; a request overrides it."""
+    import httpx2
+
+    from api.app import create_app
+
+    with pytest.raises(ValueError, match="extreme"):
+        create_app(api_engine, model_name=MODEL, reasoning_effort="extreme")
+    app = create_app(api_engine, model_name=MODEL, reasoning_effort="low")
+    app.state.ready = True  # the shared engine is running and warm
+    client = openai.AsyncOpenAI(api_key="unused", base_url="http://testserver/v1", max_retries=0,
+                                http_client=httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)))
+    kwargs = dict(model=MODEL, messages=USER, seed=7, max_tokens=30, logit_bias=ends_thinking(finishing_bias, 10))
+    thought = (await client.chat.completions.create(**kwargs)).choices[0].message
+    assert thought.reasoning_content is not None
+    direct = (await client.chat.completions.create(reasoning_effort="none", **kwargs)).choices[0].message
+    assert getattr(direct, "reasoning_content", None) is None
 
 
 async def test_splitter_is_the_same_however_the_text_is_cut():
