@@ -66,7 +66,7 @@ class _Collected:
                                   function=ResponseFunction(name=c.name, arguments=c.arguments))
                  for c in self.parser.calls]
         finish = "tool_calls" if calls and self.finish_reason == "stop" else self.finish_reason
-        content = (piece.content.strip() or None) if calls else piece.content
+        content = (piece.content or None) if calls else piece.content
         return {"finish_reason": finish, "message": AssistantMessage(
             content=content, tool_calls=calls or None, reasoning_content=piece.reasoning if reasoning else None)}
 

@@ -1,5 +1,6 @@
-"""Generated text -> content and tool calls, piece by piece: text before the first `<tool_call>` is content,
-each `<tool_call>\\n{"name": "NAME", "arguments": ARGUMENTS}\\n</tool_call>` block one call.
+"""Generated text -> content and tool calls, piece by piece: text before the first `<tool_call>` is content
+(less the whitespace leading up to the tag), each
+`<tool_call>\\n{"name": "NAME", "arguments": ARGUMENTS}\\n</tool_call>` block one call.
 
 The tool-call grammar (constrained/compiler/backends/tool_grammar.py) fixes that layout ("name" first,
 ", " and ": " separators), so the name is known as soon as its closing quote arrives and the arguments
@@ -73,8 +74,9 @@ class ToolCallParser:
         start = self._pending.find(OPEN)
         if start >= 0:
             content, self._pending, self._state = self._pending[:start], self._pending[start + len(OPEN):], "name"
-            return content
-        keep = len(self._pending) - _partial_suffix(self._pending, OPEN)
+            return content.rstrip()
+        # held back: what may begin the tag, and the whitespace before it (dropped if a call follows)
+        keep = len(self._pending[:len(self._pending) - _partial_suffix(self._pending, OPEN)].rstrip())
         content, self._pending = self._pending[:keep], self._pending[keep:]
         return content
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from constrained.constraints import Constraint
 from constrained.errors import InvalidConstraint
 from constrained.testing import validation_errors
-from constrained.tool_calls import parse_tool_calls
+from constrained.tool_calls import ToolCallParser, parse_tool_calls
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -54,8 +54,29 @@ async def create(client, finishing_bias, **kwargs):
 async def test_parse_tool_calls():
     text = 'Let me check.\n<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>\n<tool_call>\n{"name"'
     content, calls = parse_tool_calls(text)
-    assert content == "Let me check.\n" and [(c.name, json.loads(c.arguments)) for c in calls] == [("f", {"x": 1})]
-    assert parse_tool_calls("plain") == ("plain", [])
+    assert content == "Let me check." and [(c.name, json.loads(c.arguments)) for c in calls] == [("f", {"x": 1})]
+    assert parse_tool_calls("plain \n") == ("plain \n", [])
+
+
+async def test_call_parser_is_the_same_however_the_text_is_cut():
+    """A stream's content and call deltas add up to the whole text's, wherever the pieces are cut."""
+    text = ('Sure. \n<tool_call>\n{"name": "f", "arguments": {"x": "}\\n</"}}\n</tool_call>\n'
+            '<tool_call>\n{"name": "g", "arguments": {}}\n</tool_call>')
+    for size in (1, 2, 3, 5, len(text)):
+        parser, content, calls = ToolCallParser(), "", []
+        for i in range(0, len(text), size):
+            piece, deltas = parser.feed(text[i:i + size])
+            content += piece
+            for delta in deltas:
+                if delta.name is not None:
+                    assert delta.index == len(calls)
+                    calls.append([delta.name, ""])
+                else:
+                    assert delta.index == len(calls) - 1
+                    calls[-1][1] += delta.arguments
+        content += parser.finish()
+        assert content == "Sure." and calls == [["f", '{"x": "}\\n</"}'], ["g", "{}"]]
+        assert [[c.name, c.arguments] for c in parser.calls] == calls
 
 
 async def test_required_and_named(openai_client, finishing_bias):
@@ -195,6 +216,27 @@ async def test_stream_helper_accumulates_parallel_calls(openai_client, finishing
         complete = calls if finish[index] == "tool_calls" else calls[:-1]  # "length" may cut the last call
         for name, arguments in complete:
             assert validation_errors(SCHEMAS[name], arguments) == []
+
+
+async def test_auto_stream_matches_the_whole_response(openai_client, finishing_bias):
+    """"auto": text, then perhaps calls; streamed content and calls add up to the unstreamed response's."""
+    bias = {**finishing_bias, "151657": 11, "151645": 10}  # <tool_call> and <|im_end|> likely: calls and answers
+    kwargs = dict(model=MODEL, messages=USER, tools=TOOLS, logit_bias=bias, n=6, seed=11, max_tokens=80)
+    whole = await openai_client.chat.completions.create(**kwargs)
+    content, calls, finish = [""] * 6, [[] for _ in range(6)], [None] * 6
+    async for chunk in await openai_client.chat.completions.create(stream=True, **kwargs):
+        for c in chunk.choices:
+            content[c.index] += c.delta.content or ""
+            finish[c.index] = c.finish_reason or finish[c.index]
+            for d in c.delta.tool_calls or []:
+                if d.id is not None:
+                    calls[c.index].append([d.function.name, ""])
+                calls[c.index][d.index][1] += d.function.arguments
+    assert finish == [c.finish_reason for c in whole.choices] and "tool_calls" in finish and "stop" in finish
+    for i, choice in enumerate(whole.choices):
+        assert content[i] == (choice.message.content or "")
+        complete = calls[i] if finish[i] == "tool_calls" else calls[i][:len(choice.message.tool_calls or [])]
+        assert complete == [[t.function.name, t.function.arguments] for t in choice.message.tool_calls or []]
 
 
 async def test_response_format_with_tools(openai_client, finishing_bias):
