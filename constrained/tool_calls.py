@@ -105,6 +105,11 @@ class ToolCallParser:
         return [CallDelta(len(self.calls), arguments=fragment)]
 
 
+def call_block(name: str, arguments: str) -> str:
+    """One call as the grammar writes it (what `ToolCallParser` reads back); `arguments` a JSON string."""
+    return f"{OPEN}\n{{\"name\": {json.dumps(name)}, \"arguments\": {arguments}}}\n{CLOSE}"
+
+
 def parse_tool_calls(text: str) -> tuple[str, list[ParsedCall]]:
     """(content, calls) of a whole text; a block that is not closed is left out (cut by max_tokens)."""
     parser = ToolCallParser()
