@@ -137,6 +137,19 @@ async def test_refusals(openai_client):
     assert err.value.body["param"] == "tool_choice"
 
 
+async def test_auto_text_cannot_spell_the_tag(compiler, qwen_tokenizer):
+    """In "auto", `<tool_call>` opens a call only as its token; spelled out in text it is refused, so the
+    call parser never reads an unconstrained call."""
+    grammar = compiler.compile(Constraint.tool_calls([("add", ADD)], mode="auto"))
+    def encode(text: str) -> list[int]:
+        return qwen_tokenizer.encode(text, add_special_tokens=False)
+
+    spelled = encode("Hi <tool_") + encode("call>")
+    assert 151657 not in spelled and grammar.matcher().validate_tokens(spelled) == len(spelled) - 1
+    call = encode('Hi <tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>') + [151645]
+    assert 151657 in call and grammar.matcher().validate_tokens(call) == len(call)
+
+
 def glaive_tools(compiler) -> list[dict]:
     """Glaive function schemas the compiler accepts, as tools with unique names."""
     tools = []
