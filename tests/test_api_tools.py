@@ -174,6 +174,7 @@ async def test_arguments_always_validate(openai_client, finishing_bias, compiler
     rng = random.Random(0)
     bias = {**finishing_bias, "151657": 14} if mode == "auto" else finishing_bias
     runs = finished = calls = 0
+    failures = []
     for seed in range(7):
         tools = rng.sample(pool, 3)
         schemas = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
@@ -181,8 +182,12 @@ async def test_arguments_always_validate(openai_client, finishing_bias, compiler
         for choice in response.choices:
             runs += 1
             finished += choice.finish_reason in ("tool_calls", "stop")
-            calls += check_calls(choice, schemas)  # asserts each call validates
-    print(f"\ntool_choice={mode}: {runs} runs, {finished} finished, {calls} calls, 0 validation failures")
+            for call in choice.message.tool_calls or []:
+                calls += 1
+                errors = validation_errors(schemas[call.function.name], call.function.arguments)
+                failures += [(call.function.arguments, errors)] if errors else []
+    print(f"\ntool_choice={mode}: {runs} runs, {finished} finished, {calls} calls, {len(failures)} validation failures")
+    assert failures == []
     assert runs == 112 and finished >= 15 and calls >= 15, (runs, finished, calls)
 
 
