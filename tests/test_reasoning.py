@@ -88,29 +88,41 @@ async def test_unconstrained_answer_after_thinking(openai_client, finishing_bias
     assert message.reasoning_content is not None and "</think>" not in message.content + message.reasoning_content
 
 
-async def test_stream_deltas_match_the_whole_response(openai_client, finishing_bias):
-    kwargs = dict(model=MODEL, messages=USER, response_format=CITY_FORMAT, reasoning_effort="low", seed=5, n=2,
-                  max_tokens=120, logit_bias=ends_thinking(finishing_bias, 10))
+ADD = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+       "required": ["a", "b"], "additionalProperties": False}
+ADD_TOOL = {"type": "function", "function": {"name": "add", "parameters": ADD}}
+
+
+@pytest.mark.parametrize("answer", [{"response_format": CITY_FORMAT}, {"tools": [ADD_TOOL], "tool_choice": "required"}],
+                         ids=["json", "tool_calls"])
+async def test_stream_deltas_match_the_whole_response(openai_client, finishing_bias, answer):
+    """reasoning_content deltas, then content or tool-call deltas, add up to the unstreamed response."""
+    kwargs = dict(model=MODEL, messages=USER, reasoning_effort="low", seed=5, n=2, max_tokens=120,
+                  logit_bias=ends_thinking(finishing_bias, 10), **answer)
     whole = await openai_client.chat.completions.create(**kwargs)
-    reasoning, content = ["", ""], ["", ""]
+    reasoning, content, calls = ["", ""], ["", ""], [[], []]
     async for chunk in await openai_client.chat.completions.create(stream=True, **kwargs):
         for c in chunk.choices:
             assert not (c.delta.content and getattr(c.delta, "reasoning_content", None))
             reasoning[c.index] += getattr(c.delta, "reasoning_content", None) or ""
             content[c.index] += c.delta.content or ""
-    assert reasoning == [c.message.reasoning_content for c in whole.choices]
-    assert content == [c.message.content for c in whole.choices]
+            for d in c.delta.tool_calls or []:
+                assert not getattr(c.delta, "reasoning_content", None)
+                calls[c.index] += [[d.function.name, ""]] if d.id is not None else []
+                calls[c.index][d.index][1] += d.function.arguments
+    assert reasoning == [c.message.reasoning_content for c in whole.choices] and all(reasoning)
+    assert content == [c.message.content or "" for c in whole.choices]
+    expected = [[[t.function.name, t.function.arguments] for t in c.message.tool_calls or []] for c in whole.choices]
+    assert [calls[i][:len(expected[i])] for i in range(2)] == expected
+    assert "tools" not in answer or any(expected), [c.finish_reason for c in whole.choices]
 
 
 async def test_reasoning_with_tools(openai_client, finishing_bias):
-    add = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-           "required": ["a", "b"], "additionalProperties": False}
     response = await openai_client.chat.completions.create(
-        model=MODEL, messages=USER, tools=[{"type": "function", "function": {"name": "add", "parameters": add}}],
-        tool_choice="required", reasoning_effort="low", n=4, seed=6, max_tokens=120,
-        logit_bias=ends_thinking(finishing_bias, 10))
+        model=MODEL, messages=USER, tools=[ADD_TOOL], tool_choice="required", reasoning_effort="low", n=4, seed=6,
+        max_tokens=120, logit_bias=ends_thinking(finishing_bias, 10))
     calls = [call for c in response.choices if c.finish_reason == "tool_calls" for call in c.message.tool_calls]
-    assert calls and all(validation_errors(add, call.function.arguments) == [] for call in calls)
+    assert calls and all(validation_errors(ADD, call.function.arguments) == [] for call in calls)
     assert all(c.message.reasoning_content for c in response.choices if c.finish_reason == "tool_calls")
 
 
