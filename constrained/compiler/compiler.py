@@ -110,7 +110,7 @@ class Compiler:
         if constraint.kind == "reasoning":  # the think block wraps the answer's own (cached) grammar
             answer = constraint.answer
             return reasoning.ReasoningGrammar(self.spec, constraint.value["budget"],
-                                    None if answer is None else self.compile(answer))
+                                              None if answer is None else self.compile(answer))
         backend = self._backend(self._select(constraint).name)
         return backend.compile(constraint, time.monotonic() + self.deadline_s)
 
