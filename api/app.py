@@ -25,8 +25,9 @@ _DESCRIPTION = """OpenAI-compatible chat completions whose output is guaranteed 
 
 
 def create_app(engine: AsyncEngine, *, model_name: str, api_key: str | None = None,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
-    """An app serving `engine` under `model_name`; `api_key` guards every /v1 route.
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, reasoning_effort: str = "none") -> FastAPI:
+    """An app serving `engine` under `model_name`; `api_key` guards every /v1 route; `reasoning_effort`
+    is the default of requests that set none ("none": no think block, the JSON comes at once).
 
     Requests may name the model `model_name`, the loaded model's own name, or the last path component
     of either (`--model /models/Qwen3-0.6B` also answers to `Qwen3-0.6B`); other names get 404.
@@ -47,7 +48,7 @@ def create_app(engine: AsyncEngine, *, model_name: str, api_key: str | None = No
 
     app = FastAPI(title="constrained", version=version("constrained"), description=_DESCRIPTION, lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    app.state.chat = ChatService(engine, model_name=model_name)
+    app.state.chat = ChatService(engine, model_name=model_name, reasoning_effort=reasoning_effort)
     app.state.api_key = api_key
     app.state.ready = False
     install_error_handler(app)

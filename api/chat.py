@@ -20,12 +20,13 @@ from api.protocol import (
     ResponseFunction, ResponseToolCall, TokenLogprob, Usage, completion_id,
 )
 from api.streaming import chat_completion_frames
+from constrained.answer import AnswerParser
 from constrained.constraints import Constraint
 from constrained.engine.async_engine import AsyncEngine
 from constrained.engine.params import SamplingParams
 from constrained.engine.sequence import SequenceOutput
 from constrained.errors import InvalidConstraint
-from constrained.tool_calls import parse_tool_calls
+from constrained.reasoning import THINKING_BUDGETS, think_token_ids, thinking_budget
 
 log = logging.getLogger(__name__)
 
@@ -40,25 +41,53 @@ class Prepared:
     prompt_ids: list[int]
     params: SamplingParams
     constraint: Constraint | None
+    reasoning: bool  # a think block comes first
+    tools: bool  # calls may be made
+
+    def parser(self) -> AnswerParser:
+        """Splits one choice's text into reasoning, content and calls."""
+        return AnswerParser(reasoning=self.reasoning, tools=self.tools)
 
 
 @dataclass
 class _Collected:
     """One choice of a non-streamed completion, gathered from the engine's outputs."""
 
+    parser: AnswerParser
     text: list[str] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
     completion_tokens: int = 0
 
+    def message(self, *, reasoning: bool) -> dict:
+        """finish_reason and message: the thoughts as reasoning_content, calls parsed out of the answer."""
+        piece = self.parser.feed("".join(self.text), final=True)
+        calls = [ResponseToolCall(id=f"call_{uuid.uuid4().hex[:24]}",
+                                  function=ResponseFunction(name=c.name, arguments=c.arguments))
+                 for c in self.parser.calls]
+        finish = "tool_calls" if calls and self.finish_reason == "stop" else self.finish_reason
+        content = (piece.content or None) if calls else piece.content
+        return {"finish_reason": finish, "message": AssistantMessage(
+            content=content, tool_calls=calls or None, reasoning_content=piece.reasoning if reasoning else None)}
+
 
 class ChatService:
-    """Serves one loaded model under `model_name` (and aliases: the engine's model name, path basenames)."""
+    """Serves one loaded model under `model_name` (and aliases: the engine's model name, path basenames).
 
-    def __init__(self, engine: AsyncEngine, *, model_name: str):
+    `reasoning_effort` applies to requests that do not set one ("none": answer at once, no think block).
+    """
+
+    def __init__(self, engine: AsyncEngine, *, model_name: str, reasoning_effort: str = "none"):
         self.engine = engine
         self.model_name = model_name
         loaded = engine.loaded
+        self.can_reason = think_token_ids(loaded.tokenizer) is not None
+        if reasoning_effort not in THINKING_BUDGETS:
+            raise ValueError(f"reasoning_effort {reasoning_effort!r} is not one of {', '.join(THINKING_BUDGETS)}")
+        if thinking_budget(reasoning_effort) and not self.can_reason:
+            raise ValueError(f"model '{model_name}' has no <think> tokens: it cannot reason "
+                             f"(reasoning_effort {reasoning_effort!r})")
+        self.reasoning_effort = reasoning_effort
         names = {model_name, loaded.name}
         self.accepted_names = names | {Path(name).name for name in names}
         self.context_length: int | None = getattr(loaded.model.config, "max_position_embeddings", None)
@@ -77,20 +106,29 @@ class ChatService:
         """Prompt ids, sampling params and constraint; 4xx for anything we cannot serve as asked."""
         self.model_card(request.model)
         tools = [t.model_dump(exclude_none=True) for t in request.tools] if request.tool_mode() else None
-        prompt_ids = render_prompt(self.engine.loaded.tokenizer, request.messages, tools)
-        budget = request.max_new_tokens()
+        budget = thinking_budget(request.reasoning_effort or self.reasoning_effort)
+        if budget and not self.can_reason:
+            raise APIError(400, f"The model `{self.model_name}` does not reason: its vocabulary has no <think> "
+                                "tokens. Send 'reasoning_effort': 'none' or leave it out.", param="reasoning_effort")
+        prompt_ids = render_prompt(self.engine.loaded.tokenizer, request.messages, tools,
+                                   thinking=bool(budget) if self.can_reason else None)
+        max_tokens = request.max_new_tokens()
         default = DEFAULT_MAX_TOKENS
         if self.context_length is not None:
             room = self.context_length - len(prompt_ids)
-            if room < 1 or (budget is not None and budget > room):
-                asked = len(prompt_ids) + (budget or 0)
+            if room < 1 or (max_tokens is not None and max_tokens > room):
+                asked = len(prompt_ids) + (max_tokens or 0)
                 raise APIError(400, f"This model's maximum context length is {self.context_length} tokens. However, "
-                                    f"you requested {asked} tokens ({len(prompt_ids)} in the messages, {budget or 0} "
-                                    "in the completion). Please reduce the length of the messages or completion.",
-                               param="messages", code="context_length_exceeded")
+                                    f"you requested {asked} tokens ({len(prompt_ids)} in the messages, "
+                                    f"{max_tokens or 0} in the completion). Please reduce the length of the "
+                                    "messages or completion.", param="messages", code="context_length_exceeded")
             default = min(default, room)
+        constraint = request.constraint()
+        if budget:
+            constraint = Constraint.reasoning(constraint, budget=budget)
         prepared = Prepared(completion_id(), prompt_ids, request.sampling_params(
-            max_tokens=default if budget is None else budget), request.constraint())
+            max_tokens=default if max_tokens is None else max_tokens), constraint, reasoning=bool(budget),
+            tools=request.tool_mode() is not None)
         kind = prepared.constraint.kind if prepared.constraint else "free text"
         log.info("%s: %d prompt tokens, n=%d, max_tokens=%d, %s%s", prepared.request_id, len(prompt_ids),
                  prepared.params.n, prepared.params.max_tokens, kind, ", streamed" if request.stream else "")
@@ -102,7 +140,7 @@ class ChatService:
         """The whole completion, every choice finished."""
         prepared = self.prepare(request)
         start = time.perf_counter()
-        choices = [_Collected() for _ in range(prepared.params.n)]
+        choices = [_Collected(prepared.parser()) for _ in range(prepared.params.n)]
         prompt_tokens = len(prepared.prompt_ids)
         async with aclosing(self._outputs(request, prepared)) as outputs:
             async for out in outputs:
@@ -122,7 +160,7 @@ class ChatService:
             system_fingerprint=self.fingerprint,
             choices=[
                 Choice(index=i, logprobs=ChoiceLogprobs(content=c.logprobs) if request.logprobs else None,
-                       **_message(c, tools=request.tool_mode() is not None))
+                       **c.message(reasoning=prepared.reasoning))
                 for i, c in enumerate(choices)
             ],
             usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
@@ -138,8 +176,8 @@ class ChatService:
             first, outputs,
             header={"id": prepared.request_id, "created": int(time.time()), "model": self.model_name,
                     "system_fingerprint": self.fingerprint},
-            n=prepared.params.n, include_usage=request.include_usage,
-            logprobs=self.logprobs if request.logprobs else None, tools=request.tool_mode() is not None,
+            parsers=[prepared.parser() for _ in range(prepared.params.n)], include_usage=request.include_usage,
+            logprobs=self.logprobs if request.logprobs else None,
         )
 
     async def warm_up(self) -> None:
@@ -161,21 +199,6 @@ class ChatService:
                 async for out in outputs:
                     yield out
         except InvalidConstraint as exc:
-            if prepared.constraint is not None and prepared.constraint.kind == "tool_calls":
+            if prepared.tools and (exc.path.startswith("/tools/") or request.response_format is None):
                 raise APIError(400, f"Invalid tools: {str(exc).splitlines()[0]}", param="tools") from exc
             raise invalid_schema(exc, request.schema_name()) from exc
-
-
-def _message(choice: _Collected, *, tools: bool) -> dict:
-    """finish_reason and message of a finished choice; with tools, its calls parsed out of the text."""
-    text = "".join(choice.text)
-    if not tools:
-        return {"finish_reason": choice.finish_reason, "message": AssistantMessage(content=text)}
-    content, calls = parse_tool_calls(text)
-    if not calls:
-        return {"finish_reason": choice.finish_reason, "message": AssistantMessage(content=text)}
-    tool_calls = [ResponseToolCall(id=f"call_{uuid.uuid4().hex[:24]}",
-                                   function=ResponseFunction(name=c.name, arguments=c.arguments)) for c in calls]
-    finish = "tool_calls" if choice.finish_reason == "stop" else choice.finish_reason
-    return {"finish_reason": finish, "message": AssistantMessage(content=content.strip() or None,
-                                                                 tool_calls=tool_calls)}

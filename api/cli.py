@@ -24,6 +24,7 @@ from constrained.compiler.warmup import compile_warmup_schemas
 from constrained.engine.async_engine import AsyncEngine
 from constrained.errors import InvalidCheckInput, ModelLoadError
 from constrained.models import DEFAULT_MODEL, load_model
+from constrained.reasoning import THINKING_BUDGETS
 
 log = logging.getLogger("constrained.serve")
 
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     engine = AsyncEngine(loaded, compiler=compiler, max_batch_size=args.max_batch_size,
                          max_waiting=args.max_waiting, fast_forward=args.fast_forward)
-    app = create_app(engine, model_name=args.model, api_key=args.api_key, max_body_bytes=args.max_body_bytes)
+    app = create_app(engine, model_name=args.model, api_key=args.api_key, max_body_bytes=args.max_body_bytes,
+                     reasoning_effort=args.reasoning_effort)
     log.info("serving %s on http://%s:%d/v1 (docs at /docs; API key %s; batch %d, queue %d)", args.model,
              args.host, args.port, "required" if args.api_key else "not required", args.max_batch_size,
              args.max_waiting)
@@ -85,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-fast-forward", dest="fast_forward", action="store_false",
                        help="sample every token, even those the constraint forces (for comparisons)")
     serve.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413")
+    serve.add_argument("--reasoning-effort", default="none", choices=tuple(THINKING_BUDGETS),
+                       help="for requests that set none: think first (low/medium/high) or not (default none)")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     check = commands.add_parser("check", help="report on a schema: enforced keywords, refusals, compile time, "
                                               "samples; exit 1 when the server would refuse it")

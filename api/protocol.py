@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 from api.errors import APIError
 from constrained.constraints import Constraint
 from constrained.engine.params import SamplingParams
+from constrained.reasoning import THINKING_BUDGETS
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 _LaxInt = Annotated[int, Strict(False)]  # JSON object keys are strings: logit_bias {"1234": 5}
@@ -182,10 +183,6 @@ class ChatCompletionRequest(_Request):
         if isinstance(choice, dict) and choice["function"]["name"] not in names:
             raise APIError(400, f"'tool_choice' names function '{choice['function']['name']}', which is not among "
                                 "the tools.", param="tool_choice")
-        if self.tool_mode() is not None:
-            if self.response_format is not None and self.response_format.type != "text":
-                raise APIError(400, "'response_format' together with tools is not supported yet: send one of them, "
-                                    "or 'tool_choice': 'none'.", param="response_format")
         return self
 
     def tool_mode(self) -> str | None:
@@ -198,10 +195,9 @@ class ChatCompletionRequest(_Request):
 
     @field_validator("reasoning_effort")
     @classmethod
-    def _no_reasoning(cls, value: str | None) -> str | None:
-        if value not in (None, "none"):
-            raise _refuse("'reasoning_effort' other than 'none' is not supported yet: this server does not "
-                          "separate reasoning from the answer.")
+    def _known_effort(cls, value: str | None) -> str | None:
+        if value is not None and value not in THINKING_BUDGETS:
+            raise ValueError(f"'reasoning_effort' is one of {', '.join(map(repr, THINKING_BUDGETS))}")
         return value
 
     def max_new_tokens(self) -> int | None:
@@ -233,18 +229,26 @@ class ChatCompletionRequest(_Request):
         )
 
     def constraint(self) -> Constraint | None:
-        """What the output must match: None for free text."""
+        """What the answer must match: None for free text. With tools, a text answer follows response_format."""
         mode = self.tool_mode()
         if mode is not None:
             tools = [(t.function.name, t.function.parameters if t.function.parameters is not None
                       else {"type": "object", "properties": {}, "additionalProperties": False}) for t in self.tools]
-            return Constraint.tool_calls(tools, mode=mode, parallel=_or(self.parallel_tool_calls, True))
+            return Constraint.tool_calls(tools, mode=mode, parallel=_or(self.parallel_tool_calls, True),
+                                         answer=self._answer_schema())
         fmt = self.response_format
         if fmt is None or fmt.type == "text":
             return None
         if fmt.type == "json_object":
             return Constraint.json_object()
         return Constraint.json_schema(fmt.json_schema.schema_)
+
+    def _answer_schema(self) -> dict[str, Any] | None:
+        """response_format as a schema (json_object: any object); None for text."""
+        fmt = self.response_format
+        if fmt is None or fmt.type == "text":
+            return None
+        return {"type": "object"} if fmt.type == "json_object" else fmt.json_schema.schema_
 
     def schema_name(self) -> str | None:
         fmt = self.response_format
@@ -300,6 +304,7 @@ class AssistantMessage(BaseModel):
     refusal: str | None = None
     role: Literal["assistant"] = "assistant"
     tool_calls: list[ResponseToolCall] | None = _omit_none()
+    reasoning_content: str | None = _omit_none()  # the think block, when the model reasoned
 
 
 class Choice(BaseModel):
@@ -355,6 +360,7 @@ class Delta(BaseModel):
     refusal: str | None = _omit_none()
     role: Literal["assistant"] | None = _omit_none()
     tool_calls: list[DeltaToolCall] | None = _omit_none()
+    reasoning_content: str | None = _omit_none()
 
 
 class ChunkChoice(BaseModel):

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ConstraintKind = Literal["json_schema", "json_object", "regex", "choice", "tool_calls"]
+ConstraintKind = Literal["json_schema", "json_object", "regex", "choice", "tool_calls", "reasoning"]
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,12 @@ class Constraint:
     - ``regex``: ``value`` is a regular expression the whole output must match;
     - ``choice``: ``value`` is a tuple of strings, the output is exactly one of them;
     - ``tool_calls``: ``value`` is ``{"tools": [[name, parameters schema], ...], "mode": "auto" | "required"
-      | a tool's name, "parallel": bool}``; the output is Qwen-style ``<tool_call>`` blocks (see
-      constrained/tool_calls.py).
+      | a tool's name, "parallel": bool, "answer": None | schema}``; the output is Qwen-style ``<tool_call>``
+      blocks (see constrained/tool_calls.py); in "auto" mode the alternative is free text, or a JSON
+      instance of the ``answer`` schema when one is given;
+    - ``reasoning``: ``value`` is ``{"budget": int, "answer": [kind, value, backend] | None}``: a
+      ``<think>`` block of at most ``budget`` tokens, then the ``answer`` constraint (None: free text),
+      see constrained/reasoning.py.
 
     ``backend`` names the compiler backend ("auto" lets the compiler choose).
     """
@@ -59,7 +63,23 @@ class Constraint:
 
     @classmethod
     def tool_calls(cls, tools: list[tuple[str, Any]], *, mode: str = "auto", parallel: bool = True,
-                   backend: str = "auto") -> "Constraint":
-        """Tool calls: `tools` are (name, parameters schema) pairs; `mode` "auto", "required" or a tool name."""
-        value = {"tools": [[name, schema] for name, schema in tools], "mode": mode, "parallel": bool(parallel)}
+                   answer: Any = None, backend: str = "auto") -> "Constraint":
+        """Tool calls: `tools` are (name, parameters schema) pairs; `mode` "auto", "required" or a tool name;
+        `answer`, a schema the text answer must match instead of being free (used in "auto" mode)."""
+        value = {"tools": [[name, schema] for name, schema in tools], "mode": mode, "parallel": bool(parallel),
+                 "answer": answer}
         return cls("tool_calls", value, backend)
+
+    @classmethod
+    def reasoning(cls, answer: "Constraint | None", *, budget: int) -> "Constraint":
+        """A think block of at most `budget` tokens, then `answer` (None: free text)."""
+        inner = None if answer is None else [answer.kind, answer.value, answer.backend]
+        return cls("reasoning", {"budget": int(budget), "answer": inner})
+
+    @property
+    def answer(self) -> "Constraint | None":
+        """What a reasoning constraint's answer must match (None: free text); the constraint itself otherwise."""
+        if self.kind != "reasoning":
+            return self
+        inner = self.value["answer"]
+        return None if inner is None else Constraint(*inner)

@@ -1,34 +1,122 @@
-"""Finished output -> tool calls: text before the first `<tool_call>` is content, each block one call."""
+"""Generated text -> content and tool calls, piece by piece: text before the first `<tool_call>` is content
+(less the whitespace leading up to the tag), each
+`<tool_call>\\n{"name": "NAME", "arguments": ARGUMENTS}\\n</tool_call>` block one call.
+
+The tool-call grammar (constrained/compiler/backends/tool_grammar.py) fixes that layout ("name" first,
+", " and ": " separators), so the name is known as soon as its closing quote arrives and the arguments
+can leave as they are generated. `ToolCallParser` serves streams and whole texts alike, so a streamed
+call's concatenated fragments are exactly the arguments of the same call in a whole response.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
+_NAME = re.compile(r'\s*\{"name": ("[^"\\]*")')
+_ARGUMENTS = ', "arguments": '
+_END = "}\n" + CLOSE  # closes the call object, then the block
 
 
 @dataclass(frozen=True)
 class ParsedCall:
     name: str
-    arguments: str  # the arguments object as a JSON string
+    arguments: str  # the arguments object as a JSON string, as generated
+
+
+@dataclass(frozen=True)
+class CallDelta:
+    """A piece of call number `index`: the first names the function, the others carry argument text."""
+
+    index: int
+    name: str | None = None
+    arguments: str = ""
+
+
+class ToolCallParser:
+    """Feed generated text; get content and call deltas. `calls` holds the calls whose block is closed
+    (an unclosed one is a call cut short by max_tokens)."""
+
+    def __init__(self) -> None:
+        self.calls: list[ParsedCall] = []
+        self._pending = ""
+        self._state = "text"  # "text" -> "name" -> "keys" -> "arguments" -> "text" ...
+        self._name = ""
+        self._arguments: list[str] = []
+
+    def feed(self, text: str) -> tuple[str, list[CallDelta]]:
+        """(content, deltas) for the next piece of text; what may still be a tag is held back."""
+        self._pending += text
+        content, deltas = "", []
+        while True:
+            before = (self._state, len(self._pending))
+            if self._state == "text":
+                content += self._text()
+            elif self._state == "name":
+                deltas += self._call_name()
+            elif self._state == "keys":
+                self._keys()
+            else:
+                deltas += self._argument_text()
+            if (self._state, len(self._pending)) == before:
+                return content, [d for d in deltas if d.name is not None or d.arguments]
+
+    def finish(self) -> str:
+        """Content still held back once the text is complete (an unfinished call is dropped)."""
+        rest, self._pending = self._pending, ""
+        return rest if self._state == "text" else ""
+
+    def _text(self) -> str:
+        if self.calls:  # only the "\n" between calls follows the first one
+            self._pending = self._pending.lstrip("\n")
+        start = self._pending.find(OPEN)
+        if start >= 0:
+            content, self._pending, self._state = self._pending[:start], self._pending[start + len(OPEN):], "name"
+            return content.rstrip()
+        # held back: what may begin the tag, and the whitespace before it (dropped if a call follows)
+        keep = len(self._pending[:len(self._pending) - _partial_suffix(self._pending, OPEN)].rstrip())
+        content, self._pending = self._pending[:keep], self._pending[keep:]
+        return content
+
+    def _call_name(self) -> list[CallDelta]:
+        match = _NAME.match(self._pending)
+        if match is None:
+            return []
+        self._name, self._pending, self._state = json.loads(match[1]), self._pending[match.end():], "keys"
+        return [CallDelta(len(self.calls), name=self._name)]
+
+    def _keys(self) -> None:
+        if self._pending.startswith(_ARGUMENTS):
+            self._pending, self._state, self._arguments = self._pending[len(_ARGUMENTS):], "arguments", []
+
+    def _argument_text(self) -> list[CallDelta]:
+        """Arguments as far as they are sure not to be the call's end; the call once its block closes."""
+        end = self._pending.find(_END)
+        if end >= 0:
+            fragment, self._pending, self._state = self._pending[:end], self._pending[end + len(_END):], "text"
+            self._arguments.append(fragment)
+            self.calls.append(ParsedCall(self._name, "".join(self._arguments)))
+            return [CallDelta(len(self.calls) - 1, arguments=fragment)]
+        keep = len(self._pending) - _partial_suffix(self._pending, _END)
+        fragment, self._pending = self._pending[:keep], self._pending[keep:]
+        self._arguments.append(fragment)
+        return [CallDelta(len(self.calls), arguments=fragment)]
+
+
+def call_block(name: str, arguments: str) -> str:
+    """One call as the grammar writes it (what `ToolCallParser` reads back); `arguments` a JSON string."""
+    return f"{OPEN}\n{{\"name\": {json.dumps(name)}, \"arguments\": {arguments}}}\n{CLOSE}"
 
 
 def parse_tool_calls(text: str) -> tuple[str, list[ParsedCall]]:
-    """(content, calls). Blocks that are not closed or not a {"name", "arguments"} object are left out
-    (a constrained output only has unfinished ones when it ran out of tokens)."""
-    start = text.find(OPEN)
-    if start < 0:
-        return text, []
-    calls = []
-    for block in text[start:].split(OPEN)[1:]:
-        end = block.find(CLOSE)
-        if end < 0:
-            continue
-        try:
-            call = json.loads(block[:end])
-        except json.JSONDecodeError:
-            continue
-        if isinstance(call, dict) and isinstance(call.get("name"), str) and "arguments" in call:
-            calls.append(ParsedCall(call["name"], json.dumps(call["arguments"], ensure_ascii=False)))
-    return text[:start], calls
+    """(content, calls) of a whole text; a block that is not closed is left out (cut by max_tokens)."""
+    parser = ToolCallParser()
+    content, _ = parser.feed(text)
+    return content + parser.finish(), parser.calls
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    """Length of the longest end of `text` that begins `tag` (a tag possibly cut between pieces)."""
+    return next((k for k in range(min(len(tag) - 1, len(text)), 0, -1) if text.endswith(tag[:k])), 0)

@@ -25,6 +25,8 @@ def test_serve_options_and_env_api_key(monkeypatch):
     assert (args.max_batch_size, args.compile_deadline, args.device) == (4, 2.5, "auto")
     assert args.compile_cache_dir.endswith("grammars") and args.warmup_schemas is None
     assert build_parser().parse_args(["serve", "--no-compile-cache"]).compile_cache_dir is None
+    assert args.reasoning_effort == "none"
+    assert build_parser().parse_args(["serve", "--reasoning-effort", "low"]).reasoning_effort == "low"
 
 
 def test_cli_serves_until_interrupted(tmp_path):

@@ -77,9 +77,7 @@ REFUSED = [
      "response_format.json_schema.schema", "Missing required parameter", None),
     # well-formed but not honoured (yet): refused by name, with the reason
     (body(tool_choice="required"), "tool_choice", "only allowed when 'tools'", None),
-    (body(tools=[{"type": "function", "function": {"name": "f", "parameters": OBJECT}}],
-          response_format={"type": "json_object"}), "response_format", "together with tools", None),
-    (body(reasoning_effort="high"), "reasoning_effort", "reasoning", "unsupported_parameter"),
+    (body(reasoning_effort="extreme"), "reasoning_effort", "'none', 'minimal', 'low', 'medium', 'high'", None),
     (body(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]),
      "messages[0].content[0]", "'image_url' are not supported", "unsupported_parameter"),
     (body(messages=[{"role": "user", "content": "x", "name": "bob"}]), "messages[0].name", "'name'",

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from constrained.constraints import Constraint
 from constrained.errors import InvalidConstraint
 from constrained.testing import validation_errors
-from constrained.tool_calls import parse_tool_calls
+from constrained.tool_calls import ToolCallParser, parse_tool_calls
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -54,8 +54,29 @@ async def create(client, finishing_bias, **kwargs):
 async def test_parse_tool_calls():
     text = 'Let me check.\n<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>\n<tool_call>\n{"name"'
     content, calls = parse_tool_calls(text)
-    assert content == "Let me check.\n" and [(c.name, json.loads(c.arguments)) for c in calls] == [("f", {"x": 1})]
-    assert parse_tool_calls("plain") == ("plain", [])
+    assert content == "Let me check." and [(c.name, json.loads(c.arguments)) for c in calls] == [("f", {"x": 1})]
+    assert parse_tool_calls("plain \n") == ("plain \n", [])
+
+
+async def test_call_parser_is_the_same_however_the_text_is_cut():
+    """A stream's content and call deltas add up to the whole text's, wherever the pieces are cut."""
+    text = ('Sure. \n<tool_call>\n{"name": "f", "arguments": {"x": "}\\n</"}}\n</tool_call>\n'
+            '<tool_call>\n{"name": "g", "arguments": {}}\n</tool_call>')
+    for size in (1, 2, 3, 5, len(text)):
+        parser, content, calls = ToolCallParser(), "", []
+        for i in range(0, len(text), size):
+            piece, deltas = parser.feed(text[i:i + size])
+            content += piece
+            for delta in deltas:
+                if delta.name is not None:
+                    assert delta.index == len(calls)
+                    calls.append([delta.name, ""])
+                else:
+                    assert delta.index == len(calls) - 1
+                    calls[-1][1] += delta.arguments
+        content += parser.finish()
+        assert content == "Sure." and calls == [["f", '{"x": "}\\n</"}'], ["g", "{}"]]
+        assert [[c.name, c.arguments] for c in parser.calls] == calls
 
 
 async def test_required_and_named(openai_client, finishing_bias):
@@ -116,6 +137,19 @@ async def test_refusals(openai_client):
     assert err.value.body["param"] == "tool_choice"
 
 
+async def test_auto_text_cannot_spell_the_tag(compiler, qwen_tokenizer):
+    """In "auto", `<tool_call>` opens a call only as its token; spelled out in text it is refused, so the
+    call parser never reads an unconstrained call."""
+    grammar = compiler.compile(Constraint.tool_calls([("add", ADD)], mode="auto"))
+    def encode(text: str) -> list[int]:
+        return qwen_tokenizer.encode(text, add_special_tokens=False)
+
+    spelled = encode("Hi <tool_") + encode("call>")
+    assert 151657 not in spelled and grammar.matcher().validate_tokens(spelled) == len(spelled) - 1
+    call = encode('Hi <tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>') + [151645]
+    assert 151657 in call and grammar.matcher().validate_tokens(call) == len(call)
+
+
 def glaive_tools(compiler) -> list[dict]:
     """Glaive function schemas the compiler accepts, as tools with unique names."""
     tools = []
@@ -131,72 +165,166 @@ def glaive_tools(compiler) -> list[dict]:
     return tools
 
 
-async def test_arguments_always_validate(openai_client, finishing_bias, compiler):
+@pytest.mark.parametrize("mode", ["auto", "required"])
+async def test_arguments_always_validate(openai_client, finishing_bias, compiler, mode):
+    """>= 100 seeded runs over varied Glaive tools (3 per request): every call's arguments validate against
+    its tool's parameters. In "auto", `<tool_call>` is made likely so that calls happen. The figures print
+    with `pytest -s`."""
     pool = glaive_tools(compiler)
     rng = random.Random(0)
+    bias = {**finishing_bias, "151657": 14} if mode == "auto" else finishing_bias
     runs = finished = calls = 0
-    for seed in range(13):
+    failures = []
+    for seed in range(7):
         tools = rng.sample(pool, 3)
         schemas = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
-        response = await create(openai_client, finishing_bias, tools=tools, tool_choice="required", n=8, seed=seed,
-                                max_tokens=96)
+        response = await create(openai_client, bias, tools=tools, tool_choice=mode, n=16, seed=seed, max_tokens=80)
         for choice in response.choices:
             runs += 1
-            finished += choice.finish_reason == "tool_calls"
-            calls += check_calls(choice, schemas)
-    print(f"tool-call runs {runs}, finished {finished}, calls {calls}, validation failures 0")
-    assert runs >= 100 and finished >= 20, (runs, finished, calls)
+            finished += choice.finish_reason in ("tool_calls", "stop")
+            for call in choice.message.tool_calls or []:
+                calls += 1
+                errors = validation_errors(schemas[call.function.name], call.function.arguments)
+                failures += [(call.function.arguments, errors)] if errors else []
+    print(f"\ntool_choice={mode}: {runs} runs, {finished} finished, {calls} calls, {len(failures)} validation failures")
+    assert failures == []
+    assert runs == 112 and finished >= 15 and calls >= 15, (runs, finished, calls)
 
 
-async def test_stream_helper_accumulates_calls(openai_client, finishing_bias):
-    finals = []
-    for seed in range(8):  # the helper raises on "length": one choice per request, a few seeds
-        try:
-            async with openai_client.chat.completions.stream(
-                    model=MODEL, messages=USER, tools=TOOLS, tool_choice="required", logit_bias=finishing_bias,
-                    max_tokens=160, seed=seed) as stream:
-                final = await stream.get_final_completion()
-        except openai.LengthFinishReasonError:
+async def test_stream_helper_accumulates_parallel_calls(openai_client, finishing_bias):
+    """The SDK's stream helper rebuilds exactly the calls of the same seeded request, unstreamed; the
+    arguments arrive in several fragments, id and name once per call, indices 0, 1, ..."""
+    bias = {**finishing_bias, "198": 2}  # "\n" after a call: another call follows
+    kwargs = dict(model=MODEL, messages=USER, tools=TOOLS, tool_choice="required", logit_bias=bias, max_tokens=200)
+    compared = parallel = 0
+    for seed in range(6):  # the helper raises on "length": one choice per request, a few seeds
+        whole = (await openai_client.chat.completions.create(seed=seed, **kwargs)).choices[0]
+        if whole.finish_reason != "tool_calls":
             continue
-        finals.append(final.choices[0])
-    assert len(finals) >= 2
-    for choice in finals:
-        assert choice.finish_reason == "tool_calls" and check_calls(choice, SCHEMAS) >= 1
+        async with openai_client.chat.completions.stream(seed=seed, **kwargs) as stream:
+            fragments = [event async for event in stream if event.type == "tool_calls.function.arguments.delta"]
+            final = (await stream.get_final_completion()).choices[0]
+        assert final.finish_reason == "tool_calls" and check_calls(final, SCHEMAS) >= 1
+        assert [(c.function.name, c.function.arguments) for c in final.message.tool_calls] == \
+            [(c.function.name, c.function.arguments) for c in whole.message.tool_calls]
+        assert len(fragments) > len(final.message.tool_calls)  # arguments came in pieces
+        compared += 1
+        parallel += len(final.message.tool_calls) > 1
+    assert compared >= 2 and parallel >= 1, (compared, parallel)
     # the raw deltas: id and name once per call, indices 0, 1, ... one call after another
     stream = await openai_client.chat.completions.create(
-        model=MODEL, messages=USER, tools=TOOLS, tool_choice="required", logit_bias=finishing_bias, max_tokens=160,
-        n=4, seed=9, stream=True, stream_options={"include_usage": True})
+        stream=True, stream_options={"include_usage": True}, n=4, seed=9, **kwargs)
     seen: dict[int, list] = {}
+    finish: dict[int, str] = {}
     usage = None
     async for chunk in stream:
         usage = chunk.usage or usage
         for c in chunk.choices:
+            finish[c.index] = c.finish_reason or finish.get(c.index)
             for d in c.delta.tool_calls or []:
                 calls = seen.setdefault(c.index, [])
                 if d.id is not None:
-                    assert d.index == len(calls) and d.function.name in SCHEMAS
+                    assert d.index == len(calls) and d.function.name in SCHEMAS and d.function.arguments == ""
                     calls.append([d.function.name, ""])
                 else:
-                    assert d.index == len(calls) - 1 and d.function.name is None
+                    assert d.index == len(calls) - 1 and d.function.name is None and d.function.arguments
                     calls[-1][1] += d.function.arguments
     assert usage is not None and seen
-    for calls in seen.values():
-        for name, arguments in calls:
+    for index, calls in seen.items():
+        complete = calls if finish[index] == "tool_calls" else calls[:-1]  # "length" may cut the last call
+        for name, arguments in complete:
             assert validation_errors(SCHEMAS[name], arguments) == []
 
 
-async def test_round_trip(openai_client, tiny_model):
-    """call -> tool result -> answer: the history renders (Qwen: <tool_response>) and a text answer comes back."""
-    call = {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}
-    messages = [*USER, {"role": "assistant", "content": None, "tool_calls": [call]},
-                {"role": "tool", "tool_call_id": "call_1", "content": "3"}]
-    answer = await openai_client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS,
-                                                         tool_choice="none", max_tokens=8, seed=0)
-    assert answer.choices[0].message.tool_calls is None and answer.choices[0].message.content is not None
+async def test_auto_stream_matches_the_whole_response(openai_client, finishing_bias):
+    """"auto": text, then perhaps calls; streamed content and calls add up to the unstreamed response's."""
+    bias = {**finishing_bias, "151657": 11, "151645": 10}  # <tool_call> and <|im_end|> likely: calls and answers
+    kwargs = dict(model=MODEL, messages=USER, tools=TOOLS, logit_bias=bias, n=6, seed=11, max_tokens=80)
+    whole = await openai_client.chat.completions.create(**kwargs)
+    content, calls, finish = [""] * 6, [[] for _ in range(6)], [None] * 6
+    async for chunk in await openai_client.chat.completions.create(stream=True, **kwargs):
+        for c in chunk.choices:
+            content[c.index] += c.delta.content or ""
+            finish[c.index] = c.finish_reason or finish[c.index]
+            for d in c.delta.tool_calls or []:
+                if d.id is not None:
+                    calls[c.index].append([d.function.name, ""])
+                calls[c.index][d.index][1] += d.function.arguments
+    assert finish == [c.finish_reason for c in whole.choices] and "tool_calls" in finish and "stop" in finish
+    for i, choice in enumerate(whole.choices):
+        assert content[i] == (choice.message.content or "")
+        complete = calls[i] if finish[i] == "tool_calls" else calls[i][:len(choice.message.tool_calls or [])]
+        assert complete == [[t.function.name, t.function.arguments] for t in choice.message.tool_calls or []]
+
+
+async def test_response_format_with_tools(openai_client, finishing_bias):
+    """Text answers follow response_format, calls their tool; "required" calls only, "none" the schema only."""
+    city = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 8}}, "required": ["city"],
+            "additionalProperties": False}
+    fmt = {"type": "json_schema", "json_schema": {"name": "city", "schema": city}}
+    modes = {"auto": {**finishing_bias, "151657": 3}, "required": finishing_bias, "none": finishing_bias}
+    answers = calls = 0
+    for mode, bias in modes.items():
+        response = await create(openai_client, bias, tools=TOOLS, tool_choice=mode, response_format=fmt, n=8,
+                                seed=10)
+        for choice in response.choices:
+            calls += check_calls(choice, SCHEMAS)
+            if choice.finish_reason == "stop":
+                answers += 1
+                assert mode != "required" and choice.message.tool_calls is None
+                assert validation_errors(city, choice.message.content) == [], choice.message.content
+            assert mode != "none" or choice.message.tool_calls is None
+    assert answers >= 4 and calls >= 4, (answers, calls)
+    with pytest.raises(openai.BadRequestError) as err:
+        await create(openai_client, finishing_bias, tools=TOOLS, response_format={
+            "type": "json_schema", "json_schema": {"name": "bad", "schema": {"type": "array", "uniqueItems": True}}})
+    assert err.value.body["param"] == "response_format"
+
+
+async def test_parse_answer_or_call(openai_client, finishing_bias):
+    """`parse` with a pydantic response_format and a pydantic tool: parsed content or parsed_arguments."""
+    class City(BaseModel):
+        city: str
+
+    class Add(BaseModel):
+        a: int
+        b: int
+
+    parsed = []
+    for seed in range(6):
+        try:
+            completion = await openai_client.chat.completions.parse(
+                model=MODEL, messages=USER, response_format=City, tools=[openai.pydantic_function_tool(Add)],
+                logit_bias={**finishing_bias, "151657": 3}, max_tokens=60, seed=seed)
+        except openai.LengthFinishReasonError:
+            continue
+        message = completion.choices[0].message
+        parsed += [call.function.parsed_arguments for call in message.tool_calls or []]
+        parsed += [message.parsed] if message.parsed is not None else []
+    assert len(parsed) >= 2 and all(isinstance(p, (City, Add)) for p in parsed)
+
+
+async def test_round_trip(openai_client, finishing_bias, tiny_model):
+    """The model's call -> the tool's result (tool_call_id) -> a text answer; the history renders into the
+    template (Qwen: the call in <tool_call>, the result in <tool_response>) so the model sees both."""
     from api.prompt import render_prompt
     from api.protocol import ChatCompletionRequest
 
+    for seed in range(6):
+        first = (await create(openai_client, finishing_bias, tools=TOOLS, seed=seed,
+                              tool_choice={"type": "function", "function": {"name": "add"}})).choices[0]
+        if first.finish_reason == "tool_calls":
+            break
+    assert first.finish_reason == "tool_calls", "no finished call in 6 seeds"
+    call = first.message.tool_calls[0]
+    arguments = json.loads(call.function.arguments)
+    messages = [*USER, first.message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": call.id, "content": str(arguments["a"] + arguments["b"])}]
+    answer = (await openai_client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS,
+                                                          tool_choice="none", max_tokens=8, seed=0)).choices[0]
+    assert answer.message.tool_calls is None and answer.message.content and answer.finish_reason in ("stop", "length")
     request = ChatCompletionRequest.model_validate({"model": MODEL, "messages": messages, "tools": TOOLS})
     prompt = tiny_model.tokenizer.decode(render_prompt(tiny_model.tokenizer, request.messages,
                                                        [t.model_dump(exclude_none=True) for t in request.tools]))
-    assert "<tool_response>\n3\n</tool_response>" in prompt and '"name": "add"' in prompt and "<tools>" in prompt
+    assert f"<tool_response>\n{arguments['a'] + arguments['b']}\n</tool_response>" in prompt and "<tools>" in prompt
+    assert f'<tool_call>\n{{"name": "add", "arguments": {call.function.arguments}}}\n</tool_call>' in prompt

@@ -21,6 +21,7 @@ from constrained.compiler.disk_cache import DiskCache
 from constrained.compiler.vocabulary import tokenizer_hash
 from constrained.constraints import Constraint
 from constrained.errors import ConstrainedError, InvalidConstraint
+from constrained import reasoning  # a module import: constrained.reasoning imports the backends' base
 
 # What "auto" picks, per constraint kind (measured on the Qwen 151,936-token vocabulary, 2 CPU cores):
 # - JSON: llguidance. On 200 JSONSchemaBench schemas (STACK.md) it compiled 168 in ms and accepted 0 invalid
@@ -67,6 +68,12 @@ class Compiler:
 
     def validate(self, constraint: Constraint) -> None:
         """Raise InvalidConstraint (with the path, keyword and a fix) unless `constraint` can be enforced. Cheap."""
+        if constraint.kind == "reasoning":
+            if reasoning.think_token_ids(self.spec.tokenizer) is None:
+                raise InvalidConstraint("the model's vocabulary has no <think> tokens: it cannot reason")
+            if constraint.answer is not None:
+                self.validate(constraint.answer)
+            return
         self._select(constraint)
 
     def compile(self, constraint: Constraint) -> Grammar:
@@ -108,6 +115,10 @@ class Compiler:
 
     def _compile_uncached(self, constraint: Constraint) -> Grammar:
         """Built by the backend, or rebuilt from the disk cache without compiling."""
+        if constraint.kind == "reasoning":  # the think block wraps the answer's own (cached) grammar
+            answer = constraint.answer
+            return reasoning.ReasoningGrammar(self.spec, constraint.value["budget"],
+                                              None if answer is None else self.compile(answer))
         backend = self._backend(self._select(constraint).name)
         deadline = time.monotonic() + self.deadline_s
         if self.disk_cache is None:

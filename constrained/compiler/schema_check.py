@@ -170,6 +170,8 @@ def check_tool_calls(value: Any, table: KeywordTable, limits: Limits = LIMITS) -
             check_schema(schema, table, limits)
         except InvalidConstraint as exc:
             raise InvalidConstraint(f"function '{name}': {exc}", path=f"/tools/{i}/parameters{exc.path}") from exc
+    if value.get("answer") is not None:  # the text answer's schema (response_format): its own paths
+        check_schema(value["answer"], table, limits)
 
 
 def check_regex(pattern: Any, limits: Limits = LIMITS) -> None:

@@ -17,7 +17,7 @@ import torch
 
 from constrained.compiler.backends.base import Backend, Grammar, TokenizerSpec, mask_row, call_with_deadline, choice_regex
 from constrained.compiler.backends.exact_formats import with_exact_formats
-from constrained.compiler.backends.tool_grammar import tool_calls_lark
+from constrained.compiler.backends.tool_grammar import CLOSE, OPEN, tool_calls_lark
 from constrained.compiler.keywords import LLGUIDANCE
 from constrained.compiler.schema_check import enforceable_schema
 from constrained.constraints import Constraint
@@ -44,6 +44,8 @@ class LlguidanceBackend(Backend):
             spec.tokenizer, n_vocab=spec.vocab_rows, eos_token=list(spec.eos_token_ids)
         )
         self._eos_only = spec.eos_only_row()
+        added = spec.tokenizer.get_added_vocab()
+        self._tool_tags_are_tokens = OPEN in added and CLOSE in added  # Qwen: yes; SmolLM2: plain text
 
     def compile(self, constraint: Constraint, deadline: float) -> "LlguidanceGrammar":
         return self._build(self._grammar_text(constraint), deadline, f"a {constraint.kind} constraint")
@@ -75,7 +77,8 @@ class LlguidanceBackend(Backend):
             def prepare(schema):
                 return with_exact_formats(enforceable_schema(schema, self.table))
 
-            return llguidance.LLMatcher.grammar_from_lark(tool_calls_lark(constraint.value, prepare, JSON_OPTIONS))
+            lark = tool_calls_lark(constraint.value, prepare, JSON_OPTIONS, tags_are_tokens=self._tool_tags_are_tokens)
+            return llguidance.LLMatcher.grammar_from_lark(lark)
         if constraint.kind == "regex":
             return llguidance.LLMatcher.grammar_from_regex(constraint.value)
         return llguidance.LLMatcher.grammar_from_regex(choice_regex(constraint.value))

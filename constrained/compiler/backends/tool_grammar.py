@@ -1,9 +1,12 @@
 """The llguidance Lark grammar of a tool_calls constraint: Qwen's `<tool_call>` blocks, arguments by schema.
 
 Each call is `<tool_call>\\n{"name": <const>, "arguments": <parameters>}\\n</tool_call>`, calls separated by
-"\\n". `<tool_call>` and `</tool_call>` are named as tokens (bare in Lark): llguidance treats Qwen's added
-tokens 151657/151658 as special, so they never match as text. In "auto" mode free text comes first and
-can never contain `<tool_call>`; once that token is sampled, the call is constrained.
+"\\n". Where the vocabulary has the tags as added tokens (Qwen: 151657/151658) they are named as tokens
+(bare in Lark: llguidance treats added tokens as special, so they never match as text); elsewhere
+(SmolLM2) they are literal text. In "auto" mode free text comes first and can never contain
+`<tool_call>`, even spelled out, so the call parser never sees an unconstrained call; once the tag is
+generated, the call is constrained. With an answer schema (response_format together with tools), "auto"
+is either a JSON instance of it or calls.
 """
 
 from __future__ import annotations
@@ -12,11 +15,15 @@ import json
 from typing import Any, Callable
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
+_TEXT = f"TEXT: /(.|\\n)*/ & ~/(.|\\n)*{OPEN}(.|\\n)*/"  # any text without the opening tag
 
 
-def tool_calls_lark(value: dict[str, Any], prepare: Callable[[Any], Any], options: dict[str, Any]) -> str:
+def tool_calls_lark(value: dict[str, Any], prepare: Callable[[Any], Any], options: dict[str, Any], *,
+                    tags_are_tokens: bool = True) -> str:
     """The Lark text for `Constraint.tool_calls(...).value`; `prepare` maps a parameters schema to what
-    llguidance gets (no-op keywords stripped, exact formats), `options` are its JSON options."""
+    llguidance gets (no-op keywords stripped, exact formats), `options` are its JSON options;
+    `tags_are_tokens`: the tags are added tokens of the vocabulary, not text."""
+    open_, close = (OPEN, CLOSE) if tags_are_tokens else (json.dumps(OPEN), json.dumps(CLOSE))
     tools = value["tools"]
     mode = value["mode"]
     chosen = [(n, s) for n, s in tools if n == mode] if mode not in ("auto", "required") else tools
@@ -35,11 +42,17 @@ def tool_calls_lark(value: dict[str, Any], prepare: Callable[[Any], Any], option
         "%llguidance {}",
         f"body: {' | '.join(f'body_{i}' for i in range(len(chosen)))}",
         *bodies,
-        f'rest: "\\n" body "\\n" {CLOSE} {more}',
-        f"call: {OPEN} rest",
+        f'rest: "\\n" body "\\n" {close} {more}',
+        f"call: {open_} rest",
     ]
-    if mode == "auto":
-        lines += [f"start: TEXT ({OPEN} rest)?", "TEXT: /(.|\\n)*/"]
+    if mode == "auto" and value.get("answer") is not None:  # a JSON answer or calls, not both
+        answer = {**prepare(value["answer"]), "x-guidance": options}
+        lines += [f"answer: %json {json.dumps(answer)}", f"start: answer | call {more}"]
+    elif mode == "auto" and tags_are_tokens:
+        lines += [f"start: TEXT ({OPEN} rest)?", _TEXT]
+    elif mode == "auto":  # one lexeme up to the tag: text and tag are lexed together, the tag ends it
+        lines += ["start: TEXT | TEXT_OPEN rest", _TEXT,
+                  f"TEXT_OPEN: /(.|\\n)*{OPEN}/ & ~/(.|\\n)*{OPEN}(.|\\n)+/"]
     else:
         lines += ["start: call" + (f" {more}" if more else "")]
     return "\n".join(lines) + "\n"
