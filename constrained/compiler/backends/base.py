@@ -55,6 +55,10 @@ class Grammar(ABC):
     def matcher(self) -> Matcher:
         """A fresh matcher at the start of the constraint, for one sequence."""
 
+
+class CompiledGrammar(Grammar):
+    """A grammar a backend compiled: it can be stored on disk and rebuilt by the backend's `load`."""
+
     @abstractmethod
     def to_bytes(self) -> bytes:
         """What the backend's `load` needs to rebuild this grammar without compiling it (for the disk cache)."""
@@ -72,11 +76,11 @@ class Backend(ABC):
         check_constraint(constraint, cls.table)
 
     @abstractmethod
-    def compile(self, constraint: Constraint, deadline: float) -> Grammar:
+    def compile(self, constraint: Constraint, deadline: float) -> CompiledGrammar:
         """Compile a validated constraint; CompileTimeout once `time.monotonic()` passes `deadline`."""
 
     @abstractmethod
-    def load(self, data: bytes, deadline: float) -> Grammar:
+    def load(self, data: bytes, deadline: float) -> CompiledGrammar:
         """Rebuild a grammar from its `to_bytes()`, made by this backend for the same tokenizer."""
 
 
@@ -107,6 +111,8 @@ def call_with_deadline(fn: Callable[[], T], deadline: float, what: str) -> T:
     Only for work that releases the GIL (the caller's threads keep running) and stops by itself
     (the thread is abandoned on timeout, not killed).
     """
+    if time.monotonic() >= deadline:  # spent before the work starts (e.g. on the tokenizer): no race to lose
+        raise CompileTimeout(f"compiling {what} took longer than the deadline")
     box: list = []
 
     def run() -> None:

@@ -15,7 +15,7 @@ import llguidance
 import llguidance.hf
 import torch
 
-from constrained.compiler.backends.base import Backend, Grammar, TokenizerSpec, mask_row, call_with_deadline, choice_regex
+from constrained.compiler.backends.base import Backend, CompiledGrammar, TokenizerSpec, mask_row, call_with_deadline, choice_regex
 from constrained.compiler.backends.exact_formats import with_exact_formats
 from constrained.compiler.backends.tool_grammar import CLOSE, OPEN, tool_calls_lark
 from constrained.compiler.keywords import LLGUIDANCE
@@ -84,7 +84,7 @@ class LlguidanceBackend(Backend):
         return llguidance.LLMatcher.grammar_from_regex(choice_regex(constraint.value))
 
 
-class LlguidanceGrammar(Grammar):
+class LlguidanceGrammar(CompiledGrammar):
     backend = "llguidance"
 
     def __init__(self, grammar_text: str, prototype: llguidance.LLMatcher, eos_token_ids: tuple[int, ...],

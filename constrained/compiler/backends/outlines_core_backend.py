@@ -23,7 +23,7 @@ import torch
 from outlines_core import Guide, Index
 from outlines_core.json_schema import build_regex_from_schema
 
-from constrained.compiler.backends.base import Backend, Grammar, TokenizerSpec, mask_row, choice_regex, set_bits
+from constrained.compiler.backends.base import Backend, CompiledGrammar, TokenizerSpec, mask_row, choice_regex, set_bits
 from constrained.compiler.keywords import ASSERTIONS, OUTLINES_CORE
 from constrained.compiler.schema_check import enforceable_schema, is_no_op
 from constrained.compiler.schema_walk import children, reachable, resolve_local
@@ -156,7 +156,7 @@ def _refuse_recursion(schema: dict) -> None:
     visit(schema, ("",))
 
 
-class OutlinesCoreGrammar(Grammar):
+class OutlinesCoreGrammar(CompiledGrammar):
     backend = "outlines_core"
 
     def __init__(self, index: Index, terminal: frozenset[int], eos_token_ids: tuple[int, ...], eos_only: torch.Tensor):
