@@ -47,7 +47,10 @@ LLGUIDANCE = KeywordTable(
     keywords={
         "type": "", "enum": "", "const": "",
         "anyOf": "", "allOf": "intersection; llguidance refuses a few combinations",
-        "oneOf": "only when its branches cannot overlap; otherwise refused (use anyOf)",
+        "oneOf": "when its branches provably cannot overlap (types, const/enum values, a required property's "
+                 "values), or each branch is one required name; otherwise refused (use anyOf)",
+        "not": "of {}, a type, required names, or anyOf/allOf of required names; otherwise refused",
+        "dependencies": "", "dependentRequired": "", "dependentSchemas": "",
         "$ref": "references inside the schema, recursion included",
         "properties": "emitted in schema order", "required": "", "additionalProperties": "",
         "patternProperties": "", "minProperties": "", "maxProperties": "",

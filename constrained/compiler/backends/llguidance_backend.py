@@ -19,6 +19,7 @@ from constrained.compiler.backends.base import Backend, Grammar, TokenizerSpec, 
 from constrained.compiler.backends.exact_formats import with_exact_formats
 from constrained.compiler.backends.tool_grammar import tool_calls_lark
 from constrained.compiler.keywords import LLGUIDANCE
+from constrained.compiler.rewrites import llguidance_equivalent
 from constrained.compiler.schema_check import enforceable_schema
 from constrained.constraints import Constraint
 from constrained.errors import InvalidConstraint
@@ -45,6 +46,23 @@ class LlguidanceBackend(Backend):
         )
         self._eos_only = spec.eos_only_row()
 
+    @classmethod
+    def validate(cls, constraint: Constraint) -> None:
+        super().validate(constraint)
+        if constraint.kind == "json_schema":
+            cls._prepare(constraint.value)
+        elif constraint.kind == "tool_calls":
+            for i, (name, schema) in enumerate(constraint.value["tools"]):
+                try:
+                    cls._prepare(schema)
+                except InvalidConstraint as exc:
+                    raise InvalidConstraint(f"function '{name}': {exc}", path=f"/tools/{i}/parameters{exc.path}") from exc
+
+    @classmethod
+    def _prepare(cls, schema: object) -> object:
+        """The schema llguidance gets: annotations dropped, unimplemented keywords rewritten, exact date formats."""
+        return with_exact_formats(llguidance_equivalent(enforceable_schema(schema, cls.table)))
+
     def compile(self, constraint: Constraint, deadline: float) -> "LlguidanceGrammar":
         def build() -> llguidance.LLMatcher:
             matcher = llguidance.LLMatcher(self._tokenizer, self._grammar_text(constraint), log_level=0)
@@ -59,16 +77,12 @@ class LlguidanceBackend(Backend):
 
     def _grammar_text(self, constraint: Constraint) -> str:
         if constraint.kind == "json_schema":
-            schema = with_exact_formats(enforceable_schema(constraint.value, self.table))
-            return llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=JSON_OPTIONS)
+            return llguidance.LLMatcher.grammar_from_json_schema(self._prepare(constraint.value), overrides=JSON_OPTIONS)
         if constraint.kind == "json_object":
             lark = resources.files("grammars").joinpath("json_object.lark").read_text(encoding="utf-8")
             return llguidance.LLMatcher.grammar_from_lark(lark)
         if constraint.kind == "tool_calls":
-            def prepare(schema):
-                return with_exact_formats(enforceable_schema(schema, self.table))
-
-            return llguidance.LLMatcher.grammar_from_lark(tool_calls_lark(constraint.value, prepare, JSON_OPTIONS))
+            return llguidance.LLMatcher.grammar_from_lark(tool_calls_lark(constraint.value, self._prepare, JSON_OPTIONS))
         if constraint.kind == "regex":
             return llguidance.LLMatcher.grammar_from_regex(constraint.value)
         return llguidance.LLMatcher.grammar_from_regex(choice_regex(constraint.value))

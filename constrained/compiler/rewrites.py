@@ -1,0 +1,209 @@
+"""Exact rewrites of keywords llguidance does not implement into ones it does, or a refusal with the path.
+
+Every rewrite accepts exactly the instances the original accepts (the JSON Schema semantics, including
+for non-object instances, which `required`/`properties` let through):
+- `dependencies` / `dependentRequired` / `dependentSchemas`: "a present => R" becomes
+  `anyOf: [{properties: {a: false}}, {required: [a, ...R]}]` (just R when `a` is required anyway);
+- `not` of a few shapes: `{}` (nothing matches), `type`, `required`, and anyOf/allOf of `required`;
+- `oneOf` whose branches provably cannot overlap becomes `anyOf`; a oneOf of single `required` names
+  ("exactly one of a, b") becomes an anyOf of objects with one name present and the others absent.
+Anything else stays refused, with its path.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any
+
+import jsonschema
+
+from constrained.compiler.schema_walk import map_with_pointers, resolve_local
+from constrained.errors import InvalidConstraint
+
+JSON_TYPES = frozenset({"null", "boolean", "object", "array", "number", "string", "integer"})
+
+
+def llguidance_equivalent(schema: Any) -> Any:
+    """`schema` with `dependencies`, `not` and `oneOf` rewritten (see the module docstring); InvalidConstraint
+    naming the first one that has no exact equivalent."""
+    if not isinstance(schema, dict):
+        return schema
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # an unknown $schema: the default draft
+        known = set(jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).VALIDATORS)
+
+    def rewrite(pointer: str, node: dict) -> Any:
+        node = _dependencies(node, known)
+        if "not" in node:
+            replacement = _negation(node.pop("not"))
+            if replacement is None:
+                raise InvalidConstraint("only `not` of {}, a type, or required names is enforced", path=pointer,
+                                        keyword="not", hint="list what is allowed instead (enum, anyOf)")
+            if replacement is False:
+                return False
+            node = _conjoin(node, replacement)
+        if "oneOf" in node:
+            branches = _exclusive(node.pop("oneOf"), schema)
+            if branches is None:
+                raise InvalidConstraint("oneOf branches that may overlap are not enforced", path=pointer,
+                                        keyword="oneOf", hint="use anyOf when at most one branch can match anyway")
+            node = _conjoin(node, {"anyOf": branches}) if "anyOf" in node else {**node, "anyOf": branches}
+        return node
+
+    return map_with_pointers(schema, rewrite)
+
+
+def _conjoin(node: dict, extra: dict) -> dict:
+    return {**node, "allOf": [*node.get("allOf", []), extra]}
+
+
+_DEPENDENCY_KEYWORDS = ("dependencies", "dependentRequired", "dependentSchemas")
+
+
+def _dependencies(node: dict, known: set[str]) -> dict:
+    """The dependency keywords of the schema's draft as conditions; the other drafts' ones assert nothing."""
+    pairs = [(name, then) for key in _DEPENDENCY_KEYWORDS if key in known and isinstance(node.get(key), dict)
+             for name, then in node[key].items()]
+    node = {k: v for k, v in node.items() if k not in _DEPENDENCY_KEYWORDS}
+    conditions = []
+    for name, then in pairs:
+        then_schema = {"required": [name, *then]} if isinstance(then, list) else {"required": [name], "allOf": [then]}
+        required = isinstance(node.get("required"), list) and name in node["required"]
+        conditions.append(then_schema if required else {"anyOf": [{"properties": {name: False}}, then_schema]})
+    return {**node, "allOf": [*node.get("allOf", []), *conditions]} if conditions else node
+
+
+def _negation(negated: Any) -> Any:
+    """A schema matching exactly what `negated` does not match; False for nothing; None when unsupported."""
+    if negated is True or negated == {}:
+        return False
+    if negated is False:
+        return {}
+    if not isinstance(negated, dict):
+        return None
+    keys = set(negated) - {"title", "description", "$comment"}
+    if keys == {"type"}:
+        named = {negated["type"]} if isinstance(negated["type"], str) else set(negated["type"])
+        if "number" in named:
+            named.add("integer")
+        if "integer" in named and "number" not in named:
+            return None  # "a number but not an integer" has no type
+        rest = sorted(JSON_TYPES - named - {"integer"})
+        return {"type": rest} if rest else False
+    names = _required_names(negated, "allOf")
+    if names is not None:  # not(all present): an object missing at least one
+        return {"type": "object", "anyOf": [{"properties": {name: False}} for name in names]}
+    names = _required_names(negated, "anyOf")
+    if names is not None:  # not(any present): an object with none of them
+        return {"type": "object", "properties": {name: False for name in names}}
+    return None
+
+
+def _required_names(schema: dict, combinator: str) -> list[str] | None:
+    """The names of {"required": [...]} or of {combinator: [{"required": [...]}, ...]} (single names for anyOf)."""
+    if set(schema) == {"required"} and combinator == "allOf":
+        return list(schema["required"]) or None
+    parts = schema.get(combinator)
+    if set(schema) != {combinator} or not isinstance(parts, list) or not parts:
+        return None
+    if not all(isinstance(p, dict) and set(p) == {"required"} and len(p["required"]) == 1 for p in parts):
+        return None
+    return [p["required"][0] for p in parts]
+
+
+def _exclusive(branches: Any, root: dict) -> list | None:
+    """oneOf branches as anyOf branches when at most one can match any instance; None when not provable."""
+    if not isinstance(branches, list):
+        return None
+    names = [b["required"][0] if isinstance(b, dict) and set(b) == {"required"} and isinstance(b["required"], list)
+             and len(b["required"]) == 1 else None for b in branches]
+    if len(branches) > 1 and None not in names:  # "exactly one of these names": the others absent
+        if len(set(names)) < len(names):
+            return None
+        return [{"type": "object", "required": [name], "properties": {other: False for other in names if other != name}}
+                for name in names]
+    shapes = [_shape(b, root, 0) for b in branches]
+    for i, a in enumerate(shapes):
+        for b in shapes[i + 1:]:
+            if not _disjoint(a, b):
+                return None
+    return list(branches)
+
+
+_MAX_REF_DEPTH = 8
+
+
+def _shape(schema: Any, root: dict, depth: int) -> tuple[frozenset[str], frozenset[str] | None, dict]:
+    """What every instance of `schema` must be: (possible types, possible values as canonical JSON or None for
+    any, {required property: possible canonical values}). Conservative: unknown means anything."""
+    anything = (JSON_TYPES, None, {})
+    if schema is False:
+        return frozenset(), frozenset(), {}
+    if not isinstance(schema, dict) or depth > _MAX_REF_DEPTH:
+        return anything
+    if isinstance(schema.get("$ref"), str):  # siblings of $ref are ignored before draft 2019-09: the target alone
+        try:
+            target = resolve_local(root, schema["$ref"])
+        except KeyError:
+            target = None
+        return anything if target is None else _shape(target[1], root, depth + 1)
+    types, values, props = set(JSON_TYPES), None, {}
+    if "type" in schema:
+        named = {schema["type"]} if isinstance(schema["type"], str) else set(schema["type"])
+        types &= named | ({"integer"} if "number" in named else set())
+    listed = schema["enum"] if isinstance(schema.get("enum"), list) else None
+    if "const" in schema:
+        listed = [schema["const"]]
+    if listed is not None:
+        keys = {_canonical(v) for v in listed}
+        values = keys if values is None else values & keys
+        types &= {t for v in listed for t in _types_of(v)}
+    for part in schema.get("allOf", []) if isinstance(schema.get("allOf"), list) else []:
+        p_types, p_values, p_props = _shape(part, root, depth + 1)
+        types &= p_types
+        values = p_values if values is None else values if p_values is None else values & p_values
+        props.update(p_props)
+    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    for name in schema.get("required", []) if isinstance(schema.get("required"), list) else []:
+        if name in properties:
+            allowed = _shape(properties[name], root, depth + 1)[1]
+            if allowed is not None:
+                props[name] = allowed
+    return frozenset(types), (frozenset(values) if values is not None else None), props
+
+
+def _disjoint(a: tuple, b: tuple) -> bool:
+    a_types, a_values, a_props = a
+    b_types, b_values, b_props = b
+    shared = a_types & b_types
+    if not shared:
+        return True
+    if a_values is not None and b_values is not None and not a_values & b_values:
+        return True
+    if shared == {"object"}:  # objects told apart by a required property's values
+        return any(not a_props[name] & b_props[name] for name in a_props.keys() & b_props.keys())
+    return False
+
+
+def _types_of(value: Any) -> set[str]:
+    if value is None:
+        return {"null"}
+    if isinstance(value, bool):
+        return {"boolean"}
+    if isinstance(value, int) or isinstance(value, float) and value.is_integer():
+        return {"integer", "number"}
+    if isinstance(value, float):
+        return {"number"}
+    return {"string" if isinstance(value, str) else "array" if isinstance(value, list) else "object"}
+
+
+def _canonical(value: Any) -> str:
+    """Equal JSON values (as JSON Schema compares them: 1 == 1.0, true != 1) get equal keys."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, list):
+        return "[" + ",".join(map(_canonical, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(k)}:{_canonical(v)}" for k, v in sorted(value.items())) + "}"
+    return json.dumps(value)
