@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
@@ -134,55 +135,79 @@ def _exclusive(branches: Any, root: dict) -> list | None:
 _MAX_REF_DEPTH = 8
 
 
-def _shape(schema: Any, root: dict, depth: int) -> tuple[frozenset[str], frozenset[str] | None, dict]:
-    """What every instance of `schema` must be: (possible types, possible values as canonical JSON or None for
-    any, {required property: possible canonical values}). Conservative: unknown means anything."""
-    anything = (JSON_TYPES, None, {})
+@dataclass
+class _Shape:
+    """What every instance of a schema must be (conservative: what is not known is left open).
+
+    `values`: its possible values as canonical JSON (None: any); for objects, `required` names, the possible
+    values of some of them (`known`), and the names it cannot hold (`closed`: all but these; `absent`).
+    """
+
+    types: set[str] = field(default_factory=lambda: set(JSON_TYPES))
+    values: set[str] | None = None
+    required: set[str] = field(default_factory=set)
+    known: dict[str, set[str]] = field(default_factory=dict)
+    closed: set[str] | None = None
+    absent: set[str] = field(default_factory=set)
+
+    def excludes(self, name: str) -> bool:
+        return name in self.absent or (self.closed is not None and name not in self.closed)
+
+    def narrow(self, other: "_Shape") -> None:
+        """Both must hold (allOf)."""
+        self.types &= other.types
+        if other.values is not None:
+            self.values = other.values if self.values is None else self.values & other.values
+        self.required |= other.required
+        self.known.update(other.known)
+        if other.closed is not None:
+            self.closed = other.closed if self.closed is None else self.closed & other.closed
+        self.absent |= other.absent
+
+
+def _shape(schema: Any, root: dict, depth: int) -> _Shape:
     if schema is False:
-        return frozenset(), frozenset(), {}
+        return _Shape(types=set(), values=set())
     if not isinstance(schema, dict) or depth > _MAX_REF_DEPTH:
-        return anything
+        return _Shape()
     if isinstance(schema.get("$ref"), str):  # siblings of $ref are ignored before draft 2019-09: the target alone
         try:
             target = resolve_local(root, schema["$ref"])
         except KeyError:
             target = None
-        return anything if target is None else _shape(target[1], root, depth + 1)
-    types, values, props = set(JSON_TYPES), None, {}
+        return _Shape() if target is None else _shape(target[1], root, depth + 1)
+    shape = _Shape()
     if "type" in schema:
         named = {schema["type"]} if isinstance(schema["type"], str) else set(schema["type"])
-        types &= named | ({"integer"} if "number" in named else set())
-    listed = schema["enum"] if isinstance(schema.get("enum"), list) else None
-    if "const" in schema:
-        listed = [schema["const"]]
-    if listed is not None:
-        keys = {_canonical(v) for v in listed}
-        values = keys if values is None else values & keys
-        types &= {t for v in listed for t in _types_of(v)}
+        shape.types &= named | ({"integer"} if "number" in named else set())
+    listed = [schema["const"]] if "const" in schema else schema.get("enum")
+    if isinstance(listed, list):
+        shape.values = {_canonical(v) for v in listed}
+        shape.types &= {t for v in listed for t in _types_of(v)}
     for part in schema.get("allOf", []) if isinstance(schema.get("allOf"), list) else []:
-        p_types, p_values, p_props = _shape(part, root, depth + 1)
-        types &= p_types
-        values = p_values if values is None else values if p_values is None else values & p_values
-        props.update(p_props)
+        shape.narrow(_shape(part, root, depth + 1))
     properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-    for name in schema.get("required", []) if isinstance(schema.get("required"), list) else []:
-        if name in properties:
-            allowed = _shape(properties[name], root, depth + 1)[1]
-            if allowed is not None:
-                props[name] = allowed
-    return frozenset(types), (frozenset(values) if values is not None else None), props
+    shape.required |= {n for n in schema.get("required", []) if isinstance(n, str)} \
+        if isinstance(schema.get("required"), list) else set()
+    for name in shape.required & set(properties):
+        allowed = _shape(properties[name], root, depth + 1).values
+        if allowed is not None:
+            shape.known[name] = allowed
+    shape.absent |= {name for name, sub in properties.items() if sub is False}
+    if schema.get("additionalProperties") is False and not schema.get("patternProperties"):
+        shape.closed = set(properties) if shape.closed is None else shape.closed & set(properties)
+    return shape
 
 
-def _disjoint(a: tuple, b: tuple) -> bool:
-    a_types, a_values, a_props = a
-    b_types, b_values, b_props = b
-    shared = a_types & b_types
+def _disjoint(a: _Shape, b: _Shape) -> bool:
+    shared = a.types & b.types
     if not shared:
         return True
-    if a_values is not None and b_values is not None and not a_values & b_values:
+    if a.values is not None and b.values is not None and not a.values & b.values:
         return True
-    if shared == {"object"}:  # objects told apart by a required property's values
-        return any(not a_props[name] & b_props[name] for name in a_props.keys() & b_props.keys())
+    if shared == {"object"}:  # objects told apart by a required property: its values, or the other forbids it
+        return any(not a.known[name] & b.known[name] for name in a.known.keys() & b.known.keys()) \
+            or any(b.excludes(name) for name in a.required) or any(a.excludes(name) for name in b.required)
     return False
 
 
