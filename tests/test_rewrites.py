@@ -28,7 +28,7 @@ CASES = [
     ({"$schema": DRAFT7, "type": "object", "properties": AB, "dependencies": {"a": ["b"]}},
      [{"a": 1, "b": "x"}, {"b": "x"}, {}, {"a": 1}]),
     ({"type": "object", "properties": AB, "dependencies": {"a": ["b"]}, "dependentRequired": {"b": ["a"]}},
-     [{"a": 1}, {"b": "x"}]),  # 2020-12: `dependencies` is no keyword any more
+     [{"a": 1, "b": "x"}, {"b": "x"}]),  # 2020-12: `dependencies` is kept (see the next test)
     ({"type": "object", "properties": AB, "required": ["a"], "dependentRequired": {"a": ["b"]}}, [{"a": 1, "b": "x"}, {"a": 1}]),
     ({"type": "object", "properties": AB, "dependentSchemas": {"a": {"properties": {"b": {"const": "y"}}}}},
      [{"a": 1, "b": "y"}, {"b": "x"}, {"a": 1, "b": "x"}]),
@@ -64,3 +64,10 @@ def test_what_has_no_exact_equivalent_is_refused_with_its_path(schema, path, key
     with pytest.raises(InvalidConstraint) as caught:
         llguidance_equivalent(schema)
     assert (caught.value.path, caught.value.keyword) == (path, keyword)
+
+
+def test_dependencies_hold_in_2020_12_too(ours):
+    """jsonschema ignores `dependencies` in 2020-12, the suite's compatibility tests assert it: we enforce it."""
+    schema = {"type": "object", "properties": AB, "dependencies": {"a": ["b"]}}
+    row = evaluate(ours, Case("rewrites", "case", schema, ((False, {"a": 1}), (True, {"a": 1, "b": "x"}))), lambda: None)
+    assert row["valid_rejected"] == row["invalid_accepted"] == 0, row["mistakes"]

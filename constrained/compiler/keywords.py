@@ -62,7 +62,9 @@ LLGUIDANCE = KeywordTable(
         "date-time": "exact pattern of ours (llguidance's own admits Feb 29 of any year, year 0000, second 60)",
         "date": "exact pattern of ours, leap years included",
         "time": "exact pattern of ours",
-        "duration": "", "email": "", "hostname": "", "ipv4": "", "ipv6": "", "uuid": "", "uri": "",
+        "hostname": "exact pattern of ours, at most 253 characters; labels with \"--\" in 3rd-4th position (punycode) "
+                    "refused",
+        "duration": "", "email": "", "ipv4": "", "ipv6": "", "uuid": "", "uri": "",
     },
 )
 

@@ -63,8 +63,11 @@ _DEPENDENCY_KEYWORDS = ("dependencies", "dependentRequired", "dependentSchemas")
 
 
 def _dependencies(node: dict, known: set[str]) -> dict:
-    """The dependency keywords of the schema's draft as conditions; the other drafts' ones assert nothing."""
-    pairs = [(name, then) for key in _DEPENDENCY_KEYWORDS if key in known and isinstance(node.get(key), dict)
+    """The dependency keywords of the schema's draft as conditions; the other drafts' ones assert nothing, but for
+    `dependencies`, kept in every draft: 2019-09 validators may still assert it (the official suite's optional
+    compatibility tests do), and a stricter grammar never emits an instance jsonschema refuses."""
+    pairs = [(name, then) for key in _DEPENDENCY_KEYWORDS
+             if (key in known or key == "dependencies") and isinstance(node.get(key), dict)
              for name, then in node[key].items()]
     node = {k: v for k, v in node.items() if k not in _DEPENDENCY_KEYWORDS}
     conditions = []

@@ -30,7 +30,11 @@ JSON_OPTIONS = {
     "key_separator": ": ",
     "whitespace_flexible": False,
     "lenient": False,
-    "json_allow_general_unicode_escapes": True,  # "\u00e9" is valid JSON; models trained on escaped text use it
+    # One spelling per string: no \uXXXX escape (nor \/). llguidance excludes declared property names from an
+    # additional key by its spelling, so with escapes `{"\u0061": "x"}` slipped past `properties: {a: integer}`.
+    # Text is written as UTF-8 instead; control characters other than \b \f \n \r \t cannot be emitted.
+    "json_allowed_escapes": '"\\bfnrt',
+    "json_allow_general_unicode_escapes": False,
 }
 
 
