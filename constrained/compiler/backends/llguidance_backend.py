@@ -17,6 +17,7 @@ import torch
 
 from constrained.compiler.backends.base import Backend, Grammar, TokenizerSpec, mask_row, call_with_deadline, choice_regex
 from constrained.compiler.backends.exact_formats import with_exact_formats
+from constrained.compiler.backends.spelling import check_spellable
 from constrained.compiler.backends.tool_grammar import tool_calls_lark
 from constrained.compiler.keywords import LLGUIDANCE
 from constrained.compiler.rewrites import llguidance_equivalent
@@ -65,7 +66,9 @@ class LlguidanceBackend(Backend):
     @classmethod
     def _prepare(cls, schema: object) -> object:
         """The schema llguidance gets: annotations dropped, unimplemented keywords rewritten, exact date formats."""
-        return with_exact_formats(llguidance_equivalent(enforceable_schema(schema, cls.table)))
+        enforceable = enforceable_schema(schema, cls.table)
+        check_spellable(enforceable)
+        return with_exact_formats(llguidance_equivalent(enforceable))
 
     def compile(self, constraint: Constraint, deadline: float) -> "LlguidanceGrammar":
         def build() -> llguidance.LLMatcher:
