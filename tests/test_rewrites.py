@@ -25,6 +25,11 @@ CASES = [
                  "required": ["dog"]}, {"type": "object", "properties": {"cat": {"type": "string"}, "dog": False},
                                         "required": ["cat"]}]},
      [{"dog": "a"}, {"cat": "b"}, {"dog": "a", "cat": "b"}, {}, {"cat": "b", "x": 1}, {"dog": "a", "x": 1}]),
+    # narrowed: each branch kept apart from the other by a name it requires, or a property's values
+    ({"oneOf": [{"type": "object", "properties": {"kind": {"enum": ["x"]}, "v": {"type": "integer"}}},
+                {"$ref": "#/$defs/y"}], "$defs": {"y": {"type": "object", "properties": {"kind": {"const": "y"}},
+                                                        "required": ["w"]}}},
+     [{"kind": "x", "v": 1}, {"kind": "y", "w": 1}, {"w": 1}, {}, {"kind": "y", "w": 1, "v": "s"}, {"v": "s"}, 3]),
     ({"$schema": DRAFT7, "type": "object", "properties": AB, "dependencies": {"a": ["b"]}},
      [{"a": 1, "b": "x"}, {"b": "x"}, {}, {"a": 1}]),
     ({"type": "object", "properties": AB, "dependencies": {"a": ["b"]}, "dependentRequired": {"b": ["a"]}},
@@ -59,6 +64,7 @@ def test_rewritten_schema_accepts_exactly_the_valid_instances(ours, schema, inst
     ({"oneOf": [{"required": ["a"]}, {"required": ["a"]}]}, "", "oneOf"),
     ({"items": {"not": {"type": "integer"}}}, "/items", "not"),
     ({"not": {"pattern": "^a"}}, "", "not"),
+    ({"oneOf": [{"required": ["a", "b"]}, {"required": ["b"], "properties": {"a": {"type": "string"}}}]}, "", "oneOf"),
 ])
 def test_what_has_no_exact_equivalent_is_refused_with_its_path(schema, path, keyword):
     with pytest.raises(InvalidConstraint) as caught:

@@ -8,6 +8,11 @@ for non-object instances, which `required`/`properties` let through):
 - `oneOf` whose branches provably cannot overlap becomes `anyOf`; a oneOf of single `required` names
   ("exactly one of a, b") becomes an anyOf of objects with one name present and the others absent.
 Anything else stays refused, with its path.
+
+One rewrite narrows instead (a subset of the valid instances, never an invalid one): a `oneOf` whose
+branches may overlap, where each branch can be kept apart from each other by a name the other requires
+(or a property whose values they never share), becomes an anyOf of "this branch, without that name" (or
+"with that property"): oneOf [{required: [a]}, {required: [b]}] emits objects with a or b, never both.
 """
 
 from __future__ import annotations
@@ -128,11 +133,42 @@ def _exclusive(branches: Any, root: dict) -> list | None:
         return [{"type": "object", "required": [name], "properties": {other: False for other in names if other != name}}
                 for name in names]
     shapes = [_shape(b, root, 0) for b in branches]
-    for i, a in enumerate(shapes):
-        for b in shapes[i + 1:]:
-            if not _disjoint(a, b):
-                return None
-    return list(branches)
+    out = []
+    for i, (branch, mine) in enumerate(zip(branches, shapes)):
+        guards = [_excluding(mine, other) for j, other in enumerate(shapes) if j != i and not _disjoint(mine, other)]
+        if None in guards:
+            return None
+        out.append(_guarded(branch, guards, root) if guards else branch)
+    return out
+
+
+def _guarded(branch: Any, guards: list[dict], root: dict) -> dict:
+    """`branch` and its guards. A bare `$ref` is replaced by its target, since llguidance refuses a recursive
+    reference beside other keywords; keywords in it that need a rewrite then make llguidance refuse it."""
+    if isinstance(branch, dict) and set(branch) == {"$ref"} and isinstance(branch["$ref"], str):
+        try:
+            target = resolve_local(root, branch["$ref"])
+        except KeyError:
+            target = None
+        if target is not None and isinstance(target[1], dict) and not {"$ref", "$id", "id"} & set(target[1]):
+            return _conjoin(target[1], {"allOf": guards})
+    return {"allOf": [branch, *guards]}
+
+
+def _excluding(mine: "_Shape", other: "_Shape") -> dict | None:
+    """A condition no instance of `other` meets: a type it cannot be, or an object without a name it requires
+    (one `mine` does not require), or with a property whose values in `mine` it never allows. None if none."""
+    missing = sorted(other.required - mine.required)
+    apart = sorted(name for name in mine.declared.keys() & other.declared.keys()
+                   if not mine.declared[name] & other.declared[name])
+    if missing:
+        guard = {"type": "object", "properties": {missing[0]: False}}
+    elif apart:
+        guard = {"type": "object", "required": [apart[0]]}
+    else:
+        return None
+    types = mine.types - other.types - ({"number"} if "integer" in other.types else set())
+    return {"anyOf": [{"type": sorted(types)}, guard]} if types else guard
 
 
 _MAX_REF_DEPTH = 8
@@ -143,13 +179,15 @@ class _Shape:
     """What every instance of a schema must be (conservative: what is not known is left open).
 
     `values`: its possible values as canonical JSON (None: any); for objects, `required` names, the possible
-    values of some of them (`known`), and the names it cannot hold (`closed`: all but these; `absent`).
+    values of some of them (`known`) and of some properties when present (`declared`), and the names it cannot
+    hold (`closed`: all but these; `absent`).
     """
 
     types: set[str] = field(default_factory=lambda: set(JSON_TYPES))
     values: set[str] | None = None
     required: set[str] = field(default_factory=set)
     known: dict[str, set[str]] = field(default_factory=dict)
+    declared: dict[str, set[str]] = field(default_factory=dict)
     closed: set[str] | None = None
     absent: set[str] = field(default_factory=set)
 
@@ -163,6 +201,7 @@ class _Shape:
             self.values = other.values if self.values is None else self.values & other.values
         self.required |= other.required
         self.known.update(other.known)
+        self.declared.update(other.declared)
         if other.closed is not None:
             self.closed = other.closed if self.closed is None else self.closed & other.closed
         self.absent |= other.absent
@@ -192,10 +231,11 @@ def _shape(schema: Any, root: dict, depth: int) -> _Shape:
     properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
     shape.required |= {n for n in schema.get("required", []) if isinstance(n, str)} \
         if isinstance(schema.get("required"), list) else set()
-    for name in shape.required & set(properties):
-        allowed = _shape(properties[name], root, depth + 1).values
+    for name, sub in properties.items():
+        allowed = _shape(sub, root, depth + 1).values
         if allowed is not None:
-            shape.known[name] = allowed
+            shape.declared[name] = allowed
+    shape.known |= {name: shape.declared[name] for name in shape.required & set(shape.declared)}
     shape.absent |= {name for name, sub in properties.items() if sub is False}
     if schema.get("additionalProperties") is False and not schema.get("patternProperties"):
         shape.closed = set(properties) if shape.closed is None else shape.closed & set(properties)
