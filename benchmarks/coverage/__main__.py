@@ -21,7 +21,8 @@ DEFAULT_BACKENDS = ["constrained", "llguidance", "xgrammar"]  # outlines_core on
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.coverage", description=__doc__)
     parser.add_argument("--data", action="append", default=[], help="a JSONSchemaBench .jsonl (repeatable); "
-                        "default: every file in DATA_DIR/jsonschemabench unless --test-suite is given alone")
+                        "default: every file in DATA_DIR/jsonschemabench")
+    parser.add_argument("--no-jsonschemabench", action="store_true", help="no JSONSchemaBench file (with --test-suite)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="default: ../shared/data")
     parser.add_argument("--test-suite", action="store_true", help="also run DATA_DIR/json-schema-test-suite")
     parser.add_argument("--backend", action="append", choices=list(ADAPTERS), help=f"default: {DEFAULT_BACKENDS}")
@@ -37,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_cases(args: argparse.Namespace) -> list:
     files = [Path(p) if Path(p).exists() else args.data_dir / "jsonschemabench" / p for p in args.data]
-    if not files and not args.test_suite:
+    if not files and not args.no_jsonschemabench:
         files = sorted((args.data_dir / "jsonschemabench").glob("*.jsonl"))
     subsets = [load_jsonschemabench(path) for path in files]
     if args.test_suite:
