@@ -161,8 +161,9 @@ def _excluding(mine: "_Shape", other: "_Shape") -> dict | None:
     missing = sorted(other.required - mine.required)
     apart = sorted(name for name in mine.declared.keys() & other.declared.keys()
                    if not mine.declared[name] & other.declared[name])
+    free = [name for name in missing if mine.excludes(name)]  # `mine` holds no such name anyway: nothing lost
     if missing:
-        guard = {"type": "object", "properties": {missing[0]: False}}
+        guard = {"type": "object", "properties": {(free or missing)[0]: False}}
     elif apart:
         guard = {"type": "object", "required": [apart[0]]}
     else:
