@@ -27,6 +27,9 @@ from constrained import reasoning  # a module import: constrained.reasoning impo
 # - JSON: llguidance. On 200 JSONSchemaBench schemas (STACK.md) it compiled 168 in ms and accepted 0 invalid
 #   instances; outlines-core compiled 130 in 0.6-27 s and accepted 58 invalid ones. Its keywords are a strict
 #   subset of llguidance's, so it is never the better fallback either.
+#   Checked per schema with the coverage harness (benchmarks/RESULTS.md): of the 104 schemas llguidance refuses
+#   in a seeded sample of 1,000 JSONSchemaBench schemas (100 per subset), outlines-core's table admits none, so
+#   "auto" has no per-schema fallback.
 # - regex / choice: llguidance. Compile 1.3-7 ms against 50-250 ms for outlines-core on small patterns, and
 #   6.1 s for \w+( \w+){0,20}\., 11.5 s for [^\n]{0,200}, over 10 s for (a|b)*a(a|b){20}. outlines-core
 #   also cuts continuations after an accepting state: it rejects "3.14" for [0-9]+(\.[0-9]+)?, "yes please"

@@ -47,7 +47,10 @@ LLGUIDANCE = KeywordTable(
     keywords={
         "type": "", "enum": "", "const": "",
         "anyOf": "", "allOf": "intersection; llguidance refuses a few combinations",
-        "oneOf": "only when its branches cannot overlap; otherwise refused (use anyOf)",
+        "oneOf": "when its branches provably cannot overlap (types, const/enum values, a required property's "
+                 "values), or each branch is one required name; otherwise refused (use anyOf)",
+        "not": "of {}, a type, required names, or anyOf/allOf of required names; otherwise refused",
+        "dependencies": "", "dependentRequired": "", "dependentSchemas": "",
         "$ref": "references inside the schema, recursion included",
         "properties": "emitted in schema order", "required": "", "additionalProperties": "",
         "patternProperties": "", "minProperties": "", "maxProperties": "",
@@ -59,7 +62,9 @@ LLGUIDANCE = KeywordTable(
         "date-time": "exact pattern of ours (llguidance's own admits Feb 29 of any year, year 0000, second 60)",
         "date": "exact pattern of ours, leap years included",
         "time": "exact pattern of ours",
-        "duration": "", "email": "", "hostname": "", "ipv4": "", "ipv6": "", "uuid": "", "uri": "",
+        "hostname": "exact pattern of ours, at most 253 characters; labels with \"--\" in 3rd-4th position (punycode) "
+                    "refused",
+        "duration": "", "email": "", "ipv4": "", "ipv6": "", "uuid": "", "uri": "",
     },
 )
 

@@ -34,20 +34,26 @@ def children(schema: dict) -> Iterator[tuple[str, Any]]:
                     yield f"/{escape(key)}/{escape(name)}", item
 
 
-def map_subschemas(schema: Any, rewrite: Callable[[dict], dict]) -> Any:
+def map_subschemas(schema: Any, rewrite: Callable[[dict], Any]) -> Any:
     """Return a copy of `schema` with `rewrite` applied to every (sub)schema object, innermost first."""
+    return map_with_pointers(schema, lambda _, node: rewrite(node))
+
+
+def map_with_pointers(schema: Any, rewrite: Callable[[str, dict], Any], pointer: str = "") -> Any:
+    """`map_subschemas`, where `rewrite` also gets the JSON pointer of the (original) subschema."""
     if not isinstance(schema, dict):
         return schema
     out = dict(schema)
     for key, value in schema.items():
+        here = f"{pointer}/{escape(key)}"
         if key in _ONE or (key == "items" and isinstance(value, dict)):
-            out[key] = map_subschemas(value, rewrite)
+            out[key] = map_with_pointers(value, rewrite, here)
         elif key in _LIST or key == "items":
             if isinstance(value, list):
-                out[key] = [map_subschemas(item, rewrite) for item in value]
+                out[key] = [map_with_pointers(item, rewrite, f"{here}/{i}") for i, item in enumerate(value)]
         elif key in _MAP and isinstance(value, dict):
-            out[key] = {name: map_subschemas(item, rewrite) for name, item in value.items()}
-    return rewrite(out)
+            out[key] = {name: map_with_pointers(item, rewrite, f"{here}/{escape(name)}") for name, item in value.items()}
+    return rewrite(pointer, out)
 
 
 def resolve_local(root: Any, ref: str) -> tuple[str, Any] | None:

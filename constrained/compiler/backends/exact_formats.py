@@ -1,8 +1,11 @@
-"""Exact patterns for the date and time formats, replacing llguidance's own.
+"""Exact patterns for the date, time and hostname formats, replacing llguidance's own.
 
 llguidance's `date-time`, `date` and `time` admit Feb 29 of any year, year 0000 and second 60; the
 validator (RFC 3339, as jsonschema checks it) refuses those, and a random walk hit them in 14% of
 date-times. These patterns are exact: leap years included, years 0001-9999, no leap second.
+Its `hostname` has no overall length limit (the validator's is 253) and admits any label with "--" in
+3rd and 4th position, which RFC 5891 reserves for A-labels (punycode) that must decode to valid IDNA:
+ours refuses those labels (valid punycode names are rejected, an invalid one is never emitted).
 """
 
 from __future__ import annotations
@@ -17,25 +20,30 @@ _MONTH_DAY = (r"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
 _DATE = rf"(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
 _TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 
-PATTERNS = {
-    "date": f"^{_DATE}$",
-    "time": f"^{_TIME}$",
-    "date-time": f"^{_DATE}[Tt]{_TIME}$",
+_ALNUM, _LDH = "[A-Za-z0-9]", "[A-Za-z0-9-]"
+# 1 to 63 letters, digits and hyphens, no hyphen first or last, not "--" in 3rd and 4th position
+_LABEL = rf"{_ALNUM}(?:{_ALNUM}|{_LDH}{_ALNUM}|{_LDH}{{2}}{_ALNUM}|{_LDH}(?:{_ALNUM}{_LDH}|-{_ALNUM}){_LDH}{{0,58}}{_ALNUM})?"
+
+REPLACEMENTS = {
+    "date": {"pattern": f"^{_DATE}$"},
+    "time": {"pattern": f"^{_TIME}$"},
+    "date-time": {"pattern": f"^{_DATE}[Tt]{_TIME}$"},
+    "hostname": {"pattern": rf"^{_LABEL}(?:\.{_LABEL})*$", "maxLength": 253},
 }
 
 
 def with_exact_formats(schema: object) -> object:
-    """Return `schema` with each date/time `format` turned into the equivalent exact `pattern`."""
+    """Return `schema` with each date/time/hostname `format` turned into the equivalent exact keywords."""
 
     def rewrite(node: dict) -> dict:
-        pattern = PATTERNS.get(node.get("format"))
-        if pattern is None:
+        replacement = REPLACEMENTS.get(node.get("format"))
+        if replacement is None:
             return node
         out = {key: value for key, value in node.items() if key != "format"}
-        if "pattern" in out:  # both must hold
-            out["allOf"] = [*out.get("allOf", []), {"pattern": pattern}]
+        if out.keys() & replacement.keys():  # both must hold
+            out["allOf"] = [*out.get("allOf", []), replacement]
         else:
-            out["pattern"] = pattern
+            out.update(replacement)
         return out
 
     return map_subschemas(schema, rewrite)

@@ -17,8 +17,10 @@ import torch
 
 from constrained.compiler.backends.base import Backend, CompiledGrammar, TokenizerSpec, mask_row, call_with_deadline, choice_regex
 from constrained.compiler.backends.exact_formats import with_exact_formats
+from constrained.compiler.backends.spelling import check_spellable
 from constrained.compiler.backends.tool_grammar import CLOSE, OPEN, tool_calls_lark
 from constrained.compiler.keywords import LLGUIDANCE
+from constrained.compiler.rewrites import llguidance_equivalent
 from constrained.compiler.schema_check import enforceable_schema
 from constrained.constraints import Constraint
 from constrained.errors import InvalidConstraint
@@ -29,7 +31,11 @@ JSON_OPTIONS = {
     "key_separator": ": ",
     "whitespace_flexible": False,
     "lenient": False,
-    "json_allow_general_unicode_escapes": True,  # "\u00e9" is valid JSON; models trained on escaped text use it
+    # One spelling per string: no \uXXXX escape (nor \/). llguidance excludes declared property names from an
+    # additional key by its spelling, so with escapes `{"\u0061": "x"}` slipped past `properties: {a: integer}`.
+    # Text is written as UTF-8 instead; control characters other than \b \f \n \r \t cannot be emitted.
+    "json_allowed_escapes": '"\\bfnrt',
+    "json_allow_general_unicode_escapes": False,
 }
 
 
@@ -46,6 +52,25 @@ class LlguidanceBackend(Backend):
         self._eos_only = spec.eos_only_row()
         added = spec.tokenizer.get_added_vocab()
         self._tool_tags_are_tokens = OPEN in added and CLOSE in added  # Qwen: yes; SmolLM2: plain text
+
+    @classmethod
+    def validate(cls, constraint: Constraint) -> None:
+        super().validate(constraint)
+        if constraint.kind == "json_schema":
+            cls._prepare(constraint.value)
+        elif constraint.kind == "tool_calls":
+            for i, (name, schema) in enumerate(constraint.value["tools"]):
+                try:
+                    cls._prepare(schema)
+                except InvalidConstraint as exc:
+                    raise InvalidConstraint(f"function '{name}': {exc}", path=f"/tools/{i}/parameters{exc.path}") from exc
+
+    @classmethod
+    def _prepare(cls, schema: object) -> object:
+        """The schema llguidance gets: annotations dropped, unimplemented keywords rewritten, exact date formats."""
+        enforceable = enforceable_schema(schema, cls.table)
+        check_spellable(enforceable)
+        return with_exact_formats(llguidance_equivalent(enforceable))
 
     def compile(self, constraint: Constraint, deadline: float) -> "LlguidanceGrammar":
         return self._build(self._grammar_text(constraint), deadline, f"a {constraint.kind} constraint")
@@ -68,16 +93,13 @@ class LlguidanceBackend(Backend):
 
     def _grammar_text(self, constraint: Constraint) -> str:
         if constraint.kind == "json_schema":
-            schema = with_exact_formats(enforceable_schema(constraint.value, self.table))
-            return llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=JSON_OPTIONS)
+            return llguidance.LLMatcher.grammar_from_json_schema(self._prepare(constraint.value), overrides=JSON_OPTIONS)
         if constraint.kind == "json_object":
             lark = resources.files("grammars").joinpath("json_object.lark").read_text(encoding="utf-8")
             return llguidance.LLMatcher.grammar_from_lark(lark)
         if constraint.kind == "tool_calls":
-            def prepare(schema):
-                return with_exact_formats(enforceable_schema(schema, self.table))
-
-            lark = tool_calls_lark(constraint.value, prepare, JSON_OPTIONS, tags_are_tokens=self._tool_tags_are_tokens)
+            lark = tool_calls_lark(constraint.value, self._prepare, JSON_OPTIONS,
+                                   tags_are_tokens=self._tool_tags_are_tokens)
             return llguidance.LLMatcher.grammar_from_lark(lark)
         if constraint.kind == "regex":
             return llguidance.LLMatcher.grammar_from_regex(constraint.value)

@@ -1,0 +1,38 @@
+"""Strings llguidance cannot write under its one-spelling escapes, refused with their path.
+
+Our llguidance options allow only the escapes \\" \\\\ \\b \\f \\n \\r \\t (see llguidance_backend). A literal
+that holds any other control character has no spelling there, and llguidance then drops the character: a
+`const` of "a\\u0000b" accepted "ab". Such schemas are refused (real schemas almost never hold one).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from constrained.compiler.schema_walk import map_with_pointers
+from constrained.errors import InvalidConstraint
+
+# a control character json.dumps writes as \u00XX (it writes \b \f \n \r \t short), or a regex escape for one
+_UNSPELLABLE = re.compile(r"\\u00(?:0[0-7bef]|1[0-9a-f])|\\\\(?:x[01][0-9a-fA-F]|x\{|u00[01][0-9a-fA-F]|u\{|c[A-Za-z]|0)")
+_LITERALS = ("const", "enum", "pattern", "properties", "patternProperties", "required", "dependentRequired",
+             "dependencies")
+
+
+def check_spellable(schema: Any) -> None:
+    """InvalidConstraint at the first keyword whose strings (or names) need an escape llguidance cannot write."""
+
+    def check(pointer: str, node: dict) -> dict:
+        for keyword in _LITERALS:
+            if keyword in node and _UNSPELLABLE.search(json.dumps(_strings(node[keyword], keyword))):
+                raise InvalidConstraint("a control character other than \\b \\f \\n \\r \\t is not enforced",
+                                        path=pointer, keyword=keyword, hint="leave control characters out")
+        return node
+
+    map_with_pointers(schema, check)
+
+
+def _strings(value: Any, keyword: str) -> Any:
+    """What the keyword spells: for a map of subschemas, its names only (the subschemas are checked on their own)."""
+    return list(value) if keyword in ("properties", "patternProperties") and isinstance(value, dict) else value
