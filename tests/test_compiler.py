@@ -72,6 +72,8 @@ def test_tokenizer_hash_is_stable(qwen_tokenizer):
     ({"type": "string", "pattern": "^a\\x01b$"}, "", "pattern"),
     ({"type": "object", "properties": {"a": {"type": "strin"}}}, "/properties/a", "type"),
     ({"type": "object", "properties": {"p": {"$ref": "#/$defs/missing"}}}, "/properties/p", "$ref"),
+    ({"type": "string", "pattern": "^(?<n>a)$"}, "", "pattern"),  # ECMA syntax jsonschema-rs admits, Python's re not
+    ({"$schema": "http://example.invalid/schema", "type": "strin"}, "", "type"),  # unknown draft: no fetch, 2020-12
 ])
 def test_unsupported_or_invalid_schema_is_refused_with_its_path(compiler, schema, path, keyword):
     with pytest.raises(InvalidConstraint) as refused:

@@ -10,11 +10,13 @@ the compiler raises the first.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
 
 import jsonschema
+import jsonschema_rs
 import llguidance
 
 from constrained.compiler.keywords import ANNOTATIONS, ASSERTIONS, TABLES, KeywordTable
@@ -129,6 +131,8 @@ def _well_formed(schema: Any, limits: Limits) -> tuple[list[tuple[str, int, dict
     nodes = _reachable_nodes(schema)
     _check_limits(nodes, limits)
     validator = _validator_class(schema)
+    if _surely_well_formed(schema, nodes, validator):
+        return nodes, validator
     try:
         validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -196,6 +200,27 @@ def check_choices(options: Any, limits: Limits = LIMITS) -> None:
             raise InvalidConstraint(f"choice {i} is {option!r}; every choice must be a non-empty string")
     if sum(map(len, options)) > limits.max_value_chars:
         raise InvalidConstraint(f"the choices exceed the limit of {limits.max_value_chars} characters")
+
+
+def _surely_well_formed(schema: dict, nodes: list[tuple[str, int, dict]], validator: type) -> bool:
+    """jsonschema-rs's meta-validation: ~200x faster than jsonschema's (~8 ms per real-world schema, most of
+    a cold compile). Trusted when it says valid for a draft jsonschema knows (an unknown `$schema` would make
+    it fetch one) and Python's `re` compiles every pattern, as jsonschema's "regex" format asks; otherwise
+    jsonschema decides and names the error. On the 9,557 JSONSchemaBench schemas the verdicts differ only on
+    three draft-4 enums listing a value twice, which this lets through (harmless: the enum still holds)."""
+    declared = schema.get("$schema")
+    if declared is not None and str(declared).rstrip("#") != validator.ID_OF(validator.META_SCHEMA).rstrip("#"):
+        return False
+    if not jsonschema_rs.meta.is_valid(schema):
+        return False
+    try:
+        for _, _, node in nodes:
+            for pattern in (node.get("pattern"), *(node.get("patternProperties") or {})):
+                if isinstance(pattern, str):
+                    re.compile(pattern)
+    except (re.error, TypeError):
+        return False
+    return True
 
 
 def _reachable_nodes(schema: dict) -> list[tuple[str, int, dict]]:
