@@ -156,6 +156,8 @@ def main() -> None:
     parser.add_argument("--llama-server", help="path of llama.cpp's llama-server binary")
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"  # peers load local files; never the model hub
+    # llama.cpp's repacked (AMX) matmul segfaults on a CPU that lists AMX here; LLAMA_ARG_REPACK=true restores it.
+    os.environ.setdefault("LLAMA_ARG_REPACK", "false")
 
     loaded = load_model(args.model, device="cpu", dtype=torch.bfloat16)  # only the tokenizer matters here
     compiler = Compiler(loaded.tokenizer, vocab_rows=loaded.vocab_rows, eos_token_ids=loaded.eos_token_ids)
