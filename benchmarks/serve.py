@@ -53,29 +53,39 @@ ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = [f"Reply with the JSON record number {i} for our catalogue." for i in range(16)]
 
 
-@contextlib.contextmanager
-def server(model: str, device: str, *, fast_forward: bool) -> Iterator[str]:
-    """A `constrained serve` subprocess on a free port; yields its base URL once /health says ready."""
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [sys.executable, "-m", "api", "serve", "--model", model, "--device", device, "--port", str(port),
-               "--log-level", "warning"] + ([] if fast_forward else ["--no-fast-forward"])
-    process = subprocess.Popen(command, cwd=ROOT)
-    try:
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(command: list[str], port: int, log: Path | None = None) -> Iterator[str]:
+    """An OpenAI-compatible server subprocess on `port`; yields its /v1 base URL once /health says ready.
+
+    Shared with benchmarks.peers, which starts other services the same way (their chatty output into `log`)."""
+    with contextlib.ExitStack() as stack:
+        output = stack.enter_context(log.open("w")) if log else None
+        process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=output)
+        stack.callback(process.wait, timeout=30)
+        stack.callback(process.terminate)
         deadline = time.monotonic() + 600
         while True:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start: {' '.join(command)}")
+                raise RuntimeError(f"the server did not start: {' '.join(command)}" + (f" (see {log})" if log else ""))
             with contextlib.suppress(OSError):
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
                     if response.status == 200:
                         break
             time.sleep(0.5)
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+
+
+def server(model: str, device: str, *, fast_forward: bool) -> contextlib.AbstractContextManager[str]:
+    """A `constrained serve` subprocess on a free port."""
+    port = free_port()
+    return running([sys.executable, "-m", "api", "serve", "--model", model, "--device", device, "--port", str(port),
+                    "--log-level", "warning"] + ([] if fast_forward else ["--no-fast-forward"]), port)
 
 
 async def one_request(client: openai.AsyncOpenAI, model: str, i: int, schemas: list[dict], shared: dict) -> dict:
@@ -115,6 +125,12 @@ async def run_cell(base_url: str, model: str, schemas: list[dict], concurrency: 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return results, time.perf_counter() - start
+
+
+def shared_settings(tokenizer, max_tokens: int) -> dict:
+    """Request fields every workload shares: a random-weights model needs json_finishing_bias to close its JSON."""
+    return {"max_tokens": max_tokens, "temperature": 1.0,
+            "logit_bias": {str(k): v for k, v in json_finishing_bias(tokenizer).items()}}
 
 
 def summarise(runs: list[tuple[list[dict], float]]) -> dict:
@@ -188,8 +204,7 @@ def main() -> None:
     workloads = {"unconstrained": ([], True), "string": ([STRING_SCHEMA], True),
                  "schemas": (compiling_schemas(compiler, args.schemas), True), "keys": (keys, True),
                  "keys_no_ff": (keys, False)}
-    shared = {"max_tokens": args.max_tokens, "temperature": 1.0, "logit_bias": {
-        str(k): v for k, v in json_finishing_bias(loaded.tokenizer).items()}}
+    shared = shared_settings(loaded.tokenizer, args.max_tokens)
     del loaded, compiler
 
     with server(args.model, args.device, fast_forward=True) as ff_url, \

