@@ -44,7 +44,7 @@ def supported_keywords_markdown() -> str:
     return "\n".join([
         "Assertion keywords, any draft from 4 to 2020-12 (`$schema` picks it; 2020-12 by default):", "",
         f"| keyword | {columns} | when refused, rewrite it |", rule, *rows, "",
-        "`format` values. Another format the validator checks (e.g. `iri`, `json-pointer`, `regex`) is refused: "
+        "`format` values. Another format a validator checks in some draft (e.g. `iri`, `json-pointer`, `regex`) is refused: "
         "give a `pattern` instead. A format it does not know (e.g. `int32`) is an annotation and is dropped.", "",
         f"| format | {columns} |", rule.removesuffix(" --- |"), *format_rows, "",
         "Accepted and ignored (they assert nothing): " + ", ".join(f"`{k}`" for k in sorted(ANNOTATIONS))

@@ -3,7 +3,7 @@
 A keyword is accepted in a schema when it is an annotation, or when the chosen backend enforces it.
 Every other assertion keyword of any draft (4 to 2020-12) is refused with its path. Keywords no draft
 defines are annotations by the JSON Schema spec (validators ignore them), so they are accepted too.
-Formats: enforced ones are kept; formats the validator checks but the backend cannot are refused; formats
+Formats: enforced ones are kept; formats a validator checks (in any draft) but the backend cannot are refused; formats
 the validator does not know (e.g. "int32") are annotations and are dropped before compiling.
 """
 

@@ -25,6 +25,14 @@ from constrained.constraints import Constraint
 from constrained.errors import InvalidConstraint
 
 
+# Formats jsonschema checks in some draft from 4 to 2020-12: an assertion whatever draft the schema names (a
+# draft-4 schema's "iri" means an IRI to its author and to later validators), so one the backend cannot
+# enforce is refused. Any other format is unknown to every validator: an annotation, dropped.
+ASSERTED_FORMATS = frozenset().union(*(validator.FORMAT_CHECKER.checkers for validator in (
+    jsonschema.Draft4Validator, jsonschema.Draft6Validator, jsonschema.Draft7Validator,
+    jsonschema.Draft201909Validator, jsonschema.Draft202012Validator)))
+
+
 @dataclass(frozen=True)
 class Limits:
     """Size limits: OpenAI's (10 levels, 5,000 properties, 1,000 enum values, 120,000 characters), doubled or more."""
@@ -104,18 +112,18 @@ def analyze_schema(schema: Any, table: KeywordTable, limits: Limits = LIMITS) ->
     """Bound the size, meta-validate, then classify every keyword: enforced, refused (not enforced by
     `table`'s backend) or ignored (asserts nothing).
 
-    Meta-validation is the costly step (~1.4 µs per schema character), so the limits come first.
+    Meta-validation is the costly step, so the limits come first.
     """
     try:
-        nodes, validator = _well_formed(schema, limits)
+        nodes = _well_formed(schema, limits)
     except InvalidConstraint as exc:
         return SchemaAnalysis(refusals=[exc])
-    uses = list(_keyword_uses(nodes, table, set(validator.FORMAT_CHECKER.checkers)))
+    uses = list(_keyword_uses(nodes, table, ASSERTED_FORMATS))
     return SchemaAnalysis(uses, [use.refusal() for use in uses if use.status == "refused"])
 
 
-def _well_formed(schema: Any, limits: Limits) -> tuple[list[tuple[str, int, dict]], type]:
-    """The reachable subschemas and the draft's validator class; InvalidConstraint for a malformed schema."""
+def _well_formed(schema: Any, limits: Limits) -> list[tuple[str, int, dict]]:
+    """The reachable subschemas; InvalidConstraint for a malformed schema."""
     if schema is False:
         raise InvalidConstraint("the schema `false` matches nothing", hint="give a schema some value satisfies")
     if not isinstance(schema, (dict, bool)):
@@ -127,12 +135,12 @@ def _well_formed(schema: Any, limits: Limits) -> tuple[list[tuple[str, int, dict
     if size > limits.max_schema_chars:
         raise InvalidConstraint(f"schema of {size} characters exceeds the limit of {limits.max_schema_chars}")
     if isinstance(schema, bool):
-        return [], jsonschema.Draft202012Validator
+        return []
     nodes = _reachable_nodes(schema)
     _check_limits(nodes, limits)
     validator = _validator_class(schema)
     if _surely_well_formed(schema, nodes, validator):
-        return nodes, validator
+        return nodes
     try:
         validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -140,22 +148,20 @@ def _well_formed(schema: Any, limits: Limits) -> tuple[list[tuple[str, int, dict
         keyword = last if isinstance(last, str) else None
         path = "".join(f"/{escape(str(p))}" for p in (parents if keyword else exc.path))
         raise InvalidConstraint(f"invalid JSON Schema: {exc.message}", path=path, keyword=keyword) from None
-    return nodes, validator
+    return nodes
 
 
 def enforceable_schema(schema: Any, table: KeywordTable) -> Any:
-    """`schema` without what asserts nothing: no-op keywords, formats the validator does not check either,
+    """`schema` without what asserts nothing: no-op keywords, formats no validator checks either,
     and "x-" extensions (llguidance would read "x-guidance" as options, e.g. one turning oneOf into anyOf)."""
     if schema is True:
         return {}
-    checked = set(_validator_class(schema).FORMAT_CHECKER.checkers)
-
     def strip(node: dict) -> dict:
         fmt = node.get("format")
         return {
             key: value for key, value in node.items()
             if not is_no_op(key, value) and not key.startswith("x-")
-            and not (key == "format" and fmt not in table.formats and fmt not in checked)
+            and not (key == "format" and fmt not in table.formats and fmt not in ASSERTED_FORMATS)
         }
 
     return map_subschemas(schema, strip)
