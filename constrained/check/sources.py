@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from constrained.constraints import Constraint
 from constrained.errors import InvalidCheckInput
+from constrained.jsonl import json_lines
 
 NO_ARGUMENTS = {"type": "object", "properties": {}, "additionalProperties": False}  # a tool without parameters
 
@@ -75,14 +76,11 @@ def load_source(spec: str) -> Source:
 def load_instances(path: str) -> list[Instance]:
     """JSONL lines `{"valid": bool, "data": ...}`; blank lines skipped."""
     instances = []
-    text = _read_text(Path(path))
-    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 inside strings
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidCheckInput(f"{path}:{number}: not JSON: {exc}") from None
+    try:
+        rows = list(json_lines(_read_text(Path(path)), path))
+    except ValueError as exc:
+        raise InvalidCheckInput(str(exc)) from None
+    for number, row in rows:
         if not isinstance(row, dict) or not isinstance(row.get("valid"), bool) or "data" not in row:
             raise InvalidCheckInput(f'{path}:{number}: expected {{"valid": true|false, "data": ...}}')
         instances.append(Instance(number, row["valid"], row["data"]))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from constrained.compiler.compiler import Compiler
 from constrained.constraints import Constraint
 from constrained.errors import ConstrainedError
+from constrained.jsonl import json_lines
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +20,7 @@ def compile_warmup_schemas(compiler: Compiler, path: Path) -> int:
     remembered like any other); a line that is not JSON raises ValueError naming the line.
     """
     compiled = 0
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            schema = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
+    for number, schema in json_lines(Path(path).read_text(encoding="utf-8"), str(path)):
         try:
             compiler.compile(Constraint.json_schema(schema))
         except ConstrainedError as exc:
