@@ -8,8 +8,10 @@ own resource limits, so a thread with a deadline is enough.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from importlib import resources
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import llguidance
 import llguidance.hf
@@ -42,6 +44,10 @@ JSON_OPTIONS = {
 class LlguidanceBackend(Backend):
     name = "llguidance"
     table = LLGUIDANCE
+    # A request's schema is validated, then compiled: prepared once (rewrites are ~1 ms), by constraint key.
+    _prepared: ClassVar[OrderedDict[str, object]] = OrderedDict()
+    _prepared_lock: ClassVar[threading.Lock] = threading.Lock()  # requests compile on several threads
+    _PREPARED_KEPT = 64
 
     def __init__(self, spec: TokenizerSpec):
         self.spec = spec
@@ -57,13 +63,26 @@ class LlguidanceBackend(Backend):
     def validate(cls, constraint: Constraint) -> None:
         super().validate(constraint)
         if constraint.kind == "json_schema":
-            cls._prepare(constraint.value)
+            cls._prepared_schema(constraint)
         elif constraint.kind == "tool_calls":
             for i, (name, schema) in enumerate(constraint.value["tools"]):
                 try:
                     cls._prepare(schema)
                 except InvalidConstraint as exc:
                     raise InvalidConstraint(f"function '{name}': {exc}", path=f"/tools/{i}/parameters{exc.path}") from exc
+
+    @classmethod
+    def _prepared_schema(cls, constraint: Constraint) -> object:
+        """`_prepare` of a json_schema constraint, kept for the compile that follows its validation."""
+        with cls._prepared_lock:
+            prepared = cls._prepared.get(constraint.key)
+        if prepared is None:
+            prepared = cls._prepare(constraint.value)  # raises InvalidConstraint: nothing kept
+            with cls._prepared_lock:
+                cls._prepared[constraint.key] = prepared
+                while len(cls._prepared) > cls._PREPARED_KEPT:
+                    cls._prepared.popitem(last=False)
+        return prepared
 
     @classmethod
     def _prepare(cls, schema: object) -> object:
@@ -93,7 +112,7 @@ class LlguidanceBackend(Backend):
 
     def _grammar_text(self, constraint: Constraint) -> str:
         if constraint.kind == "json_schema":
-            return llguidance.LLMatcher.grammar_from_json_schema(self._prepare(constraint.value), overrides=JSON_OPTIONS)
+            return llguidance.LLMatcher.grammar_from_json_schema(self._prepared_schema(constraint), overrides=JSON_OPTIONS)
         if constraint.kind == "json_object":
             lark = resources.files("grammars").joinpath("json_object.lark").read_text(encoding="utf-8")
             return llguidance.LLMatcher.grammar_from_lark(lark)
