@@ -239,7 +239,7 @@ async def test_stream_helper_accumulates_parallel_calls(openai_client, finishing
 async def test_auto_stream_matches_the_whole_response(openai_client, finishing_bias):
     """"auto": text, then perhaps calls; streamed content and calls add up to the unstreamed response's."""
     bias = {**finishing_bias, "151657": 11, "151645": 10}  # <tool_call> and <|im_end|> likely: calls and answers
-    kwargs = dict(model=MODEL, messages=USER, tools=TOOLS, logit_bias=bias, n=6, seed=11, max_tokens=80)
+    kwargs = dict(model=MODEL, messages=USER, tools=TOOLS, logit_bias=bias, n=6, seed=20, max_tokens=80)
     whole = await openai_client.chat.completions.create(**kwargs)
     content, calls, finish = [""] * 6, [[] for _ in range(6)], [None] * 6
     async for chunk in await openai_client.chat.completions.create(stream=True, **kwargs):

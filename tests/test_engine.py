@@ -192,3 +192,66 @@ def test_runner_logits_are_the_models_for_prompts_and_forced_runs(tiny_model):
         for row, (prompt, tokens) in enumerate(zip(fed, step)):
             expected = tiny_model.model(torch.tensor([prompt + tokens])).logits[0, -1]
             assert torch.allclose(logits[row], expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.0])
+def test_constrained_draws_follow_the_masked_distribution(tiny_model, compiler, temperature):
+    """A row draws unmasked and draws again under its mask only if the token is forbidden: the
+    tokens must still follow softmax over the allowed tokens alone (greedy: the allowed argmax).
+    logit_bias puts about half the mass on forbidden tokens, so both draws happen often."""
+    import collections
+
+    import torch
+
+    tokenizer = tiny_model.tokenizer
+    cat, dog, pig, hen = (tokenizer.encode(word)[0] for word in ("cat", "dog", "pig", "hen"))
+    bias = {cat: 12.0, dog: 11.0, pig: 12.5, hen: 10.0}
+    grammar = compiler.compile(Constraint.regex("(cat|dog|cow)"))
+    prompt_ids = encode(tiny_model, "Name an animal.")
+    samples = 4000 if temperature else 16
+    engine = Engine(tiny_model, max_batch_size=64, max_waiting=samples, fast_forward=False)
+    params = [SamplingParams(max_tokens=1, temperature=temperature, seed=i * 16, n=16, logit_bias=bias)
+              for i in range(samples // 16)]
+    drawn = collections.Counter(
+        choice["tokens"][0] for choice in run(engine, [Submission(prompt_ids, p, grammar) for p in params]).values())
+
+    with torch.no_grad():
+        logits = tiny_model.model(torch.tensor([prompt_ids])).logits[0, -1].float()
+    for token, value in bias.items():
+        logits[token] += value
+    bitmask = torch.zeros(1, (tiny_model.vocab_rows + 31) // 32, dtype=torch.int32)
+    grammar.matcher().fill_bitmask(bitmask, 0)
+    allowed = ((bitmask[0, torch.arange(logits.numel()) // 32] >> (torch.arange(logits.numel()) % 32)) & 1).bool()
+    expected = torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
+    if not temperature:
+        assert drawn == {int(torch.argmax(expected)): samples}
+        return
+    assert set(drawn) <= set(torch.nonzero(allowed).flatten().tolist())
+    total_variation = 0.5 * sum(abs(drawn[t] / samples - float(expected[t])) for t in set(drawn) | {cat, dog})
+    assert total_variation < 0.03, (total_variation, drawn.most_common(4), float(expected[cat]), float(expected[dog]))
+    assert 0.3 * samples < engine.masks.rows < 0.8 * samples  # both paths taken: kept draws and redraws
+
+
+@pytest.mark.parametrize("fast_forward", [True, False])
+def test_every_kept_draw_is_inside_the_mask(tiny_model, compiler, bias, fast_forward):
+    """An unmasked draw is kept when the matcher accepts it; the matcher may accept splits of forced
+    text that llguidance's mask leaves out, so those stretches draw under the mask (or are fast-forwarded)."""
+    import torch
+
+    class MaskChecked(Engine):
+        def _sample(self, logits, batch):
+            masks = torch.zeros(len(batch), (tiny_model.vocab_rows + 31) // 32, dtype=torch.int32)
+            for row, seq in enumerate(batch):
+                if seq.matcher is not None:
+                    seq.matcher.fill_bitmask(masks, row)
+            tokens = super()._sample(logits, batch)
+            for row, (seq, token) in enumerate(zip(batch, tokens)):
+                assert seq.matcher is None or (int(masks[row, token // 32]) >> (token % 32)) & 1, (row, token)
+            return tokens
+
+    engine = MaskChecked(tiny_model, max_batch_size=16, fast_forward=fast_forward)
+    grammars = [compiler.compile(Constraint.json_schema(schema)) for schema in SCHEMAS]
+    submissions = [Submission(encode(tiny_model), SamplingParams(max_tokens=40, seed=i, logit_bias=bias), grammars[i % 4])
+                   for i in range(32)]
+    assert all(c["finish"] for c in run(engine, submissions).values())
+    assert engine.masks.rows > 0  # some draws were forbidden and drawn again

@@ -63,12 +63,11 @@ def test_masks_apply_bit_for_bit_to_the_listed_rows(device):
     masks = BatchMasks(max_rows=4, vocab_rows=vocab, device=torch.device(device))
     for rows in ([0, 1, 2], [1, 3, 4]):  # every row constrained; some rows of a larger batch
         logits = torch.zeros(5, vocab, device=device)
-        masks.start([BitsMatcher(ids) for ids in allowed])
-        apply_mask_bias_(logits, masks.wait(), rows)
+        apply_mask_bias_(logits, masks.bias([BitsMatcher(ids) for ids in allowed]), rows)
         for row, ids in zip(rows, allowed):
             assert set(torch.nonzero(logits[row] == 0).flatten().tolist()) == ids
         assert all((logits[row] == 0).all() for row in set(range(5)) - set(rows))
-    assert masks.prepare_s > 0 and masks.wait_s > 0
+    assert masks.rows == 6 and masks.seconds > 0
 
 
 def test_penalties_and_bias():

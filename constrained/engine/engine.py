@@ -1,10 +1,10 @@
 """The engine: continuous batching around a short `step()`.
 
-Each step: admit newcomers -> one forward pass for the batch, while a worker thread has each
-constrained row's matcher fill its row of one packed bitmask -> mask, penalties, bias applied ->
-sample -> sequences advance, with the tokens their constraint forces (fast-forward) -> finished ones
-leave. Thread-safety: `submit` and `abort` may be called from any thread; `step`
-runs on one thread (the async wrapper's worker).
+Each step: admit newcomers -> one forward pass for the batch -> penalties and logit_bias -> sample;
+a constrained row whose token its matcher forbids draws again under its mask (masks.py) -> sequences
+advance, with the tokens their constraint forces (fast-forward) -> finished ones leave.
+Thread-safety: `submit` and `abort` may be called from any thread; `step` runs on one thread (the
+async wrapper's worker).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from constrained.engine.detokenizer import IncrementalDetokenizer
 from constrained.engine.model_runner import ModelRunner
 from constrained.engine.params import SamplingParams
 from constrained.engine.sampler import (
-    SampledToken, apply_logit_bias_, apply_penalties_, logprobs_of, sample_batch,
+    SampledToken, Sampler, apply_logit_bias_, apply_penalties_, logprobs_of, split_uniforms,
 )
 from constrained.engine.masks import BatchMasks, apply_mask_bias_
 from constrained.engine.scheduler import Scheduler
@@ -59,6 +59,7 @@ class Engine:
         self.token_bytes = token_byte_table(loaded.tokenizer, loaded.vocab_rows)
         self.eos_token_ids = frozenset(loaded.eos_token_ids)
         self.masks = BatchMasks(max_rows=max_batch_size, vocab_rows=loaded.vocab_rows, device=loaded.device)
+        self.sampler = Sampler(max_rows=max_batch_size, vocab_rows=loaded.vocab_rows, device=loaded.device)
         self.real_vocab = min(len(loaded.tokenizer), loaded.vocab_rows)
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
 
@@ -76,7 +77,8 @@ class Engine:
                 prompt_ids=list(submission.prompt_ids),
                 params=params,
                 matcher=submission.grammar.matcher() if submission.grammar is not None else None,
-                generator=torch.Generator(device=self.loaded.device).manual_seed(base_seed + i),
+                generator=torch.Generator().manual_seed(base_seed + i),
+                device=self.loaded.device,
                 detokenizer=IncrementalDetokenizer(self.token_bytes),
                 eos_token_ids=self.eos_token_ids,
                 fast_forward=self.fast_forward and submission.grammar is not None and not params.logprobs,
@@ -114,19 +116,10 @@ class Engine:
             self.cache.add_rows(len(batch) - self.cache.num_rows)
         if not batch:
             return outputs
-        constrained = [row for row, seq in enumerate(batch) if seq.matcher is not None]
-        self.masks.start([batch[row].matcher for row in constrained])  # filled during the forward pass
         logits = self.runner.forward(self.cache, [seq.take_input() for seq in batch])
         logits[:, self.real_vocab:] = float("-inf")  # embedding rows past the tokenizer are no tokens
-        apply_mask_bias_(logits, self.masks.wait(), constrained)
         self._penalize_(logits, batch)
-        wants_logprobs = any(seq.params.logprobs for seq in batch)
-        tokens = sample_batch(
-            logits.clone() if wants_logprobs else logits,  # sampling scales its input by temperature
-            torch.tensor([seq.params.temperature for seq in batch], device=logits.device),
-            [seq.params.top_p for seq in batch],
-            torch.stack([torch.rand((), generator=seq.generator, device=seq.generator.device) for seq in batch]),
-        ).tolist()
+        tokens = self._sample(logits, batch)
         for row, (seq, token) in enumerate(zip(batch, tokens)):
             params = seq.params
             sampled = logprobs_of(logits[row], token, params.top_logprobs) if params.logprobs else SampledToken(token, None)
@@ -134,8 +127,29 @@ class Engine:
         self.cache.keep_rows(self.scheduler.retire_finished())
         return outputs
 
+    def _sample(self, logits: torch.Tensor, batch: list[Sequence]) -> list[int]:
+        """One token per row from its masked distribution (masks.py). Rows that must draw under their
+        mask get it first; the other constrained rows draw unmasked, and those whose matcher forbids
+        the token draw again under their mask, with their second uniform."""
+        first, second = split_uniforms(torch.stack([seq.draw_uniform() for seq in batch]))
+        constrained = [row for row, seq in enumerate(batch) if seq.matcher is not None]
+        temperatures = torch.tensor([seq.params.temperature for seq in batch], device=logits.device)
+        top_ps = [seq.params.top_p for seq in batch]
+        upfront = [row for row in constrained if batch[row].draws_under_mask()]
+        apply_mask_bias_(logits, self.masks.bias([batch[row].matcher for row in upfront]), upfront)
+        tokens = self.sampler.sample(logits, temperatures, top_ps, first).tolist()
+        redraw = [row for row in constrained
+                  if row not in upfront and batch[row].matcher.validate_tokens([tokens[row]]) == 0]
+        if redraw:
+            index = torch.tensor(redraw, device=logits.device)
+            masked = logits[index] + self.masks.bias([batch[row].matcher for row in redraw])
+            redrawn = self.sampler.sample(masked, temperatures[index], [top_ps[row] for row in redraw], second[redraw])
+            for row, token in zip(redraw, redrawn.tolist()):
+                tokens[row] = token
+        return tokens
+
     def _penalize_(self, logits: torch.Tensor, batch: list[Sequence]) -> None:
-        """Penalties and logit_bias, in place, after the mask: the distribution each row samples from."""
+        """Penalties and logit_bias, in place: with the mask, the distribution each row samples from."""
         for row, seq in enumerate(batch):
             if seq.params.has_penalties:
                 apply_penalties_(logits[row], seq.output_ids, seq.params.presence_penalty, seq.params.frequency_penalty)

@@ -36,52 +36,80 @@ def apply_logit_bias_(logits: torch.Tensor, bias: tuple[torch.Tensor, torch.Tens
         logits[ids] += values
 
 
-def top_p_filter_(probs: torch.Tensor, top_p: float) -> None:
-    """Zero the tail of one row outside the smallest set whose mass reaches top_p."""
+def top_p_filter_(weights: torch.Tensor, top_p: float) -> None:
+    """Zero the tail of one row (probabilities, normalised or not) outside the smallest set whose
+    mass reaches top_p of the row's total."""
     if top_p >= 1.0:
         return
-    sorted_probs, order = torch.sort(probs, descending=True)
-    outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= top_p
-    probs[order[outside]] = 0.0
+    sorted_weights, order = torch.sort(weights, descending=True)
+    outside = torch.cumsum(sorted_weights, dim=-1) - sorted_weights >= top_p * sorted_weights.sum()
+    weights[order[outside]] = 0.0
 
 
-def sample_batch(
-    logits: torch.Tensor, temperatures: torch.Tensor, top_ps: list[float], uniforms: torch.Tensor
-) -> torch.Tensor:
-    """Draw one token per row by inverse CDF, given one uniform in [0, 1) per row.
+def split_uniforms(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two independent uniforms in [0, 1) from each float64 draw: its top 26 bits and its other 27.
 
-    `logits` are divided by the temperatures in place. Rows with temperature 0 take the argmax. Each row's randomness comes from its own uniform, so a
-    row's token does not depend on the rest of the batch. Returns token ids [rows].
+    A sampling position consumes one draw of its generator whether it samples once or redraws
+    under the mask (masks.py), so forced tokens, which consume one draw each, keep seeded choices
+    aligned with and without fast-forward.
     """
-    sampling = temperatures > 0
-    if not bool(sampling.any()):
-        return torch.argmax(logits, dim=-1)
-    probs = torch.softmax(logits.div_(torch.where(sampling, temperatures, 1.0)[:, None]), dim=-1)
-    for row, top_p in enumerate(top_ps):
-        top_p_filter_(probs[row], top_p)
-    drawn = _inverse_cdf(probs, uniforms.to(probs.device))
-    landed = probs.gather(1, drawn[:, None]).squeeze(1) > 0
-    if not bool(landed.all()):  # float rounding at the very top of the CDF hit a zero-probability token
-        drawn = torch.where(landed, drawn, torch.argmax(probs, dim=-1))
-    if bool(sampling.all()):
-        return drawn
-    return torch.where(sampling, drawn, torch.argmax(logits, dim=-1))
+    scaled = draws * 2.0**26
+    high = torch.floor(scaled)
+    return high / 2.0**26, scaled - high
 
 
-def _inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor, block: int = 1024) -> torch.Tensor:
+class Sampler:
+    """Draws one token per row by inverse CDF, given one uniform in [0, 1) per row.
+
+    Works in a scratch buffer allocated once (a fresh [rows, vocab] tensor per step costs page
+    faults on the CPU), so the logits are left as they were. Rows with temperature 0 take the argmax.
+    Each row's randomness comes from its own uniform, so a row's token does not depend on the rest
+    of the batch.
+    """
+
+    def __init__(self, *, max_rows: int, vocab_rows: int, device: torch.device):
+        self._weights = torch.empty(max_rows, vocab_rows, device=device)
+
+    def sample(self, logits: torch.Tensor, temperatures: torch.Tensor, top_ps: list[float],
+               uniforms: torch.Tensor) -> torch.Tensor:
+        """Token ids [rows] drawn from softmax(logits / temperature), top_p applied per row."""
+        sampling = temperatures > 0
+        if not bool(sampling.any()):
+            return torch.argmax(logits, dim=-1)
+        weights = self._weights[: logits.shape[0]]
+        torch.div(logits, torch.where(sampling, temperatures, 1.0)[:, None], out=weights)
+        weights.sub_(weights.amax(dim=-1, keepdim=True)).exp_()  # unnormalised: the CDF scales by the total
+        for row, top_p in enumerate(top_ps):
+            top_p_filter_(weights[row], top_p)
+        drawn = _inverse_cdf(weights, uniforms.to(weights.device))
+        landed = weights.gather(1, drawn[:, None]).squeeze(1) > 0
+        if not bool(landed.all()):  # float rounding at the very top of the CDF hit a zero-probability token
+            drawn = torch.where(landed, drawn, torch.argmax(weights, dim=-1))
+        if bool(sampling.all()):
+            return drawn
+        return torch.where(sampling, drawn, torch.argmax(logits, dim=-1))
+
+
+def _inverse_cdf(weights: torch.Tensor, uniforms: torch.Tensor, block: int = 1024) -> torch.Tensor:
     """Token ids [rows] at `uniforms` of each row's CDF, found block first, then within the block.
 
     A float32 running sum over 150k entries drifts enough that logits equal to 1e-7 (batched vs
     alone) pick different tokens; running sums here are float64 over block masses, then over one
-    block, which keeps that exactness for a fraction of a full float64 CDF.
+    block, which keeps that exactness for a fraction of a full float64 CDF. The last block may be
+    short: it is read through clamped indices, never padded (a padded copy costs a pass over the batch).
     """
-    rows, vocab = probs.shape
-    blocks = torch.nn.functional.pad(probs, (0, -vocab % block)).view(rows, -1, block)
-    block_cdf = torch.cumsum(blocks.sum(dim=-1).double(), dim=-1)  # [rows, blocks]
+    rows, vocab = weights.shape
+    full = vocab - vocab % block
+    block_mass = weights[:, :full].unflatten(1, (-1, block)).sum(dim=-1)
+    if full < vocab:
+        block_mass = torch.cat([block_mass, weights[:, full:].sum(dim=-1, keepdim=True)], dim=1)
+    block_cdf = torch.cumsum(block_mass.double(), dim=-1)  # [rows, blocks]
     targets = uniforms.to(torch.float64) * block_cdf[:, -1]
     chosen = torch.searchsorted(block_cdf, targets[:, None], right=True).clamp_(max=block_cdf.shape[1] - 1)
     before = torch.where(chosen > 0, block_cdf.gather(1, (chosen - 1).clamp(min=0)), 0.0).squeeze(1)
-    inner_cdf = torch.cumsum(blocks[torch.arange(rows, device=probs.device), chosen.squeeze(1)].double(), dim=-1)
+    index = chosen * block + torch.arange(block, device=weights.device)  # [rows, block]
+    inside = weights.gather(1, index.clamp(max=vocab - 1)).double().masked_fill_(index >= vocab, 0.0)
+    inner_cdf = torch.cumsum(inside, dim=-1)
     inner = torch.searchsorted(inner_cdf, (targets - before)[:, None], right=True).clamp_(max=block - 1)
     return (chosen * block + inner).squeeze(1).clamp_(max=vocab - 1)
 

@@ -42,7 +42,8 @@ class Sequence:
     prompt_ids: list[int]
     params: SamplingParams
     matcher: Matcher | None
-    generator: torch.Generator
+    generator: torch.Generator  # on the CPU: one small copy of the batch's uniforms per step, no sync per row
+    device: torch.device  # the model's, where logit_bias is kept
     detokenizer: IncrementalDetokenizer
     eos_token_ids: frozenset[int]
     fast_forward: bool = False  # append the tokens the matcher forces without sampling them (needs a matcher)
@@ -54,10 +55,9 @@ class Sequence:
         self.stops = StopStringMatcher(self.params.stop)
         # logit_bias as tensors once, not rebuilt from the dict at every step
         bias = self.params.logit_bias
-        device = self.generator.device
         self.logit_bias = (
-            torch.tensor(list(bias.keys()), dtype=torch.long, device=device),
-            torch.tensor(list(bias.values()), dtype=torch.float32, device=device),
+            torch.tensor(list(bias.keys()), dtype=torch.long, device=self.device),
+            torch.tensor(list(bias.values()), dtype=torch.float32, device=self.device),
         ) if bias else None
 
     def take_input(self) -> list[int]:
@@ -93,10 +93,22 @@ class Sequence:
                 break
             if not self.matcher.accept_token(token):
                 raise RuntimeError(f"forced token {token} rejected by its own constraint (request {self.request_id})")
-            torch.rand((), generator=self.generator, device=self.generator.device)
+            self.draw_uniform()
             taken.append(token)
             text += self._push(token)
         return self._output(text, taken, None)
+
+    def draws_under_mask(self) -> bool:
+        """Whether this constrained row draws under its mask up front instead of testing an unmasked
+        draw (masks.py): logprobs report the masked distribution and top_p cuts its tail; and without
+        fast-forward a forced stretch is sampled, where llguidance's mask allows only the canonical
+        split of the forced text while its matcher accepts any split."""
+        return (self.params.logprobs or self.params.top_p < 1.0
+                or (not self.fast_forward and bool(self.matcher.forced_tokens())))
+
+    def draw_uniform(self) -> torch.Tensor:
+        """This output position's randomness: one float64 draw in [0, 1) (sampler.split_uniforms)."""
+        return torch.rand((), dtype=torch.float64, generator=self.generator)
 
     def _push(self, token: int) -> str:
         """Record one output token (not EOS); return the text it completes, flushed if it ends the output."""
