@@ -141,9 +141,10 @@ class Engine:
         redraw = [row for row in constrained
                   if row not in upfront and batch[row].matcher.validate_tokens([tokens[row]]) == 0]
         if redraw:
+            apply_mask_bias_(logits, self.masks.bias([batch[row].matcher for row in redraw]), redraw)
             index = torch.tensor(redraw, device=logits.device)
-            masked = logits[index] + self.masks.bias([batch[row].matcher for row in redraw])
-            redrawn = self.sampler.sample(masked, temperatures[index], [top_ps[row] for row in redraw], second[redraw])
+            redrawn = self.sampler.sample(logits, temperatures[index], [top_ps[row] for row in redraw], second[redraw],
+                                          rows=index)
             for row, token in zip(redraw, redrawn.tolist()):
                 tokens[row] = token
         return tokens

@@ -71,23 +71,24 @@ class Sampler:
         self._weights = torch.empty(max_rows, vocab_rows, device=device)
 
     def sample(self, logits: torch.Tensor, temperatures: torch.Tensor, top_ps: list[float],
-               uniforms: torch.Tensor) -> torch.Tensor:
-        """Token ids [rows] drawn from softmax(logits / temperature), top_p applied per row."""
+               uniforms: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Token ids drawn from softmax(logits / temperature), top_p applied per row: one per row of
+        `logits`, or per row listed in `rows` (the other arguments then describe those rows alone)."""
+        weights = self._weights[: len(top_ps)]
+        source = logits if rows is None else torch.index_select(logits, 0, rows, out=weights)
         sampling = temperatures > 0
-        if not bool(sampling.any()):
-            return torch.argmax(logits, dim=-1)
-        weights = self._weights[: logits.shape[0]]
-        torch.div(logits, torch.where(sampling, temperatures, 1.0)[:, None], out=weights)
-        weights.sub_(weights.amax(dim=-1, keepdim=True)).exp_()  # unnormalised: the CDF scales by the total
+        greedy = None if bool(sampling.all()) else torch.argmax(source, dim=-1)
+        if greedy is not None and not bool(sampling.any()):
+            return greedy
+        torch.div(source, torch.where(sampling, temperatures, 1.0)[:, None], out=weights)
+        torch.softmax(weights, dim=-1, out=weights)  # its exp is fast on -inf (masked) logits; exp_ is 5x slower there
         for row, top_p in enumerate(top_ps):
             top_p_filter_(weights[row], top_p)
         drawn = _inverse_cdf(weights, uniforms.to(weights.device))
         landed = weights.gather(1, drawn[:, None]).squeeze(1) > 0
         if not bool(landed.all()):  # float rounding at the very top of the CDF hit a zero-probability token
             drawn = torch.where(landed, drawn, torch.argmax(weights, dim=-1))
-        if bool(sampling.all()):
-            return drawn
-        return torch.where(sampling, drawn, torch.argmax(logits, dim=-1))
+        return drawn if greedy is None else torch.where(sampling, drawn, greedy)
 
 
 def _inverse_cdf(weights: torch.Tensor, uniforms: torch.Tensor, block: int = 1024) -> torch.Tensor:
