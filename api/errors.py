@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from constrained.errors import (
-    CompileError, CompileTimeout, ConstrainedError, EngineOverloaded, InvalidConstraint, InvalidSamplingParams,
+    CompileError, CompileTimeout, ConstrainedError, ConstraintFailed, EngineOverloaded, InvalidConstraint,
+    InvalidSamplingParams,
 )
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,11 @@ def to_api_error(exc: Exception) -> APIError:
         case CompileError():
             return APIError(400, f"The response_format could not be compiled into a grammar: {exc}",
                             param="response_format")
+        case ConstraintFailed():
+            log.error("constraint failed mid-generation: %s", exc)
+            return APIError(500, f"The response_format constraint failed while generating: {exc}. Simpler "
+                                 "patterns (fewer bounded repetitions) avoid it.", type="server_error",
+                            param="response_format", code="constraint_failed")
         case EngineOverloaded():
             return APIError(429, f"The server is at capacity: {exc}. Retry after {RETRY_AFTER_S}s.",
                             type="rate_limit_error", code="rate_limit_exceeded",

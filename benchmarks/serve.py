@@ -11,7 +11,8 @@ requests per cell. Cells of every workload alternate, round after round, so load
 the machine drifts into every workload alike; each workload's figures add up its rounds.
 
 Workloads, on the same prompts, with the same max_tokens, temperature 1, a seed per request and the
-same logit_bias (json_finishing_bias, so a random-weights model closes its JSON):
+same logit_bias (json_finishing_bias, so a random-weights model closes its JSON; --no-finishing-bias
+drops it for a trained model, which closes its JSON itself):
 - `unconstrained`: no response_format; runs to max_tokens.
 - `string`: an object with one long string (minLength above max_tokens): runs to max_tokens like
   `unconstrained`, so the batch holds as many sequences: the like-for-like time per token.
@@ -99,11 +100,14 @@ async def one_request(client: openai.AsyncOpenAI, model: str, i: int, schemas: l
     stream = await client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}], seed=i, stream=True,
         stream_options={"include_usage": True}, **kwargs)
-    async for chunk in stream:
-        if first is None and chunk.choices and chunk.choices[0].delta.content:
-            first = time.perf_counter()
-        if chunk.usage is not None:
-            tokens = chunk.usage.completion_tokens
+    try:
+        async for chunk in stream:
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter()
+            if chunk.usage is not None:
+                tokens = chunk.usage.completion_tokens
+    except openai.APIError:  # an error frame mid-stream (a constraint failed): counted, not timed
+        return {"failed": True}
     end = time.perf_counter()
     first = first or end
     return {"ttft": first - start, "tpot": (end - first) / (tokens - 1) if tokens > 1 else None, "tokens": tokens}
@@ -127,21 +131,23 @@ async def run_cell(base_url: str, model: str, schemas: list[dict], concurrency: 
         return results, time.perf_counter() - start
 
 
-def shared_settings(tokenizer, max_tokens: int) -> dict:
+def shared_settings(tokenizer, max_tokens: int, finishing_bias: bool = True) -> dict:
     """Request fields every workload shares: a random-weights model needs json_finishing_bias to close its JSON."""
-    return {"max_tokens": max_tokens, "temperature": 1.0,
-            "logit_bias": {str(k): v for k, v in json_finishing_bias(tokenizer).items()}}
+    bias = json_finishing_bias(tokenizer) if finishing_bias else {}
+    return {"max_tokens": max_tokens, "temperature": 1.0, "logit_bias": {str(k): v for k, v in bias.items()}}
 
 
 def summarise(runs: list[tuple[list[dict], float]]) -> dict:
-    results = [r for rs, _ in runs for r in rs]
+    results = [r for rs, _ in runs for r in rs if not r.get("failed")]
+    failed = sum(1 for rs, _ in runs for r in rs if r.get("failed"))
     wall = sum(w for _, w in runs)
     tpots = [r["tpot"] for r in results if r["tpot"] is not None]
     tokens = sum(r["tokens"] for r in results)
     return {"requests": len(results), "tokens": tokens,
             "ttft_ms": round(1000 * statistics.mean(r["ttft"] for r in results), 2),
             "tpot_ms": round(1000 * statistics.mean(tpots), 3) if tpots else None,
-            "tokens_per_s": round(tokens / wall, 1), "requests_per_s": round(len(results) / wall, 2)}
+            "tokens_per_s": round(tokens / wall, 1), "requests_per_s": round(len(results) / wall, 2),
+            **({"failed": failed} if failed else {})}
 
 
 def add_ratios(cells: dict) -> None:
@@ -195,6 +201,8 @@ def main() -> None:
     parser.add_argument("--requests-per-client", type=int, default=2, help="per cell and round")
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--schemas", type=int, default=16, help="distinct schemas per real-schema workload")
+    parser.add_argument("--no-finishing-bias", action="store_true",
+                        help="send no logit_bias (for a trained model, which closes its JSON itself)")
     args = parser.parse_args()
 
     # Only the tokenizer matters here (which schemas compile, the bias ids): bf16 on the CPU keeps it small.
@@ -204,7 +212,7 @@ def main() -> None:
     workloads = {"unconstrained": ([], True), "string": ([STRING_SCHEMA], True),
                  "schemas": (compiling_schemas(compiler, args.schemas), True), "keys": (keys, True),
                  "keys_no_ff": (keys, False)}
-    shared = shared_settings(loaded.tokenizer, args.max_tokens)
+    shared = shared_settings(loaded.tokenizer, args.max_tokens, finishing_bias=not args.no_finishing_bias)
     del loaded, compiler
 
     with server(args.model, args.device, fast_forward=True) as ff_url, \
@@ -212,16 +220,19 @@ def main() -> None:
         figures = asyncio.run(run_all({True: ff_url, False: no_ff_url}, args, workloads, shared))
 
     print(f"model {args.model}, device {args.device}, max_tokens {args.max_tokens}, {args.rounds} rounds x "
-          f"{args.requests_per_client} requests per client; ratios vs unconstrained at the same concurrency")
+          f"{args.requests_per_client} requests per client; ratios vs unconstrained at the same concurrency"
+          + ("" if not args.no_finishing_bias else "; no logit_bias"))
     print(f"{'C':>3} {'workload':>13} {'TTFT ms':>9} {'TPOT ms':>9} {'tok/s':>8} {'req/s':>7} "
           f"{'TPOT ratio':>10} {'tok/s ratio':>11}")
     for concurrency, cells in figures.items():
         for name, cell in cells.items():
             print(f"{concurrency:>3} {name:>13} {cell['ttft_ms']:>9} {cell['tpot_ms']:>9} {cell['tokens_per_s']:>8} "
-                  f"{cell['requests_per_s']:>7} {cell.get('tpot_ratio', ''):>10} {cell.get('tokens_per_s_ratio', ''):>11}")
+                  f"{cell['requests_per_s']:>7} {cell.get('tpot_ratio', ''):>10} {cell.get('tokens_per_s_ratio', ''):>11}"
+                  + (f"  ({cell['failed']} failed)" if cell.get("failed") else ""))
     summary = headline(figures)
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
     print(json.dumps({"model": args.model, "device": args.device, "max_tokens": args.max_tokens, "rounds": args.rounds,
+                      "finishing_bias": not args.no_finishing_bias,
                       "requests_per_client": args.requests_per_client, "headline": summary, "figures": figures}))
 
 

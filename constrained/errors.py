@@ -42,6 +42,11 @@ class ModelLoadError(ConstrainedError):
     """The model or its tokenizer could not be loaded (unknown name, missing files, no network)."""
 
 
+class ConstraintFailed(ConstrainedError):
+    """A matcher failed mid-generation (a backend resource limit, such as llguidance's lexer budget on a
+    pathological pattern): the choice cannot be completed under its schema, so its request fails."""
+
+
 class EngineOverloaded(ConstrainedError):
     """The engine's queue is full; retry later."""
 

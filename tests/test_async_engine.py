@@ -66,3 +66,27 @@ async def test_invalid_constraint_raises_before_any_output(engine, tiny_model):
     ids = tiny_model.tokenizer.encode(prompt_text(tiny_model))
     with pytest.raises(InvalidConstraint):
         await collect(engine, ids, SamplingParams(), Constraint.json_schema({"type": "object", "uniqueItems": "yes"}))
+
+
+async def test_a_failing_matcher_fails_its_request_with_a_500(tiny_model, compiler):
+    from api.errors import to_api_error
+    from constrained.engine.async_engine import AsyncEngine
+    from constrained.errors import ConstraintFailed
+    from tests.test_engine import SCHEMAS, FailingGrammar
+
+    constraint = Constraint.json_schema(SCHEMAS[3])
+    grammar = FailingGrammar(compiler.compile(constraint), after=3, eos=tuple(tiny_model.eos_token_ids))
+
+    class OneGrammar:
+        async def compile_async(self, constraint):
+            return grammar
+
+    engine = AsyncEngine(tiny_model, compiler=OneGrammar(), fast_forward=False)
+    try:
+        with pytest.raises(ConstraintFailed) as failed:
+            await collect(engine, tiny_model.tokenizer.encode(prompt_text(tiny_model)),
+                          SamplingParams(max_tokens=20, n=2, seed=1), constraint)
+    finally:
+        engine.shutdown()
+    error = to_api_error(failed.value)
+    assert (error.status, error.param, error.code) == (500, "response_format", "constraint_failed")

@@ -255,3 +255,59 @@ def test_every_kept_draw_is_inside_the_mask(tiny_model, compiler, bias, fast_for
                    for i in range(32)]
     assert all(c["finish"] for c in run(engine, submissions).values())
     assert engine.masks.rows > 0  # some draws were forbidden and drawn again
+
+
+class FailingMatcher:
+    """A real matcher that fails after `after` tokens the way llguidance does on a resource limit:
+    every token rejected, and a mask of EOS alone that EOS cannot pass."""
+
+    def __init__(self, inner, after: int, eos: tuple[int, ...]):
+        self.inner, self.after, self.eos = inner, after, eos
+
+    @property
+    def failed(self) -> bool:
+        return self.after <= 0
+
+    def accept_token(self, token_id):
+        if self.failed or not self.inner.accept_token(token_id):
+            return False
+        self.after -= 1
+        return True
+
+    def validate_tokens(self, token_ids):
+        return 0 if self.failed else self.inner.validate_tokens(token_ids)
+
+    def fill_bitmask(self, bitmask, row):
+        if not self.failed:
+            return self.inner.fill_bitmask(bitmask, row)
+        bitmask[row] = 0
+        for token in self.eos:
+            bitmask[row, token // 32] |= 1 << (token % 32)
+
+    def is_accepting(self):
+        return not self.failed and self.inner.is_accepting()
+
+    def is_terminated(self):
+        return not self.failed and self.inner.is_terminated()
+
+    def forced_tokens(self):
+        return [] if self.failed else self.inner.forced_tokens()
+
+
+class FailingGrammar:
+    def __init__(self, grammar, after: int, eos: tuple[int, ...]):
+        self.grammar, self.after, self.eos = grammar, after, eos
+
+    def matcher(self):
+        return FailingMatcher(self.grammar.matcher(), self.after, self.eos)
+
+
+def test_a_failing_matcher_fails_its_choice_alone(tiny_model, compiler, bias):
+    """A matcher that fails mid-generation finishes its choice as FAILED; the batch goes on unharmed."""
+    grammar = compiler.compile(Constraint.json_schema(SCHEMAS[3]))
+    failing = FailingGrammar(grammar, after=3, eos=tuple(tiny_model.eos_token_ids))
+    params = SamplingParams(max_tokens=30, seed=5, logit_bias=bias)
+    healthy = Submission(encode(tiny_model), params, grammar, "healthy")
+    results = run(Engine(tiny_model, fast_forward=False), [Submission(encode(tiny_model), params, failing, "failing"), healthy])
+    assert results[("failing", 0)]["finish"] is FinishReason.FAILED and len(results[("failing", 0)]["tokens"]) == 3
+    assert results[("healthy", 0)] == run(Engine(tiny_model, fast_forward=False), [healthy])[("healthy", 0)]

@@ -16,7 +16,8 @@ from constrained.compiler import Compiler
 from constrained.constraints import Constraint
 from constrained.engine.engine import Engine, Submission
 from constrained.engine.params import SamplingParams
-from constrained.engine.sequence import SequenceOutput
+from constrained.engine.sequence import FinishReason, SequenceOutput
+from constrained.errors import ConstraintFailed
 from constrained.models import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ class AsyncEngine:
                        constraint: Constraint | None = None, *, request_id: str = "") -> AsyncIterator[SequenceOutput]:
         """Yield outputs until every choice of the request has finished.
 
-        Raises InvalidConstraint / CompileTimeout / InvalidSamplingParams before any output.
+        Raises InvalidConstraint / CompileTimeout / InvalidSamplingParams before any output, and
+        ConstraintFailed when a choice's matcher fails (its other choices are then aborted).
         """
         params.validate(vocab_rows=self.loaded.vocab_rows, constrained=constraint is not None)
         grammar = await self.compiler.compile_async(constraint) if constraint is not None else None
@@ -70,6 +72,9 @@ class AsyncEngine:
                 output: SequenceOutput | BaseException = await queue.get()
                 if isinstance(output, BaseException):
                     raise output
+                if output.finish_reason is FinishReason.FAILED:
+                    raise ConstraintFailed(f"choice {output.index}: the constraint's matcher rejected a token "
+                                           "drawn under its own mask (a grammar backend limit was hit)")
                 remaining -= output.finish_reason is not None
                 yield output
         finally:

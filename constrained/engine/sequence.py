@@ -19,6 +19,7 @@ class FinishReason(str, enum.Enum):
     STOP = "stop"  # EOS under a complete constraint, or a stop string
     LENGTH = "length"  # max_tokens reached: the output is cut, not valid
     ABORT = "abort"  # the caller went away
+    FAILED = "failed"  # the matcher failed (errors.ConstraintFailed): no valid end can be reached
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,9 @@ class Sequence:
         """Take the sampled token, advance the matcher and the text, decide whether we are done;
         then, with fast-forward, append the tokens the constraint forces after it."""
         token = sampled.token_id
-        if self.matcher is not None and not self.matcher.accept_token(token):
-            raise RuntimeError(f"sampled token {token} outside the constraint mask (request {self.request_id})")
+        if self.matcher is not None and not self.matcher.accept_token(token):  # drawn under its own mask
+            self.finish_reason = FinishReason.FAILED
+            return self._output("", (), None)
         if token in self.eos_token_ids:
             self.finish_reason = FinishReason.STOP
             return self._output(self._flush(), (), sampled)
