@@ -97,16 +97,16 @@ async def one_request(client: openai.AsyncOpenAI, model: str, i: int, schemas: l
     start = time.perf_counter()
     first = None
     tokens = 0
-    stream = await client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}], seed=i, stream=True,
-        stream_options={"include_usage": True}, **kwargs)
     try:
+        stream = await client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}], seed=i, stream=True,
+            stream_options={"include_usage": True}, **kwargs)
         async for chunk in stream:
             if first is None and chunk.choices and chunk.choices[0].delta.content:
                 first = time.perf_counter()
             if chunk.usage is not None:
                 tokens = chunk.usage.completion_tokens
-    except openai.APIError:  # an error frame mid-stream (a constraint failed): counted, not timed
+    except openai.APIError:  # a constraint failed (a 500, or an error frame mid-stream): counted, not timed
         return {"failed": True}
     end = time.perf_counter()
     first = first or end

@@ -78,8 +78,13 @@ async def test_a_failing_matcher_fails_its_request_with_a_500(tiny_model, compil
     grammar = FailingGrammar(compiler.compile(constraint), after=3, eos=tuple(tiny_model.eos_token_ids))
 
     class OneGrammar:
+        forgotten = []
+
         async def compile_async(self, constraint):
             return grammar
+
+        def forget(self, constraint):
+            self.forgotten.append(constraint)
 
     engine = AsyncEngine(tiny_model, compiler=OneGrammar(), fast_forward=False)
     try:
@@ -88,5 +93,6 @@ async def test_a_failing_matcher_fails_its_request_with_a_500(tiny_model, compil
                           SamplingParams(max_tokens=20, n=2, seed=1), constraint)
     finally:
         engine.shutdown()
+    assert OneGrammar.forgotten == [constraint]  # a lexer out of budget is not served again
     error = to_api_error(failed.value)
     assert (error.status, error.param, error.code) == (500, "response_format", "constraint_failed")

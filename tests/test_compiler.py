@@ -317,3 +317,12 @@ def test_strings_have_one_spelling(compiler, qwen_tokenizer):
     assert walk(grammar, qwen_tokenizer, '{"éé": 1}') and walk(grammar, qwen_tokenizer, '{"x\\ty": "z"}')
     for text in ('{"\\u00e9": "x"}', '{"\\u00e9": 1}', '{"s": "caf\\u00e9"}', '{"s\\/": 1}', '{"x\\u0009y": 1}'):
         assert not walk(grammar, qwen_tokenizer, text), text
+
+
+def test_forget_drops_a_cached_grammar_and_its_answer(compiler):
+    answer = Constraint.json_schema({"type": "object", "properties": {"forgotten": {"type": "integer"}}})
+    reasoning = Constraint.reasoning(answer, budget=16)
+    first, first_answer = compiler.compile(reasoning), compiler.compile(answer)
+    assert compiler.compile(reasoning) is first and compiler.compile(answer) is first_answer  # cached
+    compiler.forget(reasoning)
+    assert compiler.compile(reasoning) is not first and compiler.compile(answer) is not first_answer

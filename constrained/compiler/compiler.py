@@ -112,6 +112,14 @@ class Compiler:
         future.set_result(grammar)
         return grammar
 
+    def forget(self, constraint: Constraint) -> None:
+        """Drop the cached grammar of `constraint` (and of its answer): its matchers share one lexer, and a
+        lexer that ran out of its budget would fail every later request; the next compile builds a fresh one."""
+        with self._lock:
+            self._grammars.pop(f"{self._tokenizer_hash}:{constraint.key}", None)
+        if constraint.kind == "reasoning" and constraint.answer is not None:
+            self.forget(constraint.answer)
+
     async def compile_async(self, constraint: Constraint) -> Grammar:
         """`compile` in a worker thread, so the event loop keeps serving while a schema compiles."""
         return await asyncio.to_thread(self.compile, constraint)

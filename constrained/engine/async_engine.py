@@ -73,6 +73,7 @@ class AsyncEngine:
                 if isinstance(output, BaseException):
                     raise output
                 if output.finish_reason is FinishReason.FAILED:
+                    self.compiler.forget(constraint)
                     raise ConstraintFailed(f"choice {output.index}: the constraint's matcher rejected a token "
                                            "drawn under its own mask (a grammar backend limit was hit)")
                 remaining -= output.finish_reason is not None
