@@ -194,18 +194,20 @@ def test_runner_logits_are_the_models_for_prompts_and_forced_runs(tiny_model):
             assert torch.allclose(logits[row], expected, atol=1e-4)
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.0])
-def test_constrained_draws_follow_the_masked_distribution(tiny_model, compiler, temperature):
+@pytest.mark.parametrize("temperature, underflow", [(1.0, False), (0.0, False), (1.0, True)])
+def test_constrained_draws_follow_the_masked_distribution(tiny_model, compiler, temperature, underflow):
     """A row draws unmasked and draws again under its mask only if the token is forbidden: the
     tokens must still follow softmax over the allowed tokens alone (greedy: the allowed argmax).
-    logit_bias puts about half the mass on forbidden tokens, so both draws happen often."""
+    logit_bias puts about half the mass on forbidden tokens, so both draws happen often; or, with
+    `underflow`, all but 1e-43 of it, so the allowed probabilities underflow float32 and the redraw
+    must come from the masked logits."""
     import collections
 
     import torch
 
     tokenizer = tiny_model.tokenizer
     cat, dog, pig, hen = (tokenizer.encode(word)[0] for word in ("cat", "dog", "pig", "hen"))
-    bias = {cat: 12.0, dog: 11.0, pig: 12.5, hen: 10.0}
+    bias = {pig: 100.0} if underflow else {cat: 12.0, dog: 11.0, pig: 12.5, hen: 10.0}
     grammar = compiler.compile(Constraint.regex("(cat|dog|cow)"))
     prompt_ids = encode(tiny_model, "Name an animal.")
     samples = 4000 if temperature else 16
@@ -229,7 +231,10 @@ def test_constrained_draws_follow_the_masked_distribution(tiny_model, compiler, 
     assert set(drawn) <= set(torch.nonzero(allowed).flatten().tolist())
     total_variation = 0.5 * sum(abs(drawn[t] / samples - float(expected[t])) for t in set(drawn) | {cat, dog})
     assert total_variation < 0.03, (total_variation, drawn.most_common(4), float(expected[cat]), float(expected[dog]))
-    assert 0.3 * samples < engine.masks.rows < 0.8 * samples  # both paths taken: kept draws and redraws
+    if underflow:  # every row redrew: its kept mask found too little mass, its masked logits decided
+        assert engine.masks.rows == 2 * samples
+    else:  # both paths taken: draws kept and draws redrawn from kept probabilities
+        assert 0.3 * samples < engine.masks.rows < 0.8 * samples
 
 
 @pytest.mark.parametrize("fast_forward", [True, False])

@@ -140,13 +140,27 @@ class Engine:
         tokens = self.sampler.sample(logits, temperatures, top_ps, first).tolist()
         redraw = [row for row in constrained
                   if row not in upfront and batch[row].matcher.validate_tokens([tokens[row]]) == 0]
-        if redraw:
-            apply_mask_bias_(logits, self.masks.bias([batch[row].matcher for row in redraw]), redraw)
-            index = torch.tensor(redraw, device=logits.device)
-            redrawn = self.sampler.sample(logits, temperatures[index], [top_ps[row] for row in redraw], second[redraw],
-                                          rows=index)
-            for row, token in zip(redraw, redrawn.tolist()):
-                tokens[row] = token
+        for row, token in self._redraw(logits, batch, redraw, temperatures, second).items():
+            tokens[row] = token
+        return tokens
+
+    def _redraw(self, logits: torch.Tensor, batch: list[Sequence], rows: list[int], temperatures: torch.Tensor,
+                uniforms: torch.Tensor) -> dict[int, int]:
+        """Tokens drawn again under the mask for `rows` (top_p 1: others drew under it up front): from the
+        first draw's probabilities times the mask (no second softmax), or, for greedy rows and rows whose
+        allowed mass underflowed, from their masked logits."""
+        tokens: dict[int, int] = {}
+        kept = [row for row in rows if batch[row].params.temperature > 0]
+        if kept:
+            index = torch.tensor(kept, device=logits.device)
+            drawn, trusted = self.sampler.redraw(index, self.masks.kept([batch[row].matcher for row in kept]), uniforms[kept])
+            tokens = {row: token for row, token, ok in zip(kept, drawn.tolist(), trusted.tolist()) if ok}
+        exact = [row for row in rows if row not in tokens]
+        if exact:
+            apply_mask_bias_(logits, self.masks.bias([batch[row].matcher for row in exact]), exact)
+            index = torch.tensor(exact, device=logits.device)
+            drawn = self.sampler.sample(logits, temperatures[index], [1.0] * len(exact), uniforms[exact], rows=index)
+            tokens.update(zip(exact, drawn.tolist()))
         return tokens
 
     def _penalize_(self, logits: torch.Tensor, batch: list[Sequence]) -> None:

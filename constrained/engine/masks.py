@@ -22,10 +22,11 @@ import torch
 
 from constrained.matcher import Matcher
 
-# _BYTE_BIAS[b, i]: -inf where bit i of byte b is 0, else 0. A little-endian int32 word j read as
-# bytes 4j..4j+3 puts token 32j+8k+i at bit i of byte 4j+k: bytes unpack in token order.
-_BYTE_BIAS = torch.zeros(256, 8).masked_fill_(((torch.arange(256)[:, None] >> torch.arange(8)) & 1) == 0,
-                                               float("-inf"))
+# _BYTE_KEPT[b, i]: bit i of byte b, as 1.0 or 0.0; _BYTE_BIAS[b, i]: 0 where it is set, else -inf. A
+# little-endian int32 word j read as bytes 4j..4j+3 puts token 32j+8k+i at bit i of byte 4j+k: bytes
+# unpack in token order.
+_BYTE_KEPT = ((torch.arange(256)[:, None] >> torch.arange(8)) & 1).float()
+_BYTE_BIAS = torch.zeros(256, 8).masked_fill_(_BYTE_KEPT == 0, float("-inf"))
 
 
 class BatchMasks:
@@ -39,26 +40,33 @@ class BatchMasks:
         width = (vocab_rows + 31) // 32
         self.bitmask = torch.zeros(max_rows, width, dtype=torch.int32, pin_memory=device.type == "cuda")
         self._byte_index = torch.zeros(max_rows, width * 4, dtype=torch.int32, device=device)
-        self._bias = torch.zeros(max_rows, width * 32, device=device)  # float32, like the logits
-        self._byte_bias = _BYTE_BIAS.to(device)
+        self._unpacked = torch.zeros(max_rows, width * 32, device=device)  # float32, like the logits
+        self._byte_bias, self._byte_kept = _BYTE_BIAS.to(device), _BYTE_KEPT.to(device)
         self.rows = 0
         self.seconds = 0.0
 
     def bias(self, matchers: list[Matcher]) -> torch.Tensor:
-        """The matchers' masks: float32 [len(matchers), vocab_rows] on the device, -inf where a
-        token is forbidden, else 0 (one table lookup per byte of the packed rows); a view of a
-        buffer that the next call overwrites."""
+        """The matchers' masks, to add to logits: float32 [len(matchers), vocab_rows] on the device,
+        -inf where a token is forbidden, else 0; a view of a buffer that the next call overwrites."""
+        return self._unpack(matchers, self._byte_bias)
+
+    def kept(self, matchers: list[Matcher]) -> torch.Tensor:
+        """The matchers' masks, to multiply probabilities by: 1.0 where a token is allowed, else 0.0."""
+        return self._unpack(matchers, self._byte_kept)
+
+    def _unpack(self, matchers: list[Matcher], byte_table: torch.Tensor) -> torch.Tensor:
+        """Fill the matchers' packed rows, then unpack them with one table lookup per byte."""
         start = time.perf_counter()
         rows = len(matchers)
         for row, matcher in enumerate(matchers):
             matcher.fill_bitmask(self.bitmask, row)
         index = self._byte_index[:rows]
         index.copy_(self.bitmask[:rows].view(torch.uint8), non_blocking=True)
-        bias = self._bias[:rows]
-        torch.index_select(self._byte_bias, 0, index.view(-1), out=bias.view(-1, 8))
+        unpacked = self._unpacked[:rows]
+        torch.index_select(byte_table, 0, index.view(-1), out=unpacked.view(-1, 8))
         self.rows += rows
         self.seconds += time.perf_counter() - start
-        return bias[:, : self.vocab_rows]
+        return unpacked[:, : self.vocab_rows]
 
 
 def apply_mask_bias_(logits: torch.Tensor, bias: torch.Tensor, rows: list[int]) -> None:

@@ -58,6 +58,12 @@ def split_uniforms(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return high / 2.0**26, scaled - high
 
 
+# A redraw from kept probabilities (Sampler.redraw) is trusted when the allowed tokens hold at least this
+# much of the first draw's mass: an allowed token whose probability underflowed float32 (below 1.4e-45)
+# then had a masked probability below 1.4e-15, far below what a 27-bit uniform can pick.
+MIN_KEPT_MASS = 1e-30
+
+
 class Sampler:
     """Draws one token per row by inverse CDF, given one uniform in [0, 1) per row.
 
@@ -68,7 +74,8 @@ class Sampler:
     """
 
     def __init__(self, *, max_rows: int, vocab_rows: int, device: torch.device):
-        self._weights = torch.empty(max_rows, vocab_rows, device=device)
+        self._weights = torch.empty(max_rows, vocab_rows, device=device)  # the last `sample`'s probabilities
+        self._kept = torch.empty(max_rows, vocab_rows, device=device)
 
     def sample(self, logits: torch.Tensor, temperatures: torch.Tensor, top_ps: list[float],
                uniforms: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -84,11 +91,26 @@ class Sampler:
         torch.softmax(weights, dim=-1, out=weights)  # its exp is fast on -inf (masked) logits; exp_ is 5x slower there
         for row, top_p in enumerate(top_ps):
             top_p_filter_(weights[row], top_p)
-        drawn = _inverse_cdf(weights, uniforms.to(weights.device))
-        landed = weights.gather(1, drawn[:, None]).squeeze(1) > 0
-        if not bool(landed.all()):  # float rounding at the very top of the CDF hit a zero-probability token
-            drawn = torch.where(landed, drawn, torch.argmax(weights, dim=-1))
+        drawn = _draw(weights, uniforms)
         return drawn if greedy is None else torch.where(sampling, drawn, greedy)
+
+    def redraw(self, rows: torch.Tensor, kept: torch.Tensor, uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw again for `rows` of the last `sample` of a whole batch (rows with temperature > 0 and
+        top_p 1) from their probabilities times `kept` (1 allowed, 0 not): the masked distribution,
+        without a second softmax. Returns the tokens and, per row, whether the kept mass reached
+        MIN_KEPT_MASS; below it float32 underflow may have erased allowed tokens, and the row must draw
+        from its masked logits instead."""
+        weights = torch.index_select(self._weights, 0, rows, out=self._kept[: rows.numel()]).mul_(kept)
+        return _draw(weights, uniforms), weights.sum(dim=-1) >= MIN_KEPT_MASS
+
+
+def _draw(weights: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Token ids [rows] drawn from `weights` (probabilities, not necessarily normalised), one uniform per row."""
+    drawn = _inverse_cdf(weights, uniforms.to(weights.device))
+    landed = weights.gather(1, drawn[:, None]).squeeze(1) > 0
+    if not bool(landed.all()):  # float rounding at the very top of the CDF hit a zero-probability token
+        drawn = torch.where(landed, drawn, torch.argmax(weights, dim=-1))
+    return drawn
 
 
 def _inverse_cdf(weights: torch.Tensor, uniforms: torch.Tensor, block: int = 1024) -> torch.Tensor:
