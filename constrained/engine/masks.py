@@ -3,15 +3,16 @@
 A mask costs a matcher's fill of a packed bitmask (25 us a row for an open JSON string with
 llguidance, where 94% of the vocabulary is allowed) and a pass over [rows, vocab] floats to unpack
 and add it. Testing one token costs 2 us. So a constrained row draws from its unmasked distribution
-first; if its matcher forbids the token, the row gets its mask and draws again. Drawing x from p,
+first; if its matcher forbids the token, the row gets its mask and draws again (from the first
+draw's probabilities times the 0/1 mask: no second softmax; Sampler.redraw). Drawing x from p,
 keeping it if it is in the allowed set A and else drawing from p restricted to A gives
 P(x) = p(x) + (1 - p(A)) p(x) / p(A) = p(x) / p(A): exactly the masked distribution (and for a
 greedy row, the masked argmax). The work scales with how often the model disagrees with the
 grammar, not with how many tokens are allowed. Rows that need the masked distribution itself
 (logprobs, top_p < 1) get their mask before drawing, and so do forced stretches when they are
 sampled (fast-forward off): there llguidance's mask allows only the canonical split of the forced
-text, while its matcher accepts any (Sequence.draws_under_mask). On a GPU the packed rows (pinned) are copied
-over and unpacked there: 4 bytes per 32 tokens cross the bus, not 32.
+text, while its matcher accepts any (Sequence.draws_under_mask). On a GPU the packed rows (pinned)
+are copied over and unpacked there: 4 bytes per 32 tokens cross the bus, not 32.
 """
 
 from __future__ import annotations
