@@ -136,7 +136,8 @@ class Engine:
         temperatures = torch.tensor([seq.params.temperature for seq in batch], device=logits.device)
         top_ps = [seq.params.top_p for seq in batch]
         upfront = [row for row in constrained if batch[row].draws_under_mask()]
-        apply_mask_bias_(logits, self.masks.bias([batch[row].matcher for row in upfront]), upfront)
+        if upfront:  # most steps have none: no mask work at all
+            self._mask_rows_(logits, batch, upfront)
         tokens = self.sampler.sample(logits, temperatures, top_ps, first).tolist()
         redraw = [row for row in constrained
                   if row not in upfront and batch[row].matcher.validate_tokens([tokens[row]]) == 0]
@@ -157,11 +158,15 @@ class Engine:
             tokens = {row: token for row, token, ok in zip(kept, drawn.tolist(), trusted.tolist()) if ok}
         exact = [row for row in rows if row not in tokens]
         if exact:
-            apply_mask_bias_(logits, self.masks.bias([batch[row].matcher for row in exact]), exact)
+            self._mask_rows_(logits, batch, exact)
             index = torch.tensor(exact, device=logits.device)
             drawn = self.sampler.sample(logits, temperatures[index], [1.0] * len(exact), uniforms[exact], rows=index)
             tokens.update(zip(exact, drawn.tolist()))
         return tokens
+
+    def _mask_rows_(self, logits: torch.Tensor, batch: list[Sequence], rows: list[int]) -> None:
+        """Add the masks of `rows` to their logits, in place: -inf on every token their matcher forbids."""
+        apply_mask_bias_(logits, self.masks.bias([batch[row].matcher for row in rows]), rows)
 
     def _penalize_(self, logits: torch.Tensor, batch: list[Sequence]) -> None:
         """Penalties and logit_bias, in place: with the mask, the distribution each row samples from."""

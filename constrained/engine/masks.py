@@ -37,7 +37,6 @@ class BatchMasks:
 
     def __init__(self, *, max_rows: int, vocab_rows: int, device: torch.device):
         self.vocab_rows = vocab_rows
-        self.device = device
         width = (vocab_rows + 31) // 32
         self.bitmask = torch.zeros(max_rows, width, dtype=torch.int32, pin_memory=device.type == "cuda")
         self._byte_index = torch.zeros(max_rows, width * 4, dtype=torch.int32, device=device)
@@ -72,5 +71,4 @@ class BatchMasks:
 
 def apply_mask_bias_(logits: torch.Tensor, bias: torch.Tensor, rows: list[int]) -> None:
     """Add the masks to the logits: `bias[k]` (0 or -inf per token) to `logits[rows[k]]` ([rows, vocab] float32)."""
-    if rows:
-        logits.index_add_(0, torch.tensor(rows, device=logits.device), bias)
+    logits.index_add_(0, torch.tensor(rows, device=logits.device), bias)
