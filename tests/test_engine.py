@@ -52,19 +52,20 @@ def encode(tiny_model, text="Give me JSON."):
     return tiny_model.tokenizer.encode(prompt(tiny_model, text))
 
 
-def test_sixteen_mixed_requests_batched_equal_each_alone(tiny_model, compiler, bias):
+@pytest.mark.parametrize("pass_cost", [0.0, float("inf")])  # every width its own pass; one padded pass
+def test_sixteen_mixed_requests_batched_equal_each_alone(tiny_model, compiler, bias, pass_cost):
     submissions = []
     for i in range(16):
         schema = SCHEMAS[i % len(SCHEMAS)]
         grammar = compiler.compile(Constraint.json_schema(schema)) if i % 4 != 3 else None  # some unconstrained
         params = SamplingParams(max_tokens=24 + i, seed=100 + i, logit_bias=bias, temperature=1.0)
         submissions.append(Submission(encode(tiny_model, f"request {i} " * (1 + i % 5)), params, grammar, f"r{i}"))
-    batched = run(Engine(tiny_model, max_batch_size=16), submissions)
+    batched = run(Engine(tiny_model, max_batch_size=16, pass_cost=pass_cost), submissions)
     for sub in submissions:
-        alone = run(Engine(tiny_model, max_batch_size=1), [sub])
+        alone = run(Engine(tiny_model, max_batch_size=1, pass_cost=pass_cost), [sub])
         assert alone[(sub.request_id, 0)]["tokens"] == batched[(sub.request_id, 0)]["tokens"], sub.request_id
     # a batch smaller than the load queues requests and admits them as others finish: still identical
-    queued = run(Engine(tiny_model, max_batch_size=5), submissions)
+    queued = run(Engine(tiny_model, max_batch_size=5, pass_cost=pass_cost), submissions)
     assert {k: v["tokens"] for k, v in queued.items()} == {k: v["tokens"] for k, v in batched.items()}
 
 
@@ -176,21 +177,30 @@ def test_logit_bias_and_penalties_steer_sampling(tiny_model):
 
 
 def test_runner_logits_are_the_models_for_prompts_and_forced_runs(tiny_model):
-    """A row fed a run of tokens (a forced run) beside a row fed one: each row's logits are the model's own."""
+    """Rows fed runs of tokens (forced runs) beside a row fed one, in one padded pass or a pass
+    each, then reordered in the cache: each row's logits are the model's own."""
     import torch
 
     from constrained.engine.model_runner import ModelRunner
 
-    runner = ModelRunner(tiny_model)
+    runner = ModelRunner(tiny_model, pass_cost=0.0)
     cache = runner.new_cache()
-    cache.add_rows(2)
-    fed = [[9707, 11, 1879, 0, 220], [785, 6722, 13]]  # prompts of different lengths
+    cache.add_rows(3)
+    fed = [[9707, 11, 1879, 0, 220], [785, 6722, 13], [40, 1079]]  # prompts of different lengths
     runner.forward(cache, fed)
-    step = [[90, 1, 606, 788], [4913]]
-    logits = runner.forward(cache, step)
+    for step, passes in [([[90, 1, 606, 788], [4913], [11]], None),  # one pass, padded to 4
+                         ([[25], [1, 2, 3], [4, 5]], [(0, 1), (1, 2), (2, 3)])]:  # a pass per row
+        logits = runner.forward(cache, step, passes)
+        fed = [prompt + tokens for prompt, tokens in zip(fed, step)]
+        with torch.no_grad():
+            for row, tokens in enumerate(fed):
+                expected = tiny_model.model(torch.tensor([tokens])).logits[0, -1]
+                assert torch.allclose(logits[row], expected, atol=1e-4)
+    cache.keep_rows([2, 0])  # row 1 leaves, row 2 moves in front: their caches move with them
+    logits = runner.forward(cache, [[7], [8, 9]], [(0, 1), (1, 2)])
     with torch.no_grad():
-        for row, (prompt, tokens) in enumerate(zip(fed, step)):
-            expected = tiny_model.model(torch.tensor([prompt + tokens])).logits[0, -1]
+        for row, tokens in enumerate([fed[2] + [7], fed[0] + [8, 9]]):
+            expected = tiny_model.model(torch.tensor([tokens])).logits[0, -1]
             assert torch.allclose(logits[row], expected, atol=1e-4)
 
 

@@ -33,10 +33,19 @@ class Scheduler:
         return gone
 
     def retire_finished(self) -> list[int]:
-        """Drop finished sequences from the batch; return the kept rows' former indices."""
-        kept = [i for i, s in enumerate(self.running) if s.finish_reason is None]
-        self.running = [self.running[i] for i in kept]
+        """Drop finished sequences from the batch; the last running ones fill their places, so the
+        KV cache copies one row per finished sequence, not every row behind it. Returns the kept
+        rows' former indices, in their new order."""
+        live = [i for i, s in enumerate(self.running) if s.finish_reason is None]
+        movers = iter(i for i in live if i >= len(live))
+        kept = [i if self.running[i].finish_reason is None else next(movers) for i in range(len(live))]
+        self.reorder(kept)
         return kept
+
+    def reorder(self, rows: list[int]) -> list[Sequence]:
+        """The running batch as former rows `rows`, in that order; returns it."""
+        self.running = [self.running[i] for i in rows]
+        return self.running
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
