@@ -7,7 +7,7 @@ import json
 import pytest
 
 from constrained.constraints import Constraint
-from constrained.engine.engine import Engine, Submission
+from constrained.engine.engine import CANDIDATES, Engine, Submission
 from constrained.engine.params import SamplingParams
 from constrained.engine.sequence import FinishReason
 from constrained.errors import InvalidSamplingParams
@@ -243,8 +243,11 @@ def test_constrained_draws_follow_the_masked_distribution(tiny_model, compiler, 
     assert total_variation < 0.03, (total_variation, drawn.most_common(4), float(expected[cat]), float(expected[dog]))
     if underflow:  # every row redrew: its kept mask found too little mass, its masked logits decided
         assert engine.masks.rows == 2 * samples
-    else:  # both paths taken: draws kept and draws redrawn from kept probabilities
-        assert 0.3 * samples < engine.masks.rows < 0.8 * samples
+    else:  # a mask only when the first draw and all CANDIDATES more were forbidden: (1 - p(A))^(1 + CANDIDATES)
+        forbidden = 1.0 - float(torch.softmax(logits, dim=-1)[allowed].sum())
+        expected_masks = samples * forbidden ** (1 + CANDIDATES)
+        assert 0.2 < forbidden < 0.8 and 0.7 * expected_masks < engine.masks.rows < 1.3 * expected_masks, (
+            forbidden, engine.masks.rows)
 
 
 @pytest.mark.parametrize("fast_forward", [True, False])

@@ -35,6 +35,12 @@ from constrained.models import LoadedModel
 if TYPE_CHECKING:
     from constrained.compiler import Grammar
 
+# Draws a forbidden row tries from its unmasked distribution before building its mask. Measured on
+# tiny-qwen3 with the finishing bias: an open string's allowed mass at a redraw is about 0.72, so 4
+# settle 92% of its redraws; a key or number position's is often below 0.05, where they cost 4 tests
+# of 2 us before the mask.
+CANDIDATES = 4
+
 
 @dataclass(frozen=True)
 class Submission:
@@ -156,15 +162,27 @@ class Engine:
 
     def _redraw(self, logits: torch.Tensor, batch: list[Sequence], rows: list[int], temperatures: torch.Tensor,
                 uniforms: torch.Tensor) -> dict[int, int]:
-        """Tokens drawn again under the mask for `rows` (top_p 1: others drew under it up front): from the
-        first draw's probabilities times the mask (no second softmax), or, for greedy rows and rows whose
-        allowed mass underflowed, from their masked logits."""
+        """Tokens drawn again under the mask for `rows` (top_p 1: others drew under it up front). A
+        sampling row first tries CANDIDATES more draws from its first distribution and keeps the first
+        its matcher allows (rejection sampling: no mask at all); failing that, it draws from the first
+        draw's probabilities times the mask (no second softmax). Greedy rows, and rows whose allowed
+        mass underflowed, draw from their masked logits."""
         tokens: dict[int, int] = {}
-        kept = [row for row in rows if batch[row].params.temperature > 0]
+        sampling = [row for row in rows if batch[row].params.temperature > 0]
+        if sampling:
+            extra = torch.stack([batch[row].draw_uniforms(CANDIDATES) for row in sampling])
+            drawn, positive = self.sampler.candidates(torch.tensor(sampling, device=logits.device), extra)
+            for row, candidates, possible in zip(sampling, drawn.tolist(), positive.tolist()):
+                matcher = batch[row].matcher
+                allowed = (token for token, ok in zip(candidates, possible) if ok and matcher.validate_tokens([token]))
+                token = next(allowed, None)
+                if token is not None:
+                    tokens[row] = token
+        kept = [row for row in sampling if row not in tokens]
         if kept:
             index = torch.tensor(kept, device=logits.device)
             drawn, trusted = self.sampler.redraw(index, self.masks.kept([batch[row].matcher for row in kept]), uniforms[kept])
-            tokens = {row: token for row, token, ok in zip(kept, drawn.tolist(), trusted.tolist()) if ok}
+            tokens.update((row, token) for row, token, ok in zip(kept, drawn.tolist(), trusted.tolist()) if ok)
         exact = [row for row in rows if row not in tokens]
         if exact:
             self._mask_rows_(logits, batch, exact)

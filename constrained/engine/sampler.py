@@ -62,6 +62,7 @@ def split_uniforms(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 # much of the first draw's mass: an allowed token whose probability underflowed float32 (below 1.4e-45)
 # then had a masked probability below 1.4e-15, far below what a 27-bit uniform can pick.
 MIN_KEPT_MASS = 1e-30
+BLOCK = 1024  # tokens per block of the inverse CDF (_block_cdf)
 
 
 class Sampler:
@@ -76,6 +77,7 @@ class Sampler:
     def __init__(self, *, max_rows: int, vocab_rows: int, device: torch.device):
         self._weights = torch.empty(max_rows, vocab_rows, device=device)  # the last `sample`'s probabilities
         self._kept = torch.empty(max_rows, vocab_rows, device=device)
+        self._block_cdf = torch.zeros(0, 1, dtype=torch.float64, device=device)  # the last `sample`'s, of a whole batch
 
     def sample(self, logits: torch.Tensor, temperatures: torch.Tensor, top_ps: list[float],
                uniforms: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -91,8 +93,18 @@ class Sampler:
         torch.softmax(weights, dim=-1, out=weights)  # its exp is fast on -inf (masked) logits; exp_ is 5x slower there
         for row, top_p in enumerate(top_ps):
             top_p_filter_(weights[row], top_p)
-        drawn = _draw(weights, uniforms)
+        block_cdf = _block_cdf(weights)
+        if rows is None:
+            self._block_cdf = block_cdf  # for `candidates`
+        drawn = _draw(weights, block_cdf, uniforms)
         return drawn if greedy is None else torch.where(sampling, drawn, greedy)
+
+    def candidates(self, rows: torch.Tensor, uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """More tokens [len(rows), k] from the distributions of `rows` of the last `sample` of a whole
+        batch, one per uniform of `uniforms` [len(rows), k], and whether each has a positive
+        probability (float rounding at the top of a CDF can land on a zero)."""
+        drawn = _inverse_cdf(self._weights, self._block_cdf[rows], uniforms.to(self._weights.device), rows)
+        return drawn, self._weights[rows[:, None], drawn] > 0
 
     def redraw(self, rows: torch.Tensor, kept: torch.Tensor, uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw again for `rows` of the last `sample` of a whole batch (rows with temperature > 0 and
@@ -101,40 +113,49 @@ class Sampler:
         MIN_KEPT_MASS; below it float32 underflow may have erased allowed tokens, and the row must draw
         from its masked logits instead."""
         weights = torch.index_select(self._weights, 0, rows, out=self._kept[: rows.numel()]).mul_(kept)
-        return _draw(weights, uniforms), weights.sum(dim=-1) >= MIN_KEPT_MASS
+        return _draw(weights, _block_cdf(weights), uniforms), weights.sum(dim=-1) >= MIN_KEPT_MASS
 
 
-def _draw(weights: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """Token ids [rows] drawn from `weights` (probabilities, not necessarily normalised), one uniform per row."""
-    drawn = _inverse_cdf(weights, uniforms.to(weights.device))
+def _draw(weights: torch.Tensor, block_cdf: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Token ids [rows] drawn from `weights` (probabilities, not necessarily normalised, with block
+    CDFs `block_cdf`), one uniform per row."""
+    drawn = _inverse_cdf(weights, block_cdf, uniforms[:, None].to(weights.device)).squeeze(1)
     landed = weights.gather(1, drawn[:, None]).squeeze(1) > 0
     if not bool(landed.all()):  # float rounding at the very top of the CDF hit a zero-probability token
         drawn = torch.where(landed, drawn, torch.argmax(weights, dim=-1))
     return drawn
 
 
-def _inverse_cdf(weights: torch.Tensor, uniforms: torch.Tensor, block: int = 1024) -> torch.Tensor:
-    """Token ids [rows] at `uniforms` of each row's CDF, found block first, then within the block.
+def _block_cdf(weights: torch.Tensor) -> torch.Tensor:
+    """[rows, blocks] float64 running sums of the masses of BLOCK-token blocks.
 
     A float32 running sum over 150k entries drifts enough that logits equal to 1e-7 (batched vs
     alone) pick different tokens; running sums here are float64 over block masses, then over one
-    block, which keeps that exactness for a fraction of a full float64 CDF. The last block may be
-    short: it is read through clamped indices, never padded (a padded copy costs a pass over the batch).
+    block (_inverse_cdf), which keeps that exactness for a fraction of a full float64 CDF. The last
+    block may be short: it is summed apart, never padded (a padded copy costs a pass over the batch).
     """
-    rows, vocab = weights.shape
-    full = vocab - vocab % block
-    block_mass = weights[:, :full].unflatten(1, (-1, block)).sum(dim=-1)
+    vocab = weights.shape[1]
+    full = vocab - vocab % BLOCK
+    block_mass = weights[:, :full].unflatten(1, (-1, BLOCK)).sum(dim=-1)
     if full < vocab:
         block_mass = torch.cat([block_mass, weights[:, full:].sum(dim=-1, keepdim=True)], dim=1)
-    block_cdf = torch.cumsum(block_mass.double(), dim=-1)  # [rows, blocks]
-    targets = uniforms.to(torch.float64) * block_cdf[:, -1]
-    chosen = torch.searchsorted(block_cdf, targets[:, None], right=True).clamp_(max=block_cdf.shape[1] - 1)
-    before = torch.where(chosen > 0, block_cdf.gather(1, (chosen - 1).clamp(min=0)), 0.0).squeeze(1)
-    index = chosen * block + torch.arange(block, device=weights.device)  # [rows, block]
-    inside = weights.gather(1, index.clamp(max=vocab - 1)).double().masked_fill_(index >= vocab, 0.0)
+    return torch.cumsum(block_mass.double(), dim=-1)
+
+
+def _inverse_cdf(weights: torch.Tensor, block_cdf: torch.Tensor, uniforms: torch.Tensor,
+                 rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Token ids [n, k] at `uniforms` [n, k] of the CDFs of `weights` rows (all, or `rows`), whose
+    block CDFs are `block_cdf` [n, blocks]: the block first, then the token within it."""
+    vocab = weights.shape[1]
+    targets = uniforms.to(torch.float64) * block_cdf[:, -1:]  # [n, k]
+    chosen = torch.searchsorted(block_cdf, targets, right=True).clamp_(max=block_cdf.shape[1] - 1)
+    before = torch.where(chosen > 0, block_cdf.gather(1, (chosen - 1).clamp(min=0)), 0.0)
+    index = (chosen * BLOCK)[:, :, None] + torch.arange(BLOCK, device=weights.device)  # [n, k, BLOCK]
+    row = torch.arange(len(block_cdf), device=weights.device) if rows is None else rows
+    inside = weights[row[:, None, None], index.clamp(max=vocab - 1)].double().masked_fill_(index >= vocab, 0.0)
     inner_cdf = torch.cumsum(inside, dim=-1)
-    inner = torch.searchsorted(inner_cdf, (targets - before)[:, None], right=True).clamp_(max=block - 1)
-    return (chosen * block + inner).squeeze(1).clamp_(max=vocab - 1)
+    inner = torch.searchsorted(inner_cdf, (targets - before)[:, :, None], right=True).clamp_(max=BLOCK - 1)
+    return (chosen * BLOCK + inner.squeeze(2)).clamp_(max=vocab - 1)
 
 
 def logprobs_of(logits: torch.Tensor, token_id: int, top: int) -> SampledToken:

@@ -112,6 +112,12 @@ class Sequence:
         """This output position's randomness: one float64 draw in [0, 1) (sampler.split_uniforms)."""
         return torch.rand((), dtype=torch.float64, generator=self.generator)
 
+    def draw_uniforms(self, count: int) -> torch.Tensor:
+        """`count` more draws for this position, when its first token was forbidden (engine._redraw).
+        They depend only on this choice's own history, so a seed still gives one output, batched or
+        alone, and with or without fast-forward (which never redraws a forced token)."""
+        return torch.rand(count, dtype=torch.float64, generator=self.generator)
+
     def _push(self, token: int) -> str:
         """Record one output token (not EOS); return the text it completes, flushed if it ends the output."""
         self.output_ids.append(token)
