@@ -89,8 +89,10 @@ class Sampler:
         greedy = None if bool(sampling.all()) else torch.argmax(source, dim=-1)
         if greedy is not None and not bool(sampling.any()):
             return greedy
-        torch.div(source, torch.where(sampling, temperatures, 1.0)[:, None], out=weights)
-        torch.softmax(weights, dim=-1, out=weights)  # its exp is fast on -inf (masked) logits; exp_ is 5x slower there
+        scales = torch.where(sampling, temperatures, 1.0)
+        if not bool((scales == 1.0).all()):  # at the default temperature, a pass over [rows, vocab] saved
+            source = torch.div(source, scales[:, None], out=weights)
+        torch.softmax(source, dim=-1, out=weights)  # its exp is fast on -inf (masked) logits; exp_ is 5x slower there
         for row, top_p in enumerate(top_ps):
             top_p_filter_(weights[row], top_p)
         block_cdf = _block_cdf(weights)
