@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
 import uvicorn
 
 from api.app import DEFAULT_MAX_BODY_BYTES, create_app
@@ -27,6 +28,7 @@ from constrained.models import DEFAULT_MODEL, load_model
 from constrained.reasoning import THINKING_BUDGETS
 
 log = logging.getLogger("constrained.serve")
+DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         return check(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        with _progress(f"loading model {args.model} (device {args.device})"):
-            loaded = load_model(args.model, device=args.device)
+        with _progress(f"loading model {args.model} (device {args.device}, dtype {args.dtype})"):
+            loaded = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype])
     except ModelLoadError as exc:
         log.error("%s", exc)
         return 1
@@ -75,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key", default=os.environ.get("CONSTRAINED_API_KEY"),
                        help="require 'Authorization: Bearer KEY' (default: env CONSTRAINED_API_KEY, else none)")
     serve.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    serve.add_argument("--dtype", default="auto", choices=tuple(DTYPES),
+                       help="weights and KV cache (auto: bfloat16 on CUDA, float32 on the CPU; bfloat16 is faster "
+                            "on CPUs with AMX: 1.6x a batch-32 SmolLM2 step here, slower on CPUs without)")
     serve.add_argument("--max-batch-size", type=int, default=32, help="sequences decoded together")
     serve.add_argument("--max-waiting", type=int, default=256, help="queued sequences before 429")
     serve.add_argument("--compile-deadline", type=float, default=10.0, help="seconds to compile one schema")

@@ -2,6 +2,7 @@
 
     python -m benchmarks.peers [--model tiny-qwen3] [--peers transformers,llama.cpp,transformers-nocb]
                                [--concurrency 1,16] [--rounds 1] [--requests-per-client 2] [--max-tokens 48]
+                               [--dtype auto]
                                [--llama-server PATH]
 
 Peers (a peer that cannot run here is skipped with the reason, and the run goes on):
@@ -151,6 +152,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-qwen3")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                        help="ours only")
     parser.add_argument("--peers", type=lambda text: text.split(","), default=["transformers", "llama.cpp"])
     parser.add_argument("--concurrency", type=lambda text: [int(c) for c in text.split(",")], default=[1, 16],
                         help="comma-separated numbers of concurrent clients")
@@ -179,7 +182,7 @@ def main() -> None:
 
     peers = [builders[name]() for name in args.peers]
     results: dict[str, dict] = {}
-    with server(args.model, args.device, fast_forward=True) as ours_url:
+    with server(args.model, args.device, args.dtype, fast_forward=True) as ours_url:
         for peer in peers:
             if peer.skip_reason:
                 print(f"skipping {peer.name}: {peer.skip_reason}", flush=True)
@@ -188,7 +191,7 @@ def main() -> None:
             with running(peer.command, peer.port, Path(tempfile.gettempdir()) / f"peer-{peer.name}.log") as peer_url:
                 results[peer.name] = asyncio.run(compare(ours_url, peer, peer_url, args, schemas, shared))
 
-    print(f"model {args.model}, max_tokens {args.max_tokens}, {args.rounds} rounds x {args.requests_per_client} "
+    print(f"model {args.model}, ours in dtype {args.dtype}, max_tokens {args.max_tokens}, {args.rounds} rounds x {args.requests_per_client} "
           "requests per client; ratio = ours / peer output tokens/s")
     print(f"{'peer':>12} {'C':>3} {'workload':>13} {'ours tok/s':>10} {'peer tok/s':>10} {'ratio':>6} "
           f"{'ours TTFT ms':>12} {'peer TTFT ms':>12}")
@@ -200,7 +203,7 @@ def main() -> None:
                       f"{cell['peer']['tokens_per_s']:>10} {cell['tokens_per_s_ratio']:>6} "
                       f"{cell['ours']['ttft_ms']:>12} {cell['peer']['ttft_ms']:>12}")
                 headline[f"{name}_{workload}_c{concurrency}"] = cell["tokens_per_s_ratio"]
-    print(json.dumps({"model": args.model, "max_tokens": args.max_tokens, "rounds": args.rounds,
+    print(json.dumps({"model": args.model, "dtype": args.dtype, "max_tokens": args.max_tokens, "rounds": args.rounds,
                       "requests_per_client": args.requests_per_client, "ours_over_peer_tokens_per_s": headline,
                       "peers": results}))
 

@@ -1,6 +1,6 @@
 """Service benchmark through the `openai` SDK: constrained vs unconstrained, side by side in one run.
 
-    python -m benchmarks.serve [--model tiny-qwen3] [--device auto] [--concurrency 1,8,32]
+    python -m benchmarks.serve [--model tiny-qwen3] [--device auto] [--dtype auto] [--concurrency 1,8,32]
                                [--rounds 2] [--requests-per-client 2] [--max-tokens 48]
 
 Starts two `python -m api serve` subprocesses on the model (their own processes, so the clients' event
@@ -82,11 +82,11 @@ def running(command: list[str], port: int, log: Path | None = None) -> Iterator[
         yield f"http://127.0.0.1:{port}/v1"
 
 
-def server(model: str, device: str, *, fast_forward: bool) -> contextlib.AbstractContextManager[str]:
+def server(model: str, device: str, dtype: str, *, fast_forward: bool) -> contextlib.AbstractContextManager[str]:
     """A `constrained serve` subprocess on a free port."""
     port = free_port()
-    return running([sys.executable, "-m", "api", "serve", "--model", model, "--device", device, "--port", str(port),
-                    "--log-level", "warning"] + ([] if fast_forward else ["--no-fast-forward"]), port)
+    return running([sys.executable, "-m", "api", "serve", "--model", model, "--device", device, "--dtype", dtype,
+                    "--port", str(port), "--log-level", "warning"] + ([] if fast_forward else ["--no-fast-forward"]), port)
 
 
 async def one_request(client: openai.AsyncOpenAI, model: str, i: int, schemas: list[dict], shared: dict) -> dict:
@@ -195,6 +195,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-qwen3")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
     parser.add_argument("--concurrency", type=lambda text: [int(c) for c in text.split(",")], default=[1, 8, 32],
                         help="comma-separated numbers of concurrent clients")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of every workload")
@@ -215,11 +216,11 @@ def main() -> None:
     shared = shared_settings(loaded.tokenizer, args.max_tokens, finishing_bias=not args.no_finishing_bias)
     del loaded, compiler
 
-    with server(args.model, args.device, fast_forward=True) as ff_url, \
-            server(args.model, args.device, fast_forward=False) as no_ff_url:
+    with server(args.model, args.device, args.dtype, fast_forward=True) as ff_url, \
+            server(args.model, args.device, args.dtype, fast_forward=False) as no_ff_url:
         figures = asyncio.run(run_all({True: ff_url, False: no_ff_url}, args, workloads, shared))
 
-    print(f"model {args.model}, device {args.device}, max_tokens {args.max_tokens}, {args.rounds} rounds x "
+    print(f"model {args.model}, device {args.device}, dtype {args.dtype}, max_tokens {args.max_tokens}, {args.rounds} rounds x "
           f"{args.requests_per_client} requests per client; ratios vs unconstrained at the same concurrency"
           + ("" if not args.no_finishing_bias else "; no logit_bias"))
     print(f"{'C':>3} {'workload':>13} {'TTFT ms':>9} {'TPOT ms':>9} {'tok/s':>8} {'req/s':>7} "
@@ -231,7 +232,7 @@ def main() -> None:
                   + (f"  ({cell['failed']} failed)" if cell.get("failed") else ""))
     summary = headline(figures)
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
-    print(json.dumps({"model": args.model, "device": args.device, "max_tokens": args.max_tokens, "rounds": args.rounds,
+    print(json.dumps({"model": args.model, "device": args.device, "dtype": args.dtype, "max_tokens": args.max_tokens, "rounds": args.rounds,
                       "finishing_bias": not args.no_finishing_bias,
                       "requests_per_client": args.requests_per_client, "headline": summary, "figures": figures}))
 

@@ -27,10 +27,11 @@ def test_serve_options_and_env_api_key(monkeypatch):
     assert build_parser().parse_args(["serve", "--no-compile-cache"]).compile_cache_dir is None
     assert args.reasoning_effort == "none"
     assert build_parser().parse_args(["serve", "--reasoning-effort", "low"]).reasoning_effort == "low"
+    assert args.dtype == "auto" and build_parser().parse_args(["serve", "--dtype", "bfloat16"]).dtype == "bfloat16"
 
 
 def test_cli_serves_until_interrupted(tmp_path):
-    """`python -m api serve` loads the model, answers, and stops cleanly on Ctrl-C."""
+    """`python -m api serve` loads the model (in the dtype asked for), answers, and stops cleanly on Ctrl-C."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -41,7 +42,7 @@ def test_cli_serves_until_interrupted(tmp_path):
     grammars = tmp_path / "grammars"
     proc = subprocess.Popen(
         [sys.executable, "-m", "api", "serve", "--model", MODEL, "--device", "cpu", "--port", str(port),
-         "--warmup-schemas", str(warmup), "--compile-cache-dir", str(grammars)],
+         "--warmup-schemas", str(warmup), "--compile-cache-dir", str(grammars), "--dtype", "bfloat16"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -62,6 +63,6 @@ def test_cli_serves_until_interrupted(tmp_path):
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output
-    assert "loading model tiny-qwen3" in output and "ready: serving tiny-qwen3" in output
+    assert "loading model tiny-qwen3 on cpu in torch.bfloat16" in output and "ready: serving tiny-qwen3" in output
     assert "1 warm-up schemas compiled" in output
     assert len([p for p in grammars.rglob("*") if p.is_file()]) == 2  # the warm-up schema and json_object
