@@ -52,20 +52,19 @@ def encode(tiny_model, text="Give me JSON."):
     return tiny_model.tokenizer.encode(prompt(tiny_model, text))
 
 
-@pytest.mark.parametrize("pass_cost", [0.0, float("inf")])  # every width its own pass; one padded pass
-def test_sixteen_mixed_requests_batched_equal_each_alone(tiny_model, compiler, bias, pass_cost):
+def test_sixteen_mixed_requests_batched_equal_each_alone(tiny_model, compiler, bias):
     submissions = []
     for i in range(16):
         schema = SCHEMAS[i % len(SCHEMAS)]
         grammar = compiler.compile(Constraint.json_schema(schema)) if i % 4 != 3 else None  # some unconstrained
         params = SamplingParams(max_tokens=24 + i, seed=100 + i, logit_bias=bias, temperature=1.0)
         submissions.append(Submission(encode(tiny_model, f"request {i} " * (1 + i % 5)), params, grammar, f"r{i}"))
-    batched = run(Engine(tiny_model, max_batch_size=16, pass_cost=pass_cost), submissions)
+    batched = run(Engine(tiny_model, max_batch_size=16), submissions)
     for sub in submissions:
-        alone = run(Engine(tiny_model, max_batch_size=1, pass_cost=pass_cost), [sub])
+        alone = run(Engine(tiny_model, max_batch_size=1), [sub])
         assert alone[(sub.request_id, 0)]["tokens"] == batched[(sub.request_id, 0)]["tokens"], sub.request_id
     # a batch smaller than the load queues requests and admits them as others finish: still identical
-    queued = run(Engine(tiny_model, max_batch_size=5, pass_cost=pass_cost), submissions)
+    queued = run(Engine(tiny_model, max_batch_size=5), submissions)
     assert {k: v["tokens"] for k, v in queued.items()} == {k: v["tokens"] for k, v in batched.items()}
 
 
@@ -177,20 +176,21 @@ def test_logit_bias_and_penalties_steer_sampling(tiny_model):
 
 
 def test_runner_logits_are_the_models_for_prompts_and_forced_runs(tiny_model):
-    """Rows fed runs of tokens (forced runs) beside a row fed one, in one padded pass or a pass
-    each, then reordered in the cache: each row's logits are the model's own."""
+    """Rows fed runs of tokens (forced runs) beside a row fed one, packed into one sequence and
+    attending in one group or a group each, then reordered in the cache: each row's logits are the
+    model's own (the reference calls go through the model as usual, with sdpa)."""
     import torch
 
     from constrained.engine.model_runner import ModelRunner
 
-    runner = ModelRunner(tiny_model, pass_cost=0.0)
+    runner = ModelRunner(tiny_model)
     cache = runner.new_cache()
     cache.add_rows(3)
     fed = [[9707, 11, 1879, 0, 220], [785, 6722, 13], [40, 1079]]  # prompts of different lengths
     runner.forward(cache, fed)
-    for step, passes in [([[90, 1, 606, 788], [4913], [11]], None),  # one pass, padded to 4
-                         ([[25], [1, 2, 3], [4, 5]], [(0, 1), (1, 2), (2, 3)])]:  # a pass per row
-        logits = runner.forward(cache, step, passes)
+    for step, groups in [([[90, 1, 606, 788], [4913], [11]], None),  # one attention group, padded to 4
+                         ([[25], [1, 2, 3], [4, 5]], [(0, 1), (1, 2), (2, 3)])]:  # a group per row
+        logits = runner.forward(cache, step, groups)
         fed = [prompt + tokens for prompt, tokens in zip(fed, step)]
         with torch.no_grad():
             for row, tokens in enumerate(fed):

@@ -1,7 +1,7 @@
 """The engine: continuous batching around a short `step()`.
 
-Each step: admit newcomers -> forward passes for the batch (one, or a few when some rows are fed
-far more tokens than others: passes.py) -> penalties and logit_bias -> sample;
+Each step: admit newcomers -> one packed forward pass for the batch (every row's new tokens side by
+side: packed_attention.py) -> penalties and logit_bias -> sample;
 a constrained row whose token its matcher forbids draws again under its mask (masks.py) -> sequences
 advance, with the tokens their constraint forces (fast-forward) -> finished ones leave.
 Thread-safety: `submit` and `abort` may be called from any thread; `step` runs on one thread (the
@@ -25,7 +25,7 @@ from constrained.engine.sampler import (
     SampledToken, Sampler, apply_logit_bias_, apply_penalties_, logprobs_of, split_uniforms,
 )
 from constrained.engine.masks import BatchMasks, apply_mask_bias_
-from constrained.engine.passes import plan_passes
+from constrained.engine.groups import plan_groups
 from constrained.engine.scheduler import Scheduler
 from constrained.engine.sequence import Sequence, SequenceOutput
 from constrained.engine.token_table import token_byte_table
@@ -55,14 +55,13 @@ class Submission:
 class Engine:
     """`fast_forward`: append the tokens a constraint forces (keys, punctuation, enum tails) without
     sampling, and feed each run to the model in one forward pass. Choices that ask for logprobs
-    sample every token (their forced tokens then come with the logprobs they had).
-    `pass_cost`: padding positions worth one more forward pass (passes.py); None measures it."""
+    sample every token (their forced tokens then come with the logprobs they had)."""
 
     def __init__(self, loaded: LoadedModel, *, max_batch_size: int = 32, max_waiting: int = 256,
-                 fast_forward: bool = True, pass_cost: float | None = None):
+                 fast_forward: bool = True):
         self.loaded = loaded
         self.fast_forward = fast_forward
-        self.runner = ModelRunner(loaded, pass_cost)
+        self.runner = ModelRunner(loaded)
         self.scheduler = Scheduler(max_batch_size=max_batch_size, max_waiting=max_waiting)
         self.cache = self.runner.new_cache()
         self.token_bytes = token_byte_table(loaded.tokenizer, loaded.vocab_rows)
@@ -126,12 +125,12 @@ class Engine:
         if not batch:
             return outputs
         inputs = [seq.take_input() for seq in batch]
-        plan = plan_passes([len(tokens) for tokens in inputs], self.runner.pass_cost)
-        if len(plan.passes) > 1:  # rows of one pass sit together in the cache
+        plan = plan_groups([len(tokens) for tokens in inputs])
+        if len(plan.groups) > 1:  # rows that attend together sit together in the cache
             batch = self.scheduler.reorder(plan.order)
             self.cache.keep_rows(plan.order)
             inputs = [inputs[row] for row in plan.order]
-        logits = self.runner.forward(self.cache, inputs, plan.passes)
+        logits = self.runner.forward(self.cache, inputs, plan.groups)
         logits[:, self.real_vocab:] = float("-inf")  # embedding rows past the tokenizer are no tokens
         self._penalize_(logits, batch)
         tokens = self._sample(logits, batch)

@@ -5,9 +5,9 @@ doubled when outgrown), so a step writes only its new columns. Growing the tenso
 copies the whole cache every step: at batch 32 and 400 columns that was half of a SmolLM2 step.
 
 A step appends the same columns to every row; a row with fewer new tokens leaves padding columns,
-marked invalid and never attended to. A forward pass covers a contiguous range of rows (`begin_pass`),
-so a step may run as several passes (passes.py) and rows fed one token need not pay for a row fed a
-prompt. `compact()` squeezes padding out once it outweighs the real tokens.
+marked invalid and never attended to. A step is one packed forward pass (packed_attention.py): the
+layers write each new token at its row and column (`begin_step`) and hand attention the batch's keys.
+`compact()` squeezes padding out once it outweighs the real tokens.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ class BatchKVCache:
         self.device = device
         self.valid = torch.zeros(0, 0, dtype=torch.bool, device=device)  # [rows, columns]: real token?
         self.lengths = torch.zeros(0, dtype=torch.long, device=device)  # [rows]: real tokens per row
-        self.pass_rows = (0, 0)  # the rows the running forward pass writes
+        self.step_rows = self.step_columns = torch.zeros(0, dtype=torch.long, device=device)  # per new token
+        self.step_end = 0  # columns once the running step is committed
         layers = config.get_text_config(decoder=True).num_hidden_layers
         self.kv = Cache(layers=[_InPlaceLayer(self) for _ in range(layers)])
 
@@ -39,12 +40,13 @@ class BatchKVCache:
         self.valid = torch.cat([self.valid, self.valid.new_zeros(count, self.num_columns)])
         self.lengths = torch.cat([self.lengths, self.lengths.new_zeros(count)])
 
-    def begin_pass(self, start: int, end: int) -> None:
-        """The next forward pass feeds rows start..end-1: its new columns go after the committed ones."""
-        self.pass_rows = (start, end)
+    def begin_step(self, rows: torch.Tensor, columns: torch.Tensor, end: int) -> None:
+        """The next forward pass feeds packed tokens: token t's keys go to row rows[t], column columns[t]
+        (after the committed columns, all below `end`)."""
+        self.step_rows, self.step_columns, self.step_end = rows, columns, end
 
     def commit(self, step_valid: torch.Tensor) -> None:
-        """Record the columns the step's passes appended ([rows, step] real-token flags)."""
+        """Record the columns the step appended ([rows, step] real-token flags)."""
         self.valid = torch.cat([self.valid, step_valid], dim=1)
         self.lengths = self.lengths + step_valid.sum(dim=1)
 
@@ -75,8 +77,8 @@ class BatchKVCache:
 
 
 class _InPlaceLayer(DynamicLayer):
-    """One layer's keys and values in preallocated storage; `update` writes the running pass's new
-    columns and hands the model views of its rows, committed columns plus the new ones."""
+    """One layer's keys and values in preallocated storage; `update` writes the running step's packed
+    tokens and hands attention a view of every row, committed columns plus the new ones."""
 
     def __init__(self, cache: BatchKVCache):
         super().__init__()
@@ -90,12 +92,12 @@ class _InPlaceLayer(DynamicLayer):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        start, end = self.cache.pass_rows
-        past, width = self.cache.num_columns, key_states.shape[2]
-        self._reserve(end, past + width)
-        self.key_store[start:end, :, past:past + width] = key_states
-        self.value_store[start:end, :, past:past + width] = value_states
-        return self.key_store[start:end, :, :past + width], self.value_store[start:end, :, :past + width]
+        cache = self.cache
+        rows, end = cache.num_rows, cache.step_end
+        self._reserve(rows, end)
+        self.key_store[cache.step_rows, :, cache.step_columns] = key_states[0].transpose(0, 1)  # [tokens, heads, dim]
+        self.value_store[cache.step_rows, :, cache.step_columns] = value_states[0].transpose(0, 1)
+        return self.key_store[:rows, :, :end], self.value_store[:rows, :, :end]
 
     def get_seq_length(self) -> int:
         return self.cache.num_columns
