@@ -1,9 +1,9 @@
 """The engine: continuous batching around a short `step()`.
 
 Each step: admit newcomers -> one packed forward pass for the batch (every row's new tokens side by
-side: packed_attention.py) -> penalties and logit_bias -> sample;
-a constrained row whose token its matcher forbids draws again under its mask (masks.py) -> sequences
-advance, with the tokens their constraint forces (fast-forward) -> finished ones leave.
+side: packed_attention.py) -> penalties and logit_bias -> sample; a constrained row whose token its
+matcher forbids draws again (a few unmasked tries, then under its mask: masks.py) -> sequences advance,
+with the tokens their constraint forces (fast-forward) -> finished ones leave.
 Thread-safety: `submit` and `abort` may be called from any thread; `step` runs on one thread (the
 async wrapper's worker).
 """

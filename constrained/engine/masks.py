@@ -3,11 +3,12 @@
 A mask costs a matcher's fill of a packed bitmask (25 us a row for an open JSON string with
 llguidance, where 94% of the vocabulary is allowed) and a pass over [rows, vocab] floats to unpack
 and add it. Testing one token costs 2 us. So a constrained row draws from its unmasked distribution
-first; if its matcher forbids the token, the row gets its mask and draws again (from the first
-draw's probabilities times the 0/1 mask: no second softmax; Sampler.redraw). Drawing x from p,
-keeping it if it is in the allowed set A and else drawing from p restricted to A gives
-P(x) = p(x) + (1 - p(A)) p(x) / p(A) = p(x) / p(A): exactly the masked distribution (and for a
-greedy row, the masked argmax). The work scales with how often the model disagrees with the
+first; if its matcher forbids the token, it tries a few more unmasked draws (engine.CANDIDATES) and
+keeps the first allowed one; only if all are forbidden does the row get its mask and draw again (from
+the first draw's probabilities times the 0/1 mask: no second softmax; Sampler.redraw). Drawing x from
+p until it falls in the allowed set A, k times at most, and else drawing from p restricted to A gives
+P(x) = p(x) (1 + q + ... + q^(k-1)) + q^k p(x) / p(A) = p(x) / p(A) with q = 1 - p(A): exactly the
+masked distribution (and for a greedy row, which goes straight to its mask, the masked argmax). The work scales with how often the model disagrees with the
 grammar, not with how many tokens are allowed. Rows that need the masked distribution itself
 (logprobs, top_p < 1) get their mask before drawing, and so do forced stretches when they are
 sampled (fast-forward off): there llguidance's mask allows only the canonical split of the forced

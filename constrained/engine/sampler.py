@@ -49,9 +49,9 @@ def top_p_filter_(weights: torch.Tensor, top_p: float) -> None:
 def split_uniforms(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Two independent uniforms in [0, 1) from each float64 draw: its top 26 bits and its other 27.
 
-    A sampling position consumes one draw of its generator whether it samples once or redraws
-    under the mask (masks.py), so forced tokens, which consume one draw each, keep seeded choices
-    aligned with and without fast-forward.
+    A sampling position consumes one draw of its generator, and CANDIDATES more only when its first
+    token is forbidden (masks.py); forced tokens consume one draw each and are never forbidden, so
+    seeded choices stay aligned with and without fast-forward.
     """
     scaled = draws * 2.0**26
     high = torch.floor(scaled)
