@@ -1,13 +1,13 @@
-"""KV cache of the running batch: one row per sequence, columns shared by all rows, written in place.
+"""KV cache of the running batch: one row per sequence, each row's tokens in its own first columns.
 
 Each layer keeps its keys and values in storage allocated ahead ([rows, heads, columns, head_dim],
-doubled when outgrown), so a step writes only its new columns. Growing the tensors by concatenation
+doubled when outgrown), so a step writes only its new tokens. Growing the tensors by concatenation
 copies the whole cache every step: at batch 32 and 400 columns that was half of a SmolLM2 step.
 
-A step appends the same columns to every row; a row with fewer new tokens leaves padding columns,
-marked invalid and never attended to. A step is one packed forward pass (packed_attention.py): the
-layers write each new token at its row and column (`begin_step`) and hand attention the batch's keys.
-`compact()` squeezes padding out once it outweighs the real tokens.
+Row r holds its `lengths[r]` tokens in columns 0..lengths[r]-1, and a step writes each new token after
+its own row's (`begin_step`): rows never pad each other, so no padding builds up and none needs
+squeezing out. Attention reads a row's first columns, and its mask stops at the row's own length
+(model_runner.py); columns past a row's length hold stale values that no query sees.
 """
 
 from __future__ import annotations
@@ -20,65 +20,46 @@ from transformers.cache_utils import Cache, DynamicLayer
 class BatchKVCache:
     def __init__(self, config: PretrainedConfig, device: torch.device):
         self.device = device
-        self.valid = torch.zeros(0, 0, dtype=torch.bool, device=device)  # [rows, columns]: real token?
-        self.lengths = torch.zeros(0, dtype=torch.long, device=device)  # [rows]: real tokens per row
+        self.lengths = torch.zeros(0, dtype=torch.long, device=device)  # [rows]: tokens per row
         self.step_rows = self.step_columns = torch.zeros(0, dtype=torch.long, device=device)  # per new token
-        self.step_end = 0  # columns once the running step is committed
+        self.step_end = 0  # columns in use once the running step is committed
         layers = config.get_text_config(decoder=True).num_hidden_layers
         self.kv = Cache(layers=[_InPlaceLayer(self) for _ in range(layers)])
 
     @property
     def num_rows(self) -> int:
-        return self.valid.shape[0]
-
-    @property
-    def num_columns(self) -> int:
-        return self.valid.shape[1]
+        return self.lengths.shape[0]
 
     def add_rows(self, count: int) -> None:
-        """Append `count` empty rows (all columns padding)."""
-        self.valid = torch.cat([self.valid, self.valid.new_zeros(count, self.num_columns)])
+        """Append `count` empty rows."""
         self.lengths = torch.cat([self.lengths, self.lengths.new_zeros(count)])
 
     def begin_step(self, rows: torch.Tensor, columns: torch.Tensor, end: int) -> None:
         """The next forward pass feeds packed tokens: token t's keys go to row rows[t], column columns[t]
-        (after the committed columns, all below `end`)."""
+        (each right after its row's earlier tokens; all below `end`)."""
         self.step_rows, self.step_columns, self.step_end = rows, columns, end
 
-    def commit(self, step_valid: torch.Tensor) -> None:
-        """Record the columns the step appended ([rows, step] real-token flags)."""
-        self.valid = torch.cat([self.valid, step_valid], dim=1)
-        self.lengths = self.lengths + step_valid.sum(dim=1)
+    def commit(self, widths: torch.Tensor) -> None:
+        """Record the step: row r gained widths[r] tokens."""
+        self.lengths = self.lengths + widths
 
     def keep_rows(self, rows: list[int]) -> None:
-        """Row i becomes former row rows[i]; rows not listed are dropped. Only rows that move are copied."""
+        """Row i becomes former row rows[i]; rows not listed are dropped. Only rows that move are copied,
+        and only their columns in use."""
         index = torch.tensor(rows, dtype=torch.long, device=self.device)
-        self.valid, self.lengths = self.valid[index], self.lengths[index]
         moved = [i for i, row in enumerate(rows) if row != i]
         if moved:
             destination = torch.tensor(moved, dtype=torch.long, device=self.device)
-            for layer in self._layers():
-                layer.move_rows(destination, index[destination])
-        self.compact()
-
-    def compact(self) -> None:
-        """Drop padding columns when they outnumber the longest row's real tokens."""
-        longest = int(self.lengths.max()) if self.num_rows else 0
-        if self.num_columns <= 2 * longest + 32:
-            return
-        # Stable sort puts each row's padding first and its real tokens, in order, last.
-        order = torch.sort(self.valid.to(torch.int8), dim=1, stable=True).indices[:, self.num_columns - longest:]
-        for layer in self._layers():
-            layer.gather_columns(order, self.num_columns)
-        self.valid = torch.gather(self.valid, 1, order)
-
-    def _layers(self) -> list[_InPlaceLayer]:
-        return [layer for layer in self.kv.layers if layer.is_initialized]
+            columns = int(self.lengths[index[destination]].max())
+            for layer in self.kv.layers:
+                if layer.is_initialized:
+                    layer.move_rows(destination, index[destination], columns)
+        self.lengths = self.lengths[index]
 
 
 class _InPlaceLayer(DynamicLayer):
     """One layer's keys and values in preallocated storage; `update` writes the running step's packed
-    tokens and hands attention a view of every row, committed columns plus the new ones."""
+    tokens and hands attention a view of every row's columns in use."""
 
     def __init__(self, cache: BatchKVCache):
         super().__init__()
@@ -100,22 +81,16 @@ class _InPlaceLayer(DynamicLayer):
         return self.key_store[:rows, :, :end], self.value_store[:rows, :, :end]
 
     def get_seq_length(self) -> int:
-        return self.cache.num_columns
+        return int(self.cache.lengths.max()) if self.cache.num_rows else 0
 
-    def move_rows(self, destination: torch.Tensor, source: torch.Tensor) -> None:
-        self.key_store[destination] = self.key_store[source]  # the source rows are read (copied) first
-        self.value_store[destination] = self.value_store[source]
-
-    def gather_columns(self, order: torch.Tensor, columns: int) -> None:
-        """Row r keeps columns order[r] of its first `columns`, as its first order.shape[1] columns."""
-        rows, kept = order.shape
+    def move_rows(self, destination: torch.Tensor, source: torch.Tensor, columns: int) -> None:
+        """Rows `source` to rows `destination`: their first `columns` columns."""
         for store in (self.key_store, self.value_store):
-            index = order[:, None, :, None].expand(-1, store.shape[1], -1, store.shape[3])
-            store[:rows, :, :kept] = torch.gather(store[:rows, :, :columns], 2, index)
+            store[destination, :, :columns] = store[source, :, :columns]  # the sources are read (copied) first
 
     def _reserve(self, rows: int, columns: int) -> None:
-        """Grow the storage (doubling) to hold `rows` rows of `columns` columns; new room is zero,
-        so a padding column never holds NaN for attention to multiply by its zero weight."""
+        """Grow the storage (doubling) to hold `rows` rows of `columns` columns; new room is zero, so a
+        column no query sees never holds NaN for attention to multiply by its zero weight."""
         have_rows, have_columns = self.key_store.shape[0], self.key_store.shape[2]
         if rows <= have_rows and columns <= have_columns:
             return

@@ -35,42 +35,35 @@ class ModelRunner:
         ends = torch.cumsum(widths, dim=0)  # each row's tokens end here in the packed sequence
         row_of = torch.repeat_interleave(torch.arange(len(inputs)), widths)
         slot = torch.arange(int(ends[-1])) - (ends - widths)[row_of]  # a token's place among its row's new ones
-        step_valid = torch.zeros(len(inputs), int(widths.max()), dtype=torch.bool)
-        step_valid[row_of, slot] = True
         input_ids = torch.tensor([token for tokens in inputs for token in tokens])
-        input_ids, row_of, slot, step_valid = (t.to(self.device) for t in (input_ids, row_of, slot, step_valid))
-        past = cache.num_columns
-        step = PackedStep([self._group(cache, start, end, widths, ends, row_of, slot, step_valid)
-                           for start, end in groups], past)
-        cache.begin_step(row_of, past + slot, past + int(widths.max()))
+        input_ids, row_of, slot, widths = (t.to(self.device) for t in (input_ids, row_of, slot, widths))
+        positions = cache.lengths[row_of] + slot  # also each token's column in its row of the cache
+        step = PackedStep([self._group(cache.lengths, widths, start, end, ends, row_of, slot) for start, end in groups])
+        cache.begin_step(row_of, positions, int((cache.lengths + widths).max()))
         with packed(step):
             hidden = self.decoder(
                 input_ids=input_ids[None],
-                position_ids=(cache.lengths[row_of] + slot)[None],
+                position_ids=positions[None],
                 past_key_values=cache.kv,
                 use_cache=True,
             ).last_hidden_state[0]
-        cache.commit(step_valid)
+        cache.commit(widths)
         # The vocabulary projection of each row's last token only, as one [rows, hidden] matmul.
         return self.lm_head(hidden[(ends - 1).to(self.device)]).float()
 
-    def _group(self, cache: BatchKVCache, start: int, end: int, widths: torch.Tensor, ends: torch.Tensor,
-               row_of: torch.Tensor, slot: torch.Tensor, step_valid: torch.Tensor) -> Group:
+    def _group(self, lengths: torch.Tensor, widths: torch.Tensor, start: int, end: int, ends: torch.Tensor,
+               row_of: torch.Tensor, slot: torch.Tensor) -> Group:
+        """Rows start..end-1 as one attention group (packed_attention.Group)."""
+        first, stop = int(ends[start - 1]) if start else 0, int(ends[end - 1])
         width = int(widths[start:end].max())
-        first, stop = int(ends[start] - widths[start]), int(ends[end - 1])
         uniform = stop - first == (end - start) * width  # every row `width` wide: no padding in the block
         scatter = None if uniform else (row_of[first:stop] - start) * width + slot[first:stop]
-        mask = self._attention_mask(cache.valid[start:end], step_valid[start:end, :width])
-        return Group((start, end), (first, stop), width, scatter, mask)
+        keys = int((lengths[start:end] + widths[start:end]).max())  # the group's longest row after the step
+        return Group((start, end), (first, stop), width, keys, scatter, self._attention_mask(lengths[start:end], width, keys))
 
-    def _attention_mask(self, past_valid: torch.Tensor, step_valid: torch.Tensor) -> torch.Tensor:
-        """[rows, 1, step, past+step] bool: a query sees real earlier tokens, and always itself.
-
-        Seeing itself keeps padding queries from having no key at all (NaN in softmax).
-        """
-        past, step = past_valid.shape[1], step_valid.shape[1]
-        keys_valid = torch.cat([past_valid, step_valid], dim=1)[:, None, :]  # [rows, 1, keys]
-        query_pos = torch.arange(step, device=self.device)[:, None] + past  # [step, 1]
-        key_pos = torch.arange(past + step, device=self.device)[None, :]  # [1, keys]
-        allowed = (keys_valid & (key_pos <= query_pos)) | (key_pos == query_pos)
-        return allowed[:, None]
+    def _attention_mask(self, lengths: torch.Tensor, width: int, keys: int) -> torch.Tensor:
+        """[rows, 1, width, keys] bool: the query in a row's slot j sits at column lengths[row] + j and
+        sees that row's columns up to itself. (A padding slot's query sees the same way, so it always
+        has a key: no NaN in softmax; its output is dropped.)"""
+        query_column = lengths[:, None] + torch.arange(width, device=self.device)  # [rows, width]
+        return (torch.arange(keys, device=self.device) <= query_column[:, :, None])[:, None]

@@ -31,15 +31,15 @@ class Group:
     rows: tuple[int, int]
     tokens: tuple[int, int]
     width: int  # the group's widest input: its query block is [rows, width]
+    keys: int  # columns of the cache its rows attend over (the longest row's, after this step)
     scatter: torch.Tensor | None  # [tokens] each token's place in the row-major [rows * width] block; None
     # when every row of the group is `width` wide: the tokens are the block already
-    mask: torch.Tensor  # [rows, 1, width, past + width] bool: which keys each query sees
+    mask: torch.Tensor  # [rows, 1, width, keys] bool: which keys each query sees
 
 
 @dataclass(frozen=True)
 class PackedStep:
     groups: list[Group]
-    past: int  # columns in the KV cache before this step
 
 
 _step: ContextVar[PackedStep | None] = ContextVar("packed_step", default=None)
@@ -57,7 +57,7 @@ def packed(step: PackedStep) -> Iterator[None]:
 
 def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                      attention_mask: torch.Tensor | None, **kwargs) -> tuple[torch.Tensor, None]:
-    """query [1, heads, tokens, dim] packed; key and value [rows, kv_heads, past + width, dim], the cache's
+    """query [1, heads, tokens, dim] packed; key and value [rows, kv_heads, columns, dim], the cache's
     (kv_cache.py). Returns [1, tokens, heads, dim], like transformers' attention functions."""
     step = _step.get()
     if step is None:
@@ -67,7 +67,7 @@ def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     outputs = []
     for group in step.groups:
         (first, end), (start, stop) = group.rows, group.tokens
-        rows, columns = end - first, step.past + group.width
+        rows, columns = end - first, group.keys
         block = tokens[start:stop]
         if group.scatter is not None:
             block = block.new_zeros(rows * group.width, heads, dim).index_copy_(0, group.scatter, block)
