@@ -44,6 +44,7 @@ from pathlib import Path
 
 import torch
 
+from api.cli import DTYPES
 from benchmarks.engine import compiling_schemas
 from benchmarks.serve import free_port, run_cell, running, server, shared_settings, summarise
 from constrained.compiler import Compiler
@@ -152,8 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-qwen3")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                        help="ours only")
+    parser.add_argument("--dtype", default="auto", choices=tuple(DTYPES), help="ours only")
     parser.add_argument("--peers", type=lambda text: text.split(","), default=["transformers", "llama.cpp"])
     parser.add_argument("--concurrency", type=lambda text: [int(c) for c in text.split(",")], default=[1, 16],
                         help="comma-separated numbers of concurrent clients")

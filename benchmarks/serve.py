@@ -45,6 +45,7 @@ from pathlib import Path
 import openai
 import torch
 
+from api.cli import DTYPES
 from benchmarks.engine import STRING_SCHEMA, compiling_schemas
 from constrained.compiler import Compiler
 from constrained.models import load_model
@@ -195,7 +196,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-qwen3")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    parser.add_argument("--dtype", default="auto", choices=tuple(DTYPES))
     parser.add_argument("--concurrency", type=lambda text: [int(c) for c in text.split(",")], default=[1, 8, 32],
                         help="comma-separated numbers of concurrent clients")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of every workload")

@@ -145,7 +145,7 @@ class Engine:
         """One token per row from its masked distribution (masks.py). Rows that must draw under their
         mask get it first; the other constrained rows draw unmasked, and those whose matcher forbids
         the token draw again under their mask, with their second uniform."""
-        first, second = split_uniforms(torch.stack([seq.draw_uniform() for seq in batch]))
+        first, second = split_uniforms(torch.cat([seq.draw_uniforms() for seq in batch]))
         constrained = [row for row, seq in enumerate(batch) if seq.matcher is not None]
         temperatures = torch.tensor([seq.params.temperature for seq in batch], device=logits.device)
         top_ps = [seq.params.top_p for seq in batch]

@@ -42,4 +42,4 @@ def _arrange(group_of: list[int], count: int) -> GroupPlan:
         free = [i for i in range(start, end) if order[i] is None]
         for i, row in zip(free, movers[k]):
             order[i] = row
-    return GroupPlan(order, groups or [(0, 0)])
+    return GroupPlan(order, groups)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from constrained.engine import packed_attention
 from constrained.engine.kv_cache import BatchKVCache
-from constrained.engine.packed_attention import Group, PackedStep, packed
+from constrained.engine.packed_attention import Group, packed
 from constrained.models import LoadedModel
 
 
@@ -16,7 +18,6 @@ class ModelRunner:
         self.decoder = loaded.model.get_decoder()  # the transformer without its vocabulary head
         self.lm_head = loaded.model.get_output_embeddings()
         self.device = loaded.device
-        self.dtype = loaded.dtype
         # Its attention layers then take a packed step (packed_attention.py); other calls get sdpa as before.
         self.model.config._attn_implementation = packed_attention.NAME
 
@@ -30,35 +31,35 @@ class ModelRunner:
 
         Returns float32 logits [rows, vocab_rows] of each row's last input token.
         """
-        groups = groups or [(0, len(inputs))]
-        widths = torch.tensor([len(tokens) for tokens in inputs])
-        ends = torch.cumsum(widths, dim=0)  # each row's tokens end here in the packed sequence
-        row_of = torch.repeat_interleave(torch.arange(len(inputs)), widths)
-        slot = torch.arange(int(ends[-1])) - (ends - widths)[row_of]  # a token's place among its row's new ones
-        input_ids = torch.tensor([token for tokens in inputs for token in tokens])
-        input_ids, row_of, slot, widths = (t.to(self.device) for t in (input_ids, row_of, slot, widths))
+        widths = [len(tokens) for tokens in inputs]
+        ends = list(itertools.accumulate(widths))  # each row's tokens end here in the packed sequence
+        row_of = torch.repeat_interleave(torch.arange(len(inputs)), torch.tensor(widths)).to(self.device)
+        slot = torch.tensor([i for width in widths for i in range(width)], device=self.device)  # place in its row's run
+        input_ids = torch.tensor([token for tokens in inputs for token in tokens], device=self.device)
         positions = cache.lengths[row_of] + slot  # also each token's column in its row of the cache
-        step = PackedStep([self._group(cache.lengths, widths, start, end, ends, row_of, slot) for start, end in groups])
-        cache.begin_step(row_of, positions, int((cache.lengths + widths).max()))
-        with packed(step):
+        extents = (cache.lengths + torch.tensor(widths, device=self.device)).tolist()  # columns in use after the step
+        groups = [self._group(cache.lengths, widths, extents, start, end, ends, row_of, slot)
+                  for start, end in groups or [(0, len(inputs))]]
+        cache.begin_step(row_of, positions, max(extents))
+        with packed(groups):
             hidden = self.decoder(
                 input_ids=input_ids[None],
                 position_ids=positions[None],
                 past_key_values=cache.kv,
                 use_cache=True,
             ).last_hidden_state[0]
-        cache.commit(widths)
+        cache.commit(torch.tensor(widths, device=self.device))
         # The vocabulary projection of each row's last token only, as one [rows, hidden] matmul.
-        return self.lm_head(hidden[(ends - 1).to(self.device)]).float()
+        return self.lm_head(hidden[torch.tensor(ends, device=self.device) - 1]).float()
 
-    def _group(self, lengths: torch.Tensor, widths: torch.Tensor, start: int, end: int, ends: torch.Tensor,
-               row_of: torch.Tensor, slot: torch.Tensor) -> Group:
+    def _group(self, lengths: torch.Tensor, widths: list[int], extents: list[int], start: int, end: int,
+               ends: list[int], row_of: torch.Tensor, slot: torch.Tensor) -> Group:
         """Rows start..end-1 as one attention group (packed_attention.Group)."""
-        first, stop = int(ends[start - 1]) if start else 0, int(ends[end - 1])
-        width = int(widths[start:end].max())
+        first, stop = ends[start - 1] if start else 0, ends[end - 1]
+        width = max(widths[start:end])
         uniform = stop - first == (end - start) * width  # every row `width` wide: no padding in the block
         scatter = None if uniform else (row_of[first:stop] - start) * width + slot[first:stop]
-        keys = int((lengths[start:end] + widths[start:end]).max())  # the group's longest row after the step
+        keys = max(extents[start:end])  # the group's longest row after the step
         return Group((start, end), (first, stop), width, keys, scatter, self._attention_mask(lengths[start:end], width, keys))
 
     def _attention_mask(self, lengths: torch.Tensor, width: int, keys: int) -> torch.Tensor:

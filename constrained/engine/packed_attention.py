@@ -37,35 +37,30 @@ class Group:
     mask: torch.Tensor  # [rows, 1, width, keys] bool: which keys each query sees
 
 
-@dataclass(frozen=True)
-class PackedStep:
-    groups: list[Group]
-
-
-_step: ContextVar[PackedStep | None] = ContextVar("packed_step", default=None)
+_groups: ContextVar[list[Group] | None] = ContextVar("packed_groups", default=None)
 
 
 @contextlib.contextmanager
-def packed(step: PackedStep) -> Iterator[None]:
-    """Attention layers called inside see `step`."""
-    token = _step.set(step)
+def packed(groups: list[Group]) -> Iterator[None]:
+    """Attention layers called inside attend as `groups` of a packed step."""
+    token = _groups.set(groups)
     try:
         yield
     finally:
-        _step.reset(token)
+        _groups.reset(token)
 
 
 def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                      attention_mask: torch.Tensor | None, **kwargs) -> tuple[torch.Tensor, None]:
     """query [1, heads, tokens, dim] packed; key and value [rows, kv_heads, columns, dim], the cache's
     (kv_cache.py). Returns [1, tokens, heads, dim], like transformers' attention functions."""
-    step = _step.get()
-    if step is None:
+    groups = _groups.get()
+    if groups is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     tokens = query[0].transpose(0, 1)  # [tokens, heads, dim]
     heads, dim = tokens.shape[1:]
     outputs = []
-    for group in step.groups:
+    for group in groups:
         (first, end), (start, stop) = group.rows, group.tokens
         rows, columns = end - first, group.keys
         block = tokens[start:stop]

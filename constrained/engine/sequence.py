@@ -95,7 +95,7 @@ class Sequence:
                 break
             if not self.matcher.accept_token(token):
                 raise RuntimeError(f"forced token {token} rejected by its own constraint (request {self.request_id})")
-            self.draw_uniform()
+            self.draw_uniforms()
             taken.append(token)
             text += self._push(token)
         return self._output(text, taken, None)
@@ -108,14 +108,11 @@ class Sequence:
         return (self.params.logprobs or self.params.top_p < 1.0
                 or (not self.fast_forward and bool(self.matcher.forced_tokens())))
 
-    def draw_uniform(self) -> torch.Tensor:
-        """This output position's randomness: one float64 draw in [0, 1) (sampler.split_uniforms)."""
-        return torch.rand((), dtype=torch.float64, generator=self.generator)
-
-    def draw_uniforms(self, count: int) -> torch.Tensor:
-        """`count` more draws for this position, when its first token was forbidden (engine._redraw).
-        They depend only on this choice's own history, so a seed still gives one output, batched or
-        alone, and with or without fast-forward (which never redraws a forced token)."""
+    def draw_uniforms(self, count: int = 1) -> torch.Tensor:
+        """This output position's randomness: `count` float64 draws in [0, 1). One per position
+        (sampler.split_uniforms), and engine.CANDIDATES more when its first token was forbidden. They
+        depend only on this choice's own history, so a seed gives one output, batched or alone, and
+        with or without fast-forward (which never redraws a forced token)."""
         return torch.rand(count, dtype=torch.float64, generator=self.generator)
 
     def _push(self, token: int) -> str:
