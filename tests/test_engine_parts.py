@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from constrained.engine.detokenizer import IncrementalDetokenizer
-from constrained.engine.masks import BatchMasks, apply_mask_bias_
-from constrained.engine.sampler import apply_logit_bias_, apply_penalties_, top_p_filter_
+from constrained.engine.masks import FEW_WORDS, BatchMasks, apply_mask_bias_
+from constrained.engine.sampler import Sampler, apply_logit_bias_, apply_penalties_, top_p_filter_
 from constrained.engine.stops import StopStringMatcher
 from constrained.matcher import Matcher
 
@@ -68,6 +68,42 @@ def test_masks_apply_bit_for_bit_to_the_listed_rows(device):
             assert set(torch.nonzero(logits[row] == 0).flatten().tolist()) == ids
         assert all((logits[row] == 0).all() for row in set(range(5)) - set(rows))
     assert masks.rows == 6 and masks.seconds > 0
+
+
+def test_allowed_tokens_list_each_rows_tokens_in_order():
+    """Sparse extraction: bit 31 (a negative word) and tokens past the vocabulary (the packed row's
+    last word is partly outside it) included; few_allowed tells sparse rows from full ones."""
+    vocab = 32 * (FEW_WORDS + 4) + 7
+    allowed = [{0, 31, 32, 63, vocab - 1}, set(range(vocab)), {5}]
+    masks = BatchMasks(max_rows=4, vocab_rows=vocab, device=torch.device("cpu"))
+    packed = masks.fill([BitsMatcher(ids) for ids in allowed])
+    packed[2, -1] = -1  # the last word's 7 tokens in the vocabulary, and 25 bits past it: left out
+    allowed[2] |= set(range(vocab - 7, vocab))
+    owners, tokens = masks.allowed_tokens(packed)
+    expected = [(row, token) for row, ids in enumerate(allowed) for token in sorted(ids)]
+    assert list(zip(owners.tolist(), tokens.tolist())) == expected
+    assert masks.few_allowed(packed).tolist() == [True, False, True]
+
+
+def test_redraw_among_allowed_tokens_draws_what_the_full_redraw_draws():
+    """The two ways to draw from probabilities restricted to a mask agree token for token, on the same
+    uniforms: over the whole vocabulary times the 0/1 mask, and among the allowed tokens alone."""
+    generator = torch.Generator().manual_seed(0)
+    vocab, rows = 3000, 5
+    sampler = Sampler(max_rows=rows, vocab_rows=vocab, device=torch.device("cpu"))
+    logits = torch.randn(rows, vocab, generator=generator) * 3
+    sampler.sample(logits, torch.ones(rows), [1.0] * rows, torch.rand(rows, generator=generator))
+    allowed = [set(torch.randint(vocab, (size,), generator=generator).tolist()) for size in (1, 3, 40, 700)]
+    masks = BatchMasks(max_rows=rows, vocab_rows=vocab, device=torch.device("cpu"))
+    packed = masks.fill([BitsMatcher(ids) for ids in allowed]).clone()
+    index = torch.tensor([4, 0, 2, 1])
+    owners, tokens = masks.allowed_tokens(packed)
+    for _ in range(250):
+        uniforms = torch.rand(len(allowed), generator=generator, dtype=torch.float64)
+        among, among_ok = sampler.redraw_among(index, owners, tokens, uniforms)
+        full, full_ok = sampler.redraw(index, masks.kept(packed), uniforms)
+        assert among.tolist() == full.tolist() and among_ok.all() and full_ok.all()
+        assert all(token in ids for token, ids in zip(among.tolist(), allowed))
 
 
 def test_penalties_and_bias():

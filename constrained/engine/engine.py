@@ -179,15 +179,33 @@ class Engine:
                     tokens[row] = token
         kept = [row for row in sampling if row not in tokens]
         if kept:
-            index = torch.tensor(kept, device=logits.device)
-            drawn, trusted = self.sampler.redraw(index, self.masks.kept([batch[row].matcher for row in kept]), uniforms[kept])
-            tokens.update((row, token) for row, token, ok in zip(kept, drawn.tolist(), trusted.tolist()) if ok)
+            tokens.update(self._draw_under_masks(batch, kept, uniforms[kept]))
         exact = [row for row in rows if row not in tokens]
         if exact:
             self._mask_rows_(logits, batch, exact)
             index = torch.tensor(exact, device=logits.device)
             drawn = self.sampler.sample(logits, temperatures[index], [1.0] * len(exact), uniforms[exact], rows=index)
             tokens.update(zip(exact, drawn.tolist()))
+        return tokens
+
+    def _draw_under_masks(self, batch: list[Sequence], rows: list[int], uniforms: torch.Tensor) -> dict[int, int]:
+        """Tokens for `rows` from their first draw's probabilities restricted to their masks: among the
+        allowed tokens alone where a mask allows few, else over the vocabulary times the 0/1 mask. Rows
+        whose allowed mass underflowed are left out (they draw from their masked logits)."""
+        packed = self.masks.fill([batch[row].matcher for row in rows])
+        few = self.masks.few_allowed(packed).tolist()
+        tokens: dict[int, int] = {}
+        for among in (True, False):
+            part = [i for i, is_few in enumerate(few) if is_few == among]
+            if not part:
+                continue
+            index = torch.tensor([rows[i] for i in part], device=packed.device)
+            if among:
+                owners, allowed = self.masks.allowed_tokens(packed[part])
+                drawn, trusted = self.sampler.redraw_among(index, owners, allowed, uniforms[part])
+            else:
+                drawn, trusted = self.sampler.redraw(index, self.masks.kept(packed[part]), uniforms[part])
+            tokens.update((rows[i], token) for i, token, ok in zip(part, drawn.tolist(), trusted.tolist()) if ok)
         return tokens
 
     def _mask_rows_(self, logits: torch.Tensor, batch: list[Sequence], rows: list[int]) -> None:

@@ -117,6 +117,25 @@ class Sampler:
         weights = torch.index_select(self._weights, 0, rows, out=self._kept[: rows.numel()]).mul_(kept)
         return _draw(weights, _block_cdf(weights), uniforms), weights.sum(dim=-1) >= MIN_KEPT_MASS
 
+    def redraw_among(self, rows: torch.Tensor, owners: torch.Tensor, tokens: torch.Tensor,
+                     uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`redraw` for rows that allow few tokens, drawn among those alone: `owners` and `tokens` list
+        each allowed token's index into `rows` and its id, by row, then id (BatchMasks.allowed_tokens).
+        A row's draw is trusted when its allowed mass reached MIN_KEPT_MASS and the token drawn has
+        a positive probability."""
+        counts = torch.bincount(owners, minlength=len(rows))
+        column = torch.arange(len(owners), device=owners.device) - (torch.cumsum(counts, 0) - counts)[owners]
+        shape = (len(rows), max(int(counts.max()), 1))
+        mass = torch.zeros(shape, dtype=torch.float64, device=owners.device)
+        mass[owners, column] = self._weights[rows[owners], tokens].double()
+        ids = torch.zeros(shape, dtype=torch.long, device=owners.device)
+        ids[owners, column] = tokens
+        cdf = torch.cumsum(mass, dim=1)
+        targets = uniforms.to(cdf.device, torch.float64)[:, None] * cdf[:, -1:]
+        drawn = torch.minimum(torch.searchsorted(cdf, targets, right=True), (counts - 1).clamp(min=0)[:, None])
+        landed = mass.gather(1, drawn).squeeze(1) > 0
+        return ids.gather(1, drawn).squeeze(1), landed & (cdf[:, -1] >= MIN_KEPT_MASS)
+
 
 def _draw(weights: torch.Tensor, block_cdf: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     """Token ids [rows] drawn from `weights` (probabilities, not necessarily normalised, with block
