@@ -77,7 +77,7 @@ def test_allowed_tokens_list_each_rows_tokens_in_order():
     allowed = [{0, 31, 32, 63, vocab - 1}, set(range(vocab)), {5}]
     masks = BatchMasks(max_rows=4, vocab_rows=vocab, device=torch.device("cpu"))
     packed = masks.fill([BitsMatcher(ids) for ids in allowed])
-    packed[2, -1] = -1  # the last word's 7 tokens in the vocabulary, and 25 bits past it: left out
+    packed[2, -1] = -1  # the last word: its 7 tokens in the vocabulary count, its 25 bits past it do not
     allowed[2] |= set(range(vocab - 7, vocab))
     owners, tokens = masks.allowed_tokens(packed)
     expected = [(row, token) for row, ids in enumerate(allowed) for token in sorted(ids)]

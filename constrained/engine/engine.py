@@ -164,8 +164,8 @@ class Engine:
         """Tokens drawn again under the mask for `rows` (top_p 1: others drew under it up front). A
         sampling row first tries CANDIDATES more draws from its first distribution and keeps the first
         its matcher allows (rejection sampling: no mask at all); failing that, it draws from the first
-        draw's probabilities times the mask (no second softmax). Greedy rows, and rows whose allowed
-        mass underflowed, draw from their masked logits."""
+        draw's probabilities restricted to its mask (no second softmax: _draw_under_masks). Greedy
+        rows, and rows whose allowed mass underflowed, draw from their masked logits."""
         tokens: dict[int, int] = {}
         sampling = [row for row in rows if batch[row].params.temperature > 0]
         if sampling:

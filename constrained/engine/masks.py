@@ -11,11 +11,12 @@ others draw over the whole vocabulary times the 0/1 mask (Sampler.redraw). Drawi
 falls in the allowed set A, k times at most, and else drawing from p restricted to A gives
 P(x) = p(x) (1 + q + ... + q^(k-1)) + q^k p(x) / p(A) = p(x) / p(A) with q = 1 - p(A): exactly the
 masked distribution (and for a greedy row, which goes straight to its mask, the masked argmax). The
-work scales with how often the model disagrees with the grammar, not with how many tokens are allowed. Rows that need the masked distribution itself
-(logprobs, top_p < 1) get their mask before drawing, and so do forced stretches when they are
-sampled (fast-forward off): there llguidance's mask allows only the canonical split of the forced
-text, while its matcher accepts any (Sequence.draws_under_mask). On a GPU the packed rows (pinned)
-are copied over and unpacked there: 4 bytes per 32 tokens cross the bus, not 32.
+work scales with how often the model disagrees with the grammar, not with how many tokens are allowed.
+Rows that need the masked distribution itself (logprobs, top_p < 1) get their mask before drawing, and
+so do forced stretches when they are sampled (fast-forward off): there llguidance's mask allows only
+the canonical split of the forced text, while its matcher accepts any (Sequence.draws_under_mask). On a
+GPU the packed rows (pinned) are copied over and unpacked there: 4 bytes per 32 tokens cross the bus,
+not 32.
 """
 
 from __future__ import annotations
