@@ -240,6 +240,23 @@ def test_cache_hit_is_fast_and_shared(compiler):
     assert asyncio.run(compiler.compile_async(Constraint.json_schema(schema))) is first
 
 
+def test_compile_async_hops_to_a_thread_only_to_compile(compiler, monkeypatch):
+    """A cached grammar comes back on the event loop; only a compile goes to a worker thread."""
+    cached = Constraint.regex("(yes|no)")
+    first = compiler.compile(cached)
+    hops = []
+    to_thread = asyncio.to_thread
+
+    async def counted(function, *args):
+        hops.append(args)
+        return await to_thread(function, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    assert asyncio.run(compiler.compile_async(cached)) is first and not hops
+    fresh = Constraint.regex("(up|down)")
+    assert asyncio.run(compiler.compile_async(fresh)) is compiler.compile(fresh) and hops == [(fresh,)]
+
+
 def test_a_failure_is_remembered(compiler):
     overlapping = Constraint.json_schema({"oneOf": [{"type": "integer"}, {"type": "number"}]})  # passes our check
     with pytest.raises(InvalidConstraint, match="oneOf") as first:
