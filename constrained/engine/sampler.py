@@ -171,12 +171,16 @@ def _inverse_cdf(weights: torch.Tensor, block_cdf: torch.Tensor, uniforms: torch
     targets = uniforms.to(torch.float64) * block_cdf[:, -1:]  # [n, k]
     chosen = torch.searchsorted(block_cdf, targets, right=True).clamp_(max=block_cdf.shape[1] - 1)
     before = torch.where(chosen > 0, block_cdf.gather(1, (chosen - 1).clamp(min=0)), 0.0)
-    index = (chosen * BLOCK)[:, :, None] + torch.arange(BLOCK, device=weights.device)  # [n, k, BLOCK]
+    # Each chosen block is read as one window of BLOCK tokens, a view of `weights`: the short last block's
+    # window starts early, and the tokens before the block are zeroed.
+    window = min(BLOCK, vocab)
+    start = (chosen * BLOCK).clamp_(max=vocab - window)
     row = torch.arange(len(block_cdf), device=weights.device) if rows is None else rows
-    inside = weights[row[:, None, None], index.clamp(max=vocab - 1)].double().masked_fill_(index >= vocab, 0.0)
+    inside = weights.unfold(1, window, 1)[row[:, None], start].double()  # [n, k, window]
+    inside.masked_fill_(torch.arange(window, device=weights.device) < (chosen * BLOCK - start)[:, :, None], 0.0)
     inner_cdf = torch.cumsum(inside, dim=-1)
-    inner = torch.searchsorted(inner_cdf, (targets - before)[:, :, None], right=True).clamp_(max=BLOCK - 1)
-    return (chosen * BLOCK + inner.squeeze(2)).clamp_(max=vocab - 1)
+    inner = torch.searchsorted(inner_cdf, (targets - before)[:, :, None], right=True).clamp_(max=window - 1)
+    return start + inner.squeeze(2)
 
 
 def logprobs_of(logits: torch.Tensor, token_id: int, top: int) -> SampledToken:
