@@ -153,3 +153,29 @@ def test_bitmask_is_the_set_of_tokens_accepted_one_by_one(person, compiler, qwen
             if step in free_states or person.backend == "outlines_core":
                 assert np.array_equal(bits, accepted), step
         assert matcher.accept_token(token)
+
+
+def test_llguidance_forced_tokens_are_its_own_at_every_state(compiler, qwen_tokenizer, bitmask):
+    """forced_tokens tests llguidance's forced bytes before asking for its forced tokens: along random
+    walks through key-heavy and free-text schemas it must return exactly llguidance's compute_ff_tokens."""
+    import random
+
+    schemas = [PERSON, {"type": "object", "properties": {
+        "shipping_method": {"enum": ["standard_ground", "express_overnight"]},
+        "notes": {"type": "string"}, "count": {"type": "integer"}}, "required": ["shipping_method", "notes", "count"]}]
+    rng = random.Random(0)
+    states = forcing = 0
+    for schema in schemas:
+        grammar = compiler.compile(Constraint.json_schema(schema, backend="llguidance"))
+        for _ in range(4):
+            matcher = grammar.matcher()
+            for _ in range(40):
+                expected = matcher._m.compute_ff_tokens()  # llguidance's own answer, from the wrapped matcher
+                assert matcher.forced_tokens() == expected
+                states, forcing = states + 1, forcing + bool(expected)
+                if matcher.is_terminated():
+                    break
+                matcher.fill_bitmask(bitmask, 0)
+                choices = np.flatnonzero(allowed(bitmask)[: len(qwen_tokenizer)])
+                assert matcher.accept_token(int(rng.choice(choices)))
+    assert forcing > 10 and states - forcing > 10, (states, forcing)  # both kinds of state were seen

@@ -194,5 +194,9 @@ class LlguidanceMatcher(Matcher):
         return self._ended or self._m.is_stopped()
 
     def forced_tokens(self) -> list[int]:
-        # llguidance stops the run where a longer token could still cross the forced text's end
-        return [] if self._ended else self._m.compute_ff_tokens()
+        # llguidance stops the run where a longer token could still cross the forced text's end. Its forced
+        # tokens are its forced bytes tokenised, and testing for those bytes first costs 0.06 us against
+        # 4.5 us for the tokens: most states of a free string or number force nothing.
+        if self._ended or not self._m.compute_ff_bytes():
+            return []
+        return self._m.compute_ff_tokens()
