@@ -194,19 +194,18 @@ class Engine:
         whose allowed mass underflowed are left out (they draw from their masked logits)."""
         packed = self.masks.fill([batch[row].matcher for row in rows])
         few = self.masks.few_allowed(packed).tolist()
-        tokens: dict[int, int] = {}
-        for among in (True, False):
-            part = [i for i, is_few in enumerate(few) if is_few == among]
-            if not part:
-                continue
-            index = torch.tensor([rows[i] for i in part], device=packed.device)
-            if among:
-                owners, allowed = self.masks.allowed_tokens(packed[part])
-                drawn, trusted = self.sampler.redraw_among(index, owners, allowed, uniforms[part])
-            else:
-                drawn, trusted = self.sampler.redraw(index, self.masks.kept(packed[part]), uniforms[part])
-            tokens.update((rows[i], token) for i, token, ok in zip(part, drawn.tolist(), trusted.tolist()) if ok)
-        return tokens
+        sparse = [i for i, is_few in enumerate(few) if is_few]
+        dense = [i for i, is_few in enumerate(few) if not is_few]
+        index = torch.tensor(rows, device=packed.device)
+        drawn = torch.zeros(len(rows), dtype=torch.long, device=packed.device)
+        trusted = torch.zeros(len(rows), dtype=torch.bool, device=packed.device)
+        if sparse:
+            owners, allowed = self.masks.allowed_tokens(packed[sparse])
+            drawn[sparse], trusted[sparse] = self.sampler.redraw_among(index[sparse], owners, allowed, uniforms[sparse])
+        if dense:
+            kept = self.masks.kept(packed[dense])
+            drawn[dense], trusted[dense] = self.sampler.redraw(index[dense], kept, uniforms[dense])
+        return {row: token for row, token, ok in zip(rows, drawn.tolist(), trusted.tolist()) if ok}
 
     def _mask_rows_(self, logits: torch.Tensor, batch: list[Sequence], rows: list[int]) -> None:
         """Add the masks of `rows` to their logits, in place: -inf on every token their matcher forbids."""

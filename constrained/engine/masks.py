@@ -50,7 +50,9 @@ class BatchMasks:
         self.vocab_rows = vocab_rows
         width = (vocab_rows + 31) // 32
         self.bitmask = torch.zeros(max_rows, width, dtype=torch.int32, pin_memory=device.type == "cuda")
-        self._packed = self.bitmask if device.type == "cpu" else torch.zeros(max_rows, width, dtype=torch.int32, device=device)
+        # the packed rows the device reads: the bitmask itself on the CPU, a copy on a GPU
+        self._packed = (self.bitmask if device.type == "cpu"
+                        else torch.zeros(max_rows, width, dtype=torch.int32, device=device))
         self._byte_index = torch.zeros(max_rows, width * 4, dtype=torch.int32, device=device)
         self._unpacked = torch.zeros(max_rows, width * 32, device=device)  # float32, like the logits
         self._byte_bias, self._byte_kept = _BYTE_BIAS.to(device), _BYTE_KEPT.to(device)
