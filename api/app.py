@@ -11,8 +11,8 @@ from importlib.metadata import version
 from fastapi import FastAPI
 
 from api.body_limit import BodyLimit
-from api.chat import ChatService
 from api.errors import install_error_handler
+from api.pipeline import Pipeline
 from api.routes import health_router, router
 from constrained.engine.async_engine import AsyncEngine
 
@@ -48,7 +48,7 @@ def create_app(engine: AsyncEngine, *, model_name: str, api_key: str | None = No
 
     app = FastAPI(title="constrained", version=version("constrained"), description=_DESCRIPTION, lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    app.state.chat = ChatService(engine, model_name=model_name, reasoning_effort=reasoning_effort)
+    app.state.pipeline = Pipeline(engine, model_name=model_name, reasoning_effort=reasoning_effort)
     app.state.api_key = api_key
     app.state.ready = False
     install_error_handler(app)
@@ -59,9 +59,9 @@ def create_app(engine: AsyncEngine, *, model_name: str, api_key: str | None = No
 
 async def _warm_up(app: FastAPI) -> None:
     try:
-        await app.state.chat.warm_up()
+        await app.state.pipeline.warm_up()
     except Exception:
         log.exception("warm-up generation failed: the server stays unready (/health 503)")
         return
     app.state.ready = True
-    log.info("ready: serving %s", app.state.chat.model_name)
+    log.info("ready: serving %s", app.state.pipeline.model_name)

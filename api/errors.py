@@ -43,16 +43,19 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
-def invalid_schema(exc: InvalidConstraint, name: str | None) -> APIError:
-    """OpenAI's wording: "Invalid schema for response_format 'NAME': In context=('properties', 'x'), ..."."""
+def invalid_schema(exc: InvalidConstraint, param: str = "response_format", name: str | None = None) -> APIError:
+    """A schema we cannot enforce, named in `param`, in OpenAI's wording: "Invalid schema for
+    response_format 'NAME': In context=('properties', 'x'), ..."."""
     parts = [p.replace("~1", "/").replace("~0", "~") for p in exc.path.split("/")[1:]] if exc.path else []
     context = "(" + ", ".join(repr(p) for p in parts) + ")"
-    subject = f"response_format '{name}'" if name else "response_format"
-    return APIError(400, f"Invalid schema for {subject}: In context={context}, {exc}", param="response_format")
+    subject = f"{param} '{name}'" if name else param
+    return APIError(400, f"Invalid schema for {subject}: In context={context}, {exc}", param=param)
 
 
-def to_api_error(exc: Exception) -> APIError:
-    """Map any exception to the error the client sees; unexpected ones become a 500 without details."""
+def to_api_error(exc: Exception, *, constraint_param: str = "response_format",
+                 schema_name: str | None = None) -> APIError:
+    """Map any exception to the error the client sees; unexpected ones become a 500 without details.
+    A constraint's errors name `constraint_param`, the request field it came from."""
     match exc:
         case APIError():
             return exc
@@ -61,21 +64,21 @@ def to_api_error(exc: Exception) -> APIError:
         case HTTPException():
             return _from_http(exc)
         case InvalidConstraint():
-            return invalid_schema(exc, None)
+            return invalid_schema(exc, constraint_param, schema_name)
         case InvalidSamplingParams():
             return APIError(400, str(exc), param=exc.param)
         case CompileTimeout():
-            return APIError(400, f"Compiling the response_format schema timed out: {exc}. Simplify the schema "
+            return APIError(400, f"Compiling the '{constraint_param}' constraint timed out: {exc}. Simplify it "
                                  "(fewer alternatives, bounded repetitions) or raise the server's compile deadline.",
-                            param="response_format", code="compile_timeout")
+                            param=constraint_param, code="compile_timeout")
         case CompileError():
-            return APIError(400, f"The response_format could not be compiled into a grammar: {exc}",
-                            param="response_format")
+            return APIError(400, f"The '{constraint_param}' constraint could not be compiled into a grammar: {exc}",
+                            param=constraint_param)
         case ConstraintFailed():
             log.error("constraint failed mid-generation: %s", exc)
-            return APIError(500, f"The response_format constraint failed while generating: {exc}. Simpler "
+            return APIError(500, f"The '{constraint_param}' constraint failed while generating: {exc}. Simpler "
                                  "patterns (fewer bounded repetitions) avoid it.", type="server_error",
-                            param="response_format", code="constraint_failed")
+                            param=constraint_param, code="constraint_failed")
         case EngineOverloaded():
             return APIError(429, f"The server is at capacity: {exc}. Retry after {RETRY_AFTER_S}s.",
                             type="rate_limit_error", code="rate_limit_exceeded",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerFast
 
-from api.protocol import TokenLogprob, TopLogprob
+from api.protocol.chat import TokenLogprob, TopLogprob
 from constrained.engine.sampler import SampledToken
 
 

@@ -8,7 +8,7 @@ from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerFast
 
 from api.errors import APIError
-from api.protocol import ChatMessage
+from api.protocol.chat import ChatMessage
 from api.tool_prompt import inline_tools
 
 

@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.chat import ChatService
+from api.chat import create_chat_completion, stream_chat_completion
+from api.completions import create_completion, stream_completion
 from api.errors import RETRY_AFTER_S, APIError
-from api.protocol import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
+from api.pipeline import Pipeline
+from api.protocol.base import ModelCard, ModelList
+from api.protocol.chat import ChatCompletion, ChatCompletionRequest
+from api.protocol.completions import Completion, CompletionRequest
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -34,12 +38,12 @@ def require_api_key(request: Request, credentials: HTTPAuthorizationCredentials 
         raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
 
 
-def ready_chat(request: Request) -> ChatService:
-    """The chat service, or 503 while the engine is starting or stopping."""
+def ready_pipeline(request: Request) -> Pipeline:
+    """The pipeline to the engine, or 503 while the engine is starting or stopping."""
     if not request.app.state.ready:
         raise APIError(503, "The model is not ready yet; retry shortly.", type="server_error",
                        headers={"Retry-After": str(RETRY_AFTER_S)})
-    return request.app.state.chat
+    return request.app.state.pipeline
 
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
@@ -49,25 +53,33 @@ _SSE = {200: {"content": {"text/event-stream": {}}, "description": "A completion
 
 
 @router.post("/chat/completions", response_model=ChatCompletion, responses=_SSE)
-async def create_chat_completion(body: ChatCompletionRequest, request: Request,
-                                 chat: ChatService = Depends(ready_chat)) -> ChatCompletion | Response:
+async def chat_completions(body: ChatCompletionRequest, request: Request,
+                           pipeline: Pipeline = Depends(ready_pipeline)) -> ChatCompletion | Response:
     """A completion whose content matches `response_format`; SSE chunks when `stream` is true."""
     if body.stream:
-        return StreamingResponse(await chat.stream(body), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    return await _unless_disconnected(request, chat.complete(body))
+        return _event_stream(await stream_chat_completion(pipeline, body))
+    return await _unless_disconnected(request, create_chat_completion(pipeline, body))
+
+
+@router.post("/completions", response_model=Completion, responses=_SSE)
+async def completions(body: CompletionRequest, request: Request,
+                      pipeline: Pipeline = Depends(ready_pipeline)) -> Completion | Response:
+    """Text after a raw prompt (no chat template), constrained by `response_format` or a vLLM/SGLang field."""
+    if body.stream:
+        return _event_stream(await stream_completion(pipeline, body))
+    return await _unless_disconnected(request, create_completion(pipeline, body))
 
 
 @router.get("/models", response_model=ModelList)
 async def list_models(request: Request) -> ModelList:
     """The one served model."""
-    chat: ChatService = request.app.state.chat
-    return ModelList(data=[chat.model_card(chat.model_name)])
+    pipeline: Pipeline = request.app.state.pipeline
+    return ModelList(data=[pipeline.model_card(pipeline.model_name)])
 
 
 @router.get("/models/{model}", response_model=ModelCard)
 async def retrieve_model(model: str, request: Request) -> ModelCard:
-    return request.app.state.chat.model_card(model)
+    return request.app.state.pipeline.model_card(model)
 
 
 @health_router.get("/health")
@@ -75,6 +87,11 @@ async def health(request: Request) -> JSONResponse:
     """200 once the engine is warm, 503 before (and while shutting down). Needs no API key."""
     ready = request.app.state.ready
     return JSONResponse({"status": "ok" if ready else "starting"}, status_code=200 if ready else 503)
+
+
+def _event_stream(frames: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(frames, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | Response:

@@ -30,6 +30,11 @@ class AnswerParser:
         """The calls complete so far."""
         return self._tools.calls if self._tools is not None else []
 
+    @property
+    def unfinished_call(self) -> ParsedCall | None:
+        """The call the text ended inside (cut by max_tokens), once the last piece was fed."""
+        return self._tools.unfinished if self._tools is not None else None
+
     def feed(self, text: str, *, final: bool = False) -> AnswerPiece:
         piece = AnswerPiece(content=text)
         if self._reasoning is not None:
@@ -40,5 +45,7 @@ class AnswerParser:
         if self._tools is not None:
             piece.content, piece.calls = self._tools.feed(piece.content)
             if final:
-                piece.content += self._tools.finish()
+                content, calls = self._tools.finish()
+                piece.content += content
+                piece.calls += calls
         return piece

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ConstraintKind = Literal["json_schema", "json_object", "regex", "choice", "tool_calls", "reasoning"]
+ConstraintKind = Literal["json_schema", "json_object", "regex", "choice", "grammar", "tool_calls", "reasoning"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,8 @@ class Constraint:
     - ``json_object``: any JSON object, ``value`` is None;
     - ``regex``: ``value`` is a regular expression the whole output must match;
     - ``choice``: ``value`` is a tuple of strings, the output is exactly one of them;
+    - ``grammar``: ``value`` is a context-free grammar in llguidance's Lark dialect (GBNF converts to it:
+      ``Constraint.grammar(llguidance.gbnf_to_lark.any_to_lark(text))``); the output is a sentence of it;
     - ``tool_calls``: ``value`` is ``{"tools": [[name, parameters schema], ...], "mode": "auto" | "required"
       | a tool's name, "parallel": bool, "answer": None | schema}``; the output is Qwen-style ``<tool_call>``
       blocks (see constrained/tool_calls.py); in "auto" mode the alternative is free text, or a JSON
@@ -60,6 +62,10 @@ class Constraint:
     @classmethod
     def choice(cls, options: list[str] | tuple[str, ...], *, backend: str = "auto") -> "Constraint":
         return cls("choice", tuple(options), backend)
+
+    @classmethod
+    def grammar(cls, lark: str, *, backend: str = "auto") -> "Constraint":
+        return cls("grammar", lark, backend)
 
     @classmethod
     def tool_calls(cls, tools: list[tuple[str, Any]], *, mode: str = "auto", parallel: bool = True,

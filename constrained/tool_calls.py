@@ -5,7 +5,8 @@
 The tool-call grammar (constrained/compiler/backends/tool_grammar.py) fixes that layout ("name" first,
 ", " and ": " separators), so the name is known as soon as its closing quote arrives and the arguments
 can leave as they are generated. `ToolCallParser` serves streams and whole texts alike, so a streamed
-call's concatenated fragments are exactly the arguments of the same call in a whole response.
+call's concatenated fragments are exactly the arguments of the same call in a whole response. A call
+cut short (by max_tokens) keeps what was generated of it: `unfinished`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class ToolCallParser:
 
     def __init__(self) -> None:
         self.calls: list[ParsedCall] = []
+        self.unfinished: ParsedCall | None = None  # set by `finish` when the text ends inside a named call
         self._pending = ""
         self._state = "text"  # "text" -> "name" -> "keys" -> "arguments" -> "text" ...
         self._name = ""
@@ -63,10 +65,18 @@ class ToolCallParser:
             if (self._state, len(self._pending)) == before:
                 return content, [d for d in deltas if d.name is not None or d.arguments]
 
-    def finish(self) -> str:
-        """Content still held back once the text is complete (an unfinished call is dropped)."""
+    def finish(self) -> tuple[str, list[CallDelta]]:
+        """(content, deltas) still held back once the text is complete. A call whose name was complete
+        but whose block never closed becomes `unfinished`, its last argument text a delta."""
         rest, self._pending = self._pending, ""
-        return rest if self._state == "text" else ""
+        if self._state == "text":
+            return rest, []
+        if self._state in ("keys", "arguments"):
+            arguments = "".join(self._arguments) + rest if self._state == "arguments" else ""
+            self.unfinished = ParsedCall(self._name, arguments)
+            if self._state == "arguments" and rest:
+                return "", [CallDelta(len(self.calls), arguments=rest)]
+        return "", []
 
     def _text(self) -> str:
         if self.calls:  # only the "\n" between calls follows the first one
@@ -105,16 +115,21 @@ class ToolCallParser:
         return [CallDelta(len(self.calls), arguments=fragment)]
 
 
+def call_prefix(name: str) -> str:
+    """The call object up to its arguments, as the grammar writes it: `{"name": "NAME", "arguments": `."""
+    return f"{{\"name\": {json.dumps(name)}{_ARGUMENTS}"
+
+
 def call_block(name: str, arguments: str) -> str:
     """One call as the grammar writes it (what `ToolCallParser` reads back); `arguments` a JSON string."""
-    return f"{OPEN}\n{{\"name\": {json.dumps(name)}, \"arguments\": {arguments}}}\n{CLOSE}"
+    return f"{OPEN}\n{call_prefix(name)}{arguments}{_END}"
 
 
 def parse_tool_calls(text: str) -> tuple[str, list[ParsedCall]]:
     """(content, calls) of a whole text; a block that is not closed is left out (cut by max_tokens)."""
     parser = ToolCallParser()
     content, _ = parser.feed(text)
-    return content + parser.finish(), parser.calls
+    return content + parser.finish()[0], parser.calls
 
 
 def _partial_suffix(text: str, tag: str) -> int:

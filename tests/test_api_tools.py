@@ -74,7 +74,7 @@ async def test_call_parser_is_the_same_however_the_text_is_cut():
                 else:
                     assert delta.index == len(calls) - 1
                     calls[-1][1] += delta.arguments
-        content += parser.finish()
+        content += parser.finish()[0]
         assert content == "Sure." and calls == [["f", '{"x": "}\\n</"}'], ["g", "{}"]]
         assert [[c.name, c.arguments] for c in parser.calls] == calls
 
@@ -308,7 +308,7 @@ async def test_round_trip(openai_client, finishing_bias, tiny_model):
     """The model's call -> the tool's result (tool_call_id) -> a text answer; the history renders into the
     template (Qwen: the call in <tool_call>, the result in <tool_response>) so the model sees both."""
     from api.prompt import render_prompt
-    from api.protocol import ChatCompletionRequest
+    from api.protocol.chat import ChatCompletionRequest
 
     for seed in range(6):
         first = (await create(openai_client, finishing_bias, tools=TOOLS, seed=seed,

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from api.prompt import render_prompt
-from api.protocol import ChatCompletionRequest
+from api.protocol.chat import ChatCompletionRequest
 from constrained.constraints import Constraint
 from constrained.testing import validation_errors
 

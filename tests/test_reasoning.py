@@ -127,7 +127,7 @@ async def test_reasoning_with_tools(openai_client, finishing_bias):
 
 
 async def test_refused_without_think_tokens_and_unknown_effort(openai_client, api_app, monkeypatch):
-    monkeypatch.setattr(api_app.state.chat, "can_reason", False)  # as a model whose vocabulary has no <think>
+    monkeypatch.setattr(api_app.state.pipeline, "can_reason", False)  # as a model whose vocabulary has no <think>
     with pytest.raises(openai.BadRequestError) as err:
         await openai_client.chat.completions.create(model=MODEL, messages=USER, reasoning_effort="low")
     assert err.value.body["param"] == "reasoning_effort"

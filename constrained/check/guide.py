@@ -25,6 +25,7 @@ _LIMITS = {
     "max_enum_values": "enum and const values over the whole schema",
     "max_value_chars": "characters of property names and enum/const strings",
     "max_regex_chars": "characters of a regex constraint",
+    "max_grammar_chars": "characters of a grammar constraint (Lark or GBNF)",
 }
 
 

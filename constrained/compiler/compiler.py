@@ -37,7 +37,7 @@ from constrained import reasoning  # a module import: constrained.reasoning impo
 #   pattern): llguidance 6-180 µs, outlines-core 3-360 µs; neither wins everywhere.
 # Both validate the same Rust regex syntax, so outlines-core stays available by name only.
 AUTO = {"json_schema": "llguidance", "json_object": "llguidance", "regex": "llguidance", "choice": "llguidance",
-        "tool_calls": "llguidance"}
+        "grammar": "llguidance", "tool_calls": "llguidance"}
 
 
 def backend_name(constraint: Constraint) -> str:

@@ -43,6 +43,7 @@ class Limits:
     max_enum_values: int = 2_500  # enum entries and choices, over the whole constraint
     max_value_chars: int = 250_000  # property names, enum/const strings and choices
     max_regex_chars: int = 20_000
+    max_grammar_chars: int = 100_000
 
 
 LIMITS = Limits()
@@ -70,6 +71,8 @@ def check_constraint(constraint: Constraint, table: KeywordTable, limits: Limits
         check_regex(constraint.value, limits)
     elif constraint.kind == "choice":
         check_choices(constraint.value, limits)
+    elif constraint.kind == "grammar":
+        check_grammar(constraint.value, limits)
     elif constraint.kind == "tool_calls":
         check_tool_calls(constraint.value, table, limits)
     elif constraint.kind != "json_object":
@@ -193,6 +196,21 @@ def check_regex(pattern: Any, limits: Limits = LIMITS) -> None:
     error = llguidance.LLMatcher.validate_grammar(llguidance.LLMatcher.grammar_from_regex(pattern))
     if error:
         raise InvalidConstraint(f"invalid regex: {error}", hint="lookaround and backreferences are not supported")
+
+
+def check_grammar(lark: Any, limits: Limits = LIMITS) -> None:
+    """The grammar must be a Lark text (llguidance's dialect) that llguidance accepts, within the size limit."""
+    if not isinstance(lark, str):
+        raise InvalidConstraint(f"a grammar constraint is a string, not {type(lark).__name__}")
+    if len(lark) > limits.max_grammar_chars:
+        raise InvalidConstraint(f"grammar of {len(lark)} characters exceeds the limit of {limits.max_grammar_chars}")
+    try:
+        error = llguidance.LLMatcher.validate_grammar(llguidance.LLMatcher.grammar_from_lark(lark))
+    except ValueError as exc:  # a syntax error in the Lark text itself
+        error = str(exc)
+    if error:
+        raise InvalidConstraint(f"invalid grammar: {error}",
+                                hint="write it in Lark (llguidance's dialect) or GBNF, with a `start` or `root` rule")
 
 
 def check_choices(options: Any, limits: Limits = LIMITS) -> None:

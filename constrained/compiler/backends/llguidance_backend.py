@@ -20,13 +20,14 @@ import torch
 from constrained.compiler.backends.base import Backend, CompiledGrammar, TokenizerSpec, mask_row, call_with_deadline, choice_regex
 from constrained.compiler.backends.exact_formats import with_exact_formats
 from constrained.compiler.backends.spelling import check_spellable
-from constrained.compiler.backends.tool_grammar import CLOSE, OPEN, tool_calls_lark
+from constrained.compiler.backends.tool_grammar import tool_calls_lark
 from constrained.compiler.keywords import LLGUIDANCE
 from constrained.compiler.rewrites import llguidance_equivalent
 from constrained.compiler.schema_check import enforceable_schema
 from constrained.constraints import Constraint
 from constrained.errors import InvalidConstraint
 from constrained.matcher import Matcher
+from constrained.tool_calls import CLOSE, OPEN
 
 JSON_OPTIONS = {
     "item_separator": ", ",
@@ -122,6 +123,8 @@ class LlguidanceBackend(Backend):
             return llguidance.LLMatcher.grammar_from_lark(lark)
         if constraint.kind == "regex":
             return llguidance.LLMatcher.grammar_from_regex(constraint.value)
+        if constraint.kind == "grammar":
+            return llguidance.LLMatcher.grammar_from_lark(constraint.value)
         return llguidance.LLMatcher.grammar_from_regex(choice_regex(constraint.value))
 
 

@@ -55,8 +55,9 @@ class OutlinesCoreBackend(Backend):
 
     @classmethod
     def validate(cls, constraint: Constraint) -> None:
-        if constraint.kind == "tool_calls":
-            raise InvalidConstraint("outlines-core does not compile tool calls", hint="use backend 'llguidance'")
+        if constraint.kind in ("tool_calls", "grammar"):
+            raise InvalidConstraint(f"outlines-core does not compile {constraint.kind.replace('_', ' ')}",
+                                    hint="use backend 'llguidance'")
         if constraint.kind == "json_object":
             raise InvalidConstraint("outlines-core's generic JSON compiles in seconds and limits nesting",
                                     hint="use backend 'auto' or 'llguidance' for json_object")

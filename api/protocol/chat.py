@@ -1,41 +1,32 @@
 """OpenAI chat-completions request and response models, fields in the API reference's order.
 
-Requests are strict: an unknown field or a wrong JSON type is a 400 naming it, and a field we cannot
-honour yet is refused with the reason (never silently dropped: a dropped constraint fails open).
-The request turns itself into the engine's `SamplingParams` and `Constraint`.
+A field we cannot honour is refused with the reason (never silently dropped: a dropped constraint fails
+open). The request turns itself into the engine's `SamplingParams` and one `Constraint`.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.errors import APIError
+from api.protocol.base import (
+    JSONSchemaFormat, LaxInt, StrictRequest, new_id, now, omit_none, or_default, refuse,
+)
+from api.protocol.extras import EngineExtras, one_constraint_error
 from constrained.constraints import Constraint
 from constrained.engine.params import SamplingParams
 from constrained.reasoning import THINKING_BUDGETS
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
-_LaxInt = Annotated[int, Strict(False)]  # JSON object keys are strings: logit_bias {"1234": 5}
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-def _refuse(message: str) -> PydanticCustomError:
-    """A well-formed value we cannot honour: a 400 whose message says why (see api.errors)."""
-    return PydanticCustomError("unsupported", "{message}", {"message": message})
+NO_ARGUMENTS = {"type": "object", "properties": {}, "additionalProperties": False}  # a function without parameters
 
 
 # --- request -------------------------------------------------------------------------------------
 
 
-class ContentPart(_Request):
+class ContentPart(StrictRequest):
     """A text part of a message's content; other part types (images, audio, files) are refused."""
 
     type: Literal["text"]
@@ -45,17 +36,17 @@ class ContentPart(_Request):
     @classmethod
     def _text_only(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("type", "text") != "text":
-            raise _refuse(f"Content parts of type '{data['type']}' are not supported: "
+            raise refuse(f"Content parts of type '{data['type']}' are not supported: "
                           "the served model reads text only.")
         return data
 
 
-class FunctionCall(_Request):
+class FunctionCall(StrictRequest):
     name: str
     arguments: str
 
 
-class ToolCall(_Request):
+class ToolCall(StrictRequest):
     """A call an assistant made earlier in the conversation (history only; tools arrive next)."""
 
     id: str
@@ -63,7 +54,7 @@ class ToolCall(_Request):
     function: FunctionCall
 
 
-class ChatMessage(_Request):
+class ChatMessage(StrictRequest):
     """One message; roles system, developer, user, assistant, tool. Content is a string or text parts."""
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
@@ -77,7 +68,7 @@ class ChatMessage(_Request):
     @classmethod
     def _no_name(cls, value: str | None) -> str | None:
         if value is not None:
-            raise _refuse("'name' on messages is not supported: the chat template has no place for participant "
+            raise refuse("'name' on messages is not supported: the chat template has no place for participant "
                           "names; put the name in the content instead.")
         return value
 
@@ -98,26 +89,19 @@ class ChatMessage(_Request):
         return self.content or self.refusal or ""
 
 
-class FunctionDefinition(_Request):
+class FunctionDefinition(StrictRequest):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
     parameters: dict[str, Any] | None = None  # None: no arguments ({"type": "object", "properties": {}})
     strict: bool | None = None  # the parameters schema is enforced either way
 
 
-class Tool(_Request):
+class Tool(StrictRequest):
     type: Literal["function"]
     function: FunctionDefinition
 
 
-class JSONSchemaFormat(_Request):
-    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
-    description: str | None = None
-    schema_: dict[str, Any] = Field(alias="schema")
-    strict: bool | None = None  # the schema is enforced either way
-
-
-class ResponseFormat(_Request):
+class ResponseFormat(StrictRequest):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JSONSchemaFormat | None = None
 
@@ -128,17 +112,18 @@ class ResponseFormat(_Request):
         return self
 
 
-class StreamOptions(_Request):
+class StreamOptions(StrictRequest):
     include_usage: bool | None = None
 
 
-class ChatCompletionRequest(_Request):
+class ChatCompletionRequest(EngineExtras):
     """POST /v1/chat/completions. Nullable fields mean "the default"."""
 
     messages: list[ChatMessage] = Field(min_length=1)
     model: str
+    modalities: list[Literal["text"]] | None = None
     frequency_penalty: float | None = None
-    logit_bias: dict[_LaxInt, float] | None = None
+    logit_bias: dict[LaxInt, float] | None = None
     logprobs: bool | None = None
     max_completion_tokens: int | None = None
     max_tokens: int | None = Field(None, description="Deprecated alias of max_completion_tokens.")
@@ -149,7 +134,9 @@ class ChatCompletionRequest(_Request):
     reasoning_effort: str | None = None
     response_format: ResponseFormat | None = None
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # int64, as OpenAI
+    service_tier: Literal["auto", "default"] | None = None
     stop: str | list[str] | None = None
+    store: Literal[False] | None = Field(None, description="Completions are not stored: true is refused.")
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     temperature: float | None = None
@@ -216,32 +203,40 @@ class ChatCompletionRequest(_Request):
         stop = [self.stop] if isinstance(self.stop, str) else self.stop or []
         return SamplingParams(
             max_tokens=max_tokens,
-            temperature=_or(self.temperature, 1.0),
-            top_p=_or(self.top_p, 1.0),
-            n=_or(self.n, 1),
+            temperature=or_default(self.temperature, 1.0),
+            top_p=or_default(self.top_p, 1.0),
+            n=or_default(self.n, 1),
             seed=self.seed,
             stop=tuple(stop),
-            presence_penalty=_or(self.presence_penalty, 0.0),
-            frequency_penalty=_or(self.frequency_penalty, 0.0),
+            presence_penalty=or_default(self.presence_penalty, 0.0),
+            frequency_penalty=or_default(self.frequency_penalty, 0.0),
             logit_bias=dict(self.logit_bias or {}),
             logprobs=bool(self.logprobs),
-            top_logprobs=_or(self.top_logprobs, 0),
+            top_logprobs=or_default(self.top_logprobs, 0),
+            **self.sampling_extras(),
         )
 
-    def constraint(self) -> Constraint | None:
-        """What the answer must match: None for free text. With tools, a text answer follows response_format."""
+    def constraint(self) -> tuple[str | None, Constraint | None]:
+        """(field, constraint) the answer must match; (None, None) for free text. With tools, calls follow
+        their tool's parameters and a text answer response_format. One constraint field at most."""
+        extra = self.extra_constraint()
+        answer = self._answer_schema()
+        if extra is not None and answer is not None:
+            raise one_constraint_error("response_format", extra[0])
         mode = self.tool_mode()
         if mode is not None:
-            tools = [(t.function.name, t.function.parameters if t.function.parameters is not None
-                      else {"type": "object", "properties": {}, "additionalProperties": False}) for t in self.tools]
-            return Constraint.tool_calls(tools, mode=mode, parallel=_or(self.parallel_tool_calls, True),
-                                         answer=self._answer_schema())
+            if extra is not None:
+                raise one_constraint_error("tools", extra[0])
+            tools = [(t.function.name, or_default(t.function.parameters, NO_ARGUMENTS)) for t in self.tools]
+            return ("response_format" if answer is not None else None), Constraint.tool_calls(
+                tools, mode=mode, parallel=or_default(self.parallel_tool_calls, True), answer=answer)
+        if extra is not None:
+            return extra
+        if answer is None:
+            return None, None
         fmt = self.response_format
-        if fmt is None or fmt.type == "text":
-            return None
-        if fmt.type == "json_object":
-            return Constraint.json_object()
-        return Constraint.json_schema(fmt.json_schema.schema_)
+        return "response_format", Constraint.json_object() if fmt.type == "json_object" \
+            else Constraint.json_schema(fmt.json_schema.schema_)
 
     def _answer_schema(self) -> dict[str, Any] | None:
         """response_format as a schema (json_object: any object); None for text."""
@@ -259,15 +254,7 @@ class ChatCompletionRequest(_Request):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
-def _or(value: Any, default: Any) -> Any:
-    return default if value is None else value
-
-
 # --- responses -----------------------------------------------------------------------------------
-
-
-def _omit_none() -> Any:
-    return Field(None, exclude_if=lambda v: v is None)
 
 
 class TopLogprob(BaseModel):
@@ -303,8 +290,8 @@ class AssistantMessage(BaseModel):
     content: str | None
     refusal: str | None = None
     role: Literal["assistant"] = "assistant"
-    tool_calls: list[ResponseToolCall] | None = _omit_none()
-    reasoning_content: str | None = _omit_none()  # the think block, when the model reasoned
+    tool_calls: list[ResponseToolCall] | None = omit_none()
+    reasoning_content: str | None = omit_none()  # the think block, when the model reasoned
 
 
 class Choice(BaseModel):
@@ -320,18 +307,10 @@ class Usage(BaseModel):
     total_tokens: int
 
 
-def completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
-
-
-def _now() -> int:
-    return int(time.time())
-
-
 class ChatCompletion(BaseModel):
-    id: str = Field(default_factory=completion_id)
+    id: str = Field(default_factory=lambda: new_id("chatcmpl-"))
     choices: list[Choice]
-    created: int = Field(default_factory=_now)
+    created: int = Field(default_factory=now)
     model: str
     object: Literal["chat.completion"] = "chat.completion"
     service_tier: str | None = None
@@ -340,27 +319,27 @@ class ChatCompletion(BaseModel):
 
 
 class DeltaFunction(BaseModel):
-    name: str | None = _omit_none()
-    arguments: str | None = _omit_none()
+    name: str | None = omit_none()
+    arguments: str | None = omit_none()
 
 
 class DeltaToolCall(BaseModel):
     """The first delta of a call carries id, type and name; later ones only argument fragments."""
 
     index: int
-    id: str | None = _omit_none()
-    type: Literal["function"] | None = _omit_none()
+    id: str | None = omit_none()
+    type: Literal["function"] | None = omit_none()
     function: DeltaFunction
 
 
 class Delta(BaseModel):
     """Only the fields a chunk carries are sent: the SDK concatenates what it receives."""
 
-    content: str | None = _omit_none()
-    refusal: str | None = _omit_none()
-    role: Literal["assistant"] | None = _omit_none()
-    tool_calls: list[DeltaToolCall] | None = _omit_none()
-    reasoning_content: str | None = _omit_none()
+    content: str | None = omit_none()
+    refusal: str | None = omit_none()
+    role: Literal["assistant"] | None = omit_none()
+    tool_calls: list[DeltaToolCall] | None = omit_none()
+    reasoning_content: str | None = omit_none()
 
 
 class ChunkChoice(BaseModel):
@@ -379,15 +358,3 @@ class ChatCompletionChunk(BaseModel):
     service_tier: str | None = None
     system_fingerprint: str
     usage: Usage | None = None
-
-
-class ModelCard(BaseModel):
-    id: str
-    created: int = Field(default_factory=_now)
-    object: Literal["model"] = "model"
-    owned_by: str = "constrained"
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelCard]

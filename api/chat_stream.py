@@ -19,7 +19,8 @@ from typing import Any
 
 from api.errors import to_api_error
 from api.logprobs import LogprobFormatter
-from api.protocol import (
+from api.pipeline import EngineRequest
+from api.protocol.chat import (
     ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, Delta, DeltaFunction, DeltaToolCall, Usage,
 )
 from constrained.answer import AnswerParser
@@ -71,21 +72,25 @@ class ChoiceStream:
         return chunks
 
 
+def tool_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
 def _tool_delta(delta: CallDelta) -> DeltaToolCall:
     """The SDK's form: a call's first delta has id, type, name and empty arguments; later ones fragments."""
     if delta.name is not None:
-        return DeltaToolCall(index=delta.index, id=f"call_{uuid.uuid4().hex[:24]}", type="function",
+        return DeltaToolCall(index=delta.index, id=tool_call_id(), type="function",
                              function=DeltaFunction(name=delta.name, arguments=""))
     return DeltaToolCall(index=delta.index, function=DeltaFunction(arguments=delta.arguments))
 
 
 async def chat_completion_frames(
-    first: SequenceOutput, outputs: AsyncGenerator[SequenceOutput, None], *, header: dict[str, Any],
-    parsers: list[AnswerParser], include_usage: bool, logprobs: LogprobFormatter | None,
+    first: SequenceOutput, outputs: AsyncGenerator[SequenceOutput, None], request: EngineRequest, *,
+    header: dict[str, Any], include_usage: bool, logprobs: LogprobFormatter | None,
 ) -> AsyncIterator[str]:
-    """Frames from the engine's outputs (`first` already received), one parser per choice. Closing this
-    aborts the request."""
-    choices = [ChoiceStream(i, parser) for i, parser in enumerate(parsers)]
+    """Frames from the engine's outputs of `request` (`first` already received). Closing this aborts
+    the request."""
+    choices = [ChoiceStream(i, request.parser()) for i in range(request.params.n)]
 
     def frame(chunk_choices: list[ChunkChoice], usage: Usage | None = None) -> str:
         return sse(ChatCompletionChunk(**header, choices=chunk_choices, usage=usage).model_dump_json())

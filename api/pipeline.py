@@ -1,0 +1,198 @@
+"""The one path from any endpoint to the engine and back.
+
+Chat completions, the Responses API and completions differ in the shape of what they accept and return,
+not in how they reach the engine: each turns its request into an `EngineRequest` (prompt ids, sampling
+params, one constraint and the request field it came from), and `Pipeline` checks the model name and the
+context budget, runs it, maps every library error to the field that caused it, and hands back the
+engine's outputs, whole (`collect`) or as they come (`start`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+from api.errors import APIError, to_api_error
+from api.logprobs import LogprobFormatter
+from api.prompt import render_prompt
+from api.protocol.base import ModelCard
+from api.protocol.chat import ChatMessage
+from constrained.answer import AnswerParser
+from constrained.constraints import Constraint
+from constrained.engine.async_engine import AsyncEngine
+from constrained.engine.params import SamplingParams
+from constrained.engine.sampler import SampledToken
+from constrained.engine.sequence import SequenceOutput
+from constrained.errors import ConstrainedError, InvalidConstraint
+from constrained.reasoning import THINKING_BUDGETS, think_token_ids, thinking_budget
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS = 4096  # when the request sets no limit: the rest of the context, at most this
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """What the engine needs for one request, and what its errors and answers need to know.
+
+    `constraint_param` is the request field the constraint came from ("response_format",
+    "structured_outputs", "text.format", ...): errors name it. `tools_param` names the tools field
+    when calls may be made. `reasoning`: a think block comes first.
+    """
+
+    request_id: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    constraint: Constraint | None
+    constraint_param: str | None = None
+    schema_name: str | None = None
+    tools_param: str | None = None
+    reasoning: bool = False
+
+    def parser(self) -> AnswerParser:
+        """Splits one choice's text into reasoning, content and calls."""
+        return AnswerParser(reasoning=self.reasoning, tools=self.tools_param is not None)
+
+    def error(self, exc: ConstrainedError) -> APIError:
+        """The client's error for `exc`, naming the field whose constraint failed: a tool's parameters, a
+        schema (in OpenAI's wording), or another constraint."""
+        if isinstance(exc, InvalidConstraint):
+            if self.tools_param is not None and (exc.path.startswith("/tools/") or self.constraint_param is None):
+                return APIError(400, f"Invalid tools: {str(exc).splitlines()[0]}", param=self.tools_param)
+            answer = self.constraint.answer if self.constraint is not None else None
+            if answer is not None and answer.kind not in ("json_schema", "tool_calls"):
+                return APIError(400, f"Invalid '{self.constraint_param}': {exc}", param=self.constraint_param)
+        return to_api_error(exc, constraint_param=self.constraint_param or "response_format",
+                            schema_name=self.schema_name)
+
+
+@dataclass
+class Choice:
+    """One choice of a request, gathered from the engine's outputs."""
+
+    index: int
+    text: str = ""
+    sampled: list[SampledToken] = field(default_factory=list)  # with logprobs, one per sampled token
+    finish_reason: str | None = None
+    completion_tokens: int = 0
+
+
+class Pipeline:
+    """Serves one loaded model under `model_name` (and aliases: the engine's model name, path basenames).
+
+    `reasoning_effort` applies to requests that do not set one ("none": answer at once, no think block).
+    """
+
+    def __init__(self, engine: AsyncEngine, *, model_name: str, reasoning_effort: str = "none"):
+        self.engine = engine
+        self.model_name = model_name
+        loaded = engine.loaded
+        self.tokenizer = loaded.tokenizer
+        self.can_reason = think_token_ids(loaded.tokenizer) is not None
+        if reasoning_effort not in THINKING_BUDGETS:
+            raise ValueError(f"reasoning_effort {reasoning_effort!r} is not one of {', '.join(THINKING_BUDGETS)}")
+        if thinking_budget(reasoning_effort) and not self.can_reason:
+            raise ValueError(f"model '{model_name}' has no <think> tokens: it cannot reason "
+                             f"(reasoning_effort {reasoning_effort!r})")
+        self.reasoning_effort = reasoning_effort
+        names = {model_name, loaded.name}
+        self.accepted_names = names | {Path(name).name for name in names}
+        self.context_length: int | None = getattr(loaded.model.config, "max_position_embeddings", None)
+        config = f"{model_name}|{version('constrained')}|{loaded.dtype}|{loaded.device}"
+        self.fingerprint = "fp_" + hashlib.sha256(config.encode()).hexdigest()[:10]
+        self.logprobs = LogprobFormatter(loaded.tokenizer, engine.engine.token_bytes)
+
+    def model_card(self, name: str) -> ModelCard:
+        """The card of a served model name; 404 model_not_found otherwise."""
+        if name not in self.accepted_names:
+            raise APIError(404, f"The model `{name}` does not exist. This server serves `{self.model_name}`.",
+                           param="model", code="model_not_found")
+        return ModelCard(id=self.model_name)
+
+    def thinking_budget(self, effort: str | None, *, param: str) -> int:
+        """Think-block tokens for a requested effort (None: the server's default); 400 if the model cannot."""
+        budget = thinking_budget(effort or self.reasoning_effort)
+        if budget and not self.can_reason:
+            raise APIError(400, f"The model `{self.model_name}` does not reason: its vocabulary has no <think> "
+                                f"tokens. Send '{param}': 'none' or leave it out.", param=param)
+        return budget
+
+    def render(self, messages: list[ChatMessage], tools: list[dict] | None, *, budget: int) -> list[int]:
+        """Prompt ids of a conversation through the model's chat template (thinking on iff `budget`)."""
+        return render_prompt(self.tokenizer, messages, tools, thinking=bool(budget) if self.can_reason else None)
+
+    def max_tokens(self, prompt_ids: list[int], asked: int | None, *, default: int = DEFAULT_MAX_TOKENS,
+                   prompt_param: str = "messages") -> int:
+        """The completion budget: `asked`, or the rest of the context up to `default`; 400 past the context
+        (naming the prompt's field, as OpenAI does)."""
+        if self.context_length is None:
+            return default if asked is None else asked
+        room = self.context_length - len(prompt_ids)
+        if room < 1 or (asked is not None and asked > room):
+            total = len(prompt_ids) + (asked or 0)
+            raise APIError(400, f"This model's maximum context length is {self.context_length} tokens. However, "
+                                f"you requested {total} tokens ({len(prompt_ids)} in the {prompt_param}, {asked or 0} "
+                                f"in the completion). Please reduce the length of the {prompt_param} or completion.",
+                           param=prompt_param, code="context_length_exceeded")
+        return min(default, room) if asked is None else asked
+
+    def request(self, prompt_ids: list[int], params: SamplingParams, constraint: Constraint | None, *,
+                request_id: str, budget: int = 0, **fields) -> EngineRequest:
+        """An EngineRequest, the constraint wrapped in a think block of `budget` tokens when there is one."""
+        if budget:
+            constraint = Constraint.reasoning(constraint, budget=budget)
+        request = EngineRequest(request_id, prompt_ids, params, constraint, reasoning=bool(budget), **fields)
+        kind = constraint.kind if constraint else "free text"
+        log.info("%s: %d prompt tokens, n=%d, max_tokens=%d, %s", request_id, len(prompt_ids), params.n,
+                 params.max_tokens, kind)
+        return request
+
+    async def outputs(self, request: EngineRequest) -> AsyncGenerator[SequenceOutput, None]:
+        """The engine's outputs; closing this aborts the request. Errors name the field that caused them."""
+        outputs = self.engine.generate(request.prompt_ids, request.params, request.constraint,
+                                       request_id=request.request_id)
+        try:
+            async with aclosing(outputs):
+                async for out in outputs:
+                    yield out
+        except ConstrainedError as exc:
+            raise request.error(exc) from exc
+
+    async def collect(self, request: EngineRequest) -> list[Choice]:
+        """Every choice, finished."""
+        start = time.perf_counter()
+        choices = [Choice(i) for i in range(request.params.n)]
+        async with aclosing(self.outputs(request)) as outputs:
+            async for out in outputs:
+                choice = choices[out.index]
+                choice.text += out.text
+                choice.sampled += out.logprobs
+                choice.completion_tokens = out.completion_tokens
+                if out.finish_reason is not None:
+                    choice.finish_reason = out.finish_reason.value
+        log.info("%s: done in %.2f s, %d completion tokens, finish %s", request.request_id,
+                 time.perf_counter() - start, sum(c.completion_tokens for c in choices),
+                 [c.finish_reason for c in choices])
+        return choices
+
+    async def start(self, request: EngineRequest) -> tuple[SequenceOutput, AsyncGenerator[SequenceOutput, None]]:
+        """The first output and the rest, for a stream: errors before the first output are still HTTP errors."""
+        outputs = self.outputs(request)
+        try:
+            return await anext(outputs), outputs
+        except BaseException:
+            await outputs.aclose()
+            raise
+
+    async def warm_up(self) -> None:
+        """One short constrained generation, so the first client does not pay for lazy initialisation
+        (the model's first forward pass, and building the grammar backend's token trie)."""
+        prompt_ids = render_prompt(self.tokenizer, [ChatMessage(role="user", content="hi")])
+        request = EngineRequest("warm-up", prompt_ids, SamplingParams(max_tokens=1), Constraint.json_object())
+        await self.collect(request)
