@@ -14,11 +14,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.chat import create_chat_completion, stream_chat_completion
 from api.completions import create_completion, stream_completion
+from api.responses import create_response, stream_response
 from api.errors import RETRY_AFTER_S, APIError
 from api.pipeline import Pipeline
 from api.protocol.base import ModelCard, ModelList
 from api.protocol.chat import ChatCompletion, ChatCompletionRequest
 from api.protocol.completions import Completion, CompletionRequest
+from api.protocol.responses import Response as ResponseObject, ResponseRequest
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -59,6 +61,16 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
     if body.stream:
         return _event_stream(await stream_chat_completion(pipeline, body))
     return await _unless_disconnected(request, create_chat_completion(pipeline, body))
+
+
+@router.post("/responses", response_model=ResponseObject, responses=_SSE)
+async def responses(body: ResponseRequest, request: Request,
+                    pipeline: Pipeline = Depends(ready_pipeline)) -> ResponseObject | Response:
+    """A response whose output matches `text.format` or calls the tools; SSE events when `stream` is true.
+    Stateless: nothing is stored."""
+    if body.stream:
+        return _event_stream(await stream_response(pipeline, body))
+    return await _unless_disconnected(request, create_response(pipeline, body))
 
 
 @router.post("/completions", response_model=Completion, responses=_SSE)
