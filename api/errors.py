@@ -150,7 +150,7 @@ def _param(loc: tuple[Any, ...]) -> str | None:
     for part in loc[1:] if loc and loc[0] == "body" else loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in _UNION_TAGS or "[" in part or "-" in part:
+        elif part in _UNION_TAGS or any(c in part for c in "[-:"):
             continue
         else:
             out += f".{part}" if out else part

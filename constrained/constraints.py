@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from llguidance.gbnf_to_lark import GbnfToLarkError, any_to_lark
+
 ConstraintKind = Literal["json_schema", "json_object", "regex", "choice", "grammar", "tool_calls", "reasoning"]
 
 
@@ -18,8 +20,8 @@ class Constraint:
     - ``json_object``: any JSON object, ``value`` is None;
     - ``regex``: ``value`` is a regular expression the whole output must match;
     - ``choice``: ``value`` is a tuple of strings, the output is exactly one of them;
-    - ``grammar``: ``value`` is a context-free grammar in llguidance's Lark dialect (GBNF converts to it:
-      ``Constraint.grammar(llguidance.gbnf_to_lark.any_to_lark(text))``); the output is a sentence of it;
+    - ``grammar``: ``value`` is a context-free grammar in llguidance's Lark dialect (``Constraint.grammar``
+      converts GBNF to it); the output is a sentence of it;
     - ``tool_calls``: ``value`` is ``{"tools": [[name, parameters schema], ...], "mode": "auto" | "required"
       | a tool's name, "parallel": bool, "answer": None | schema}``; the output is Qwen-style ``<tool_call>``
       blocks (see constrained/tool_calls.py); in "auto" mode the alternative is free text, or a JSON
@@ -64,7 +66,14 @@ class Constraint:
         return cls("choice", tuple(options), backend)
 
     @classmethod
-    def grammar(cls, lark: str, *, backend: str = "auto") -> "Constraint":
+    def grammar(cls, text: str, *, backend: str = "auto") -> "Constraint":
+        """A grammar in Lark (llguidance's dialect) or GBNF, converted to Lark by llguidance's converter. Text
+        the converter cannot read is kept as Lark (its detector misses Lark that starts with `?start:`, as
+        Outlines' grammars do), and the compiler names its errors."""
+        try:
+            lark = any_to_lark(text) if isinstance(text, str) else text
+        except GbnfToLarkError:
+            lark = text
         return cls("grammar", lark, backend)
 
     @classmethod

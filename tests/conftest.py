@@ -94,6 +94,38 @@ def server_url(api_engine):
 
 
 @pytest.fixture(scope="session")
+async def json_model_app():
+    """The app on tiny-qwen3-json, whose own head finishes JSON and text: for clients that send no logit_bias
+    (the Responses API has none)."""
+    import asyncio
+
+    from api.app import create_app
+    from constrained.engine.async_engine import AsyncEngine
+    from constrained.models import load_model
+
+    engine = AsyncEngine(load_model("tiny-qwen3-json", device="cpu"), max_batch_size=16)
+    app = create_app(engine, model_name="tiny-qwen3-json")
+    async with app.router.lifespan_context(app):
+        for _ in range(1000):
+            if app.state.ready:
+                break
+            await asyncio.sleep(0.01)
+        assert app.state.ready
+        yield app
+    engine.shutdown()
+
+
+@pytest.fixture
+def json_model_client(json_model_app):
+    """The SDK on tiny-qwen3-json, in-process, no retries."""
+    import httpx2
+    import openai
+
+    http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=json_model_app))
+    return openai.AsyncOpenAI(api_key="unused", base_url="http://testserver/v1", http_client=http, max_retries=0)
+
+
+@pytest.fixture(scope="session")
 def finishing_bias(tiny_model):
     """logit_bias (token id -> +8) that makes a random model close its JSON; sent in requests as-is."""
     from constrained.testing import json_finishing_bias

@@ -328,3 +328,64 @@ async def test_round_trip(openai_client, finishing_bias, tiny_model):
                                                        [t.model_dump(exclude_none=True) for t in request.tools]))
     assert f"<tool_response>\n{arguments['a'] + arguments['b']}\n</tool_response>" in prompt and "<tools>" in prompt
     assert f'<tool_call>\n{{"name": "add", "arguments": {call.function.arguments}}}\n</tool_call>' in prompt
+
+
+class Address(BaseModel):
+    street: str
+    city: str
+
+
+class Person(BaseModel):
+    name: str
+    home: Address
+    previous: list[Address]
+
+
+class Node(BaseModel):
+    value: int
+    children: list["Node"]
+
+
+class Shipment(BaseModel):  # its own "Address" in $defs, unlike Person's
+    to: "Parcel"
+
+
+class Parcel(BaseModel):
+    weight: int
+
+
+async def test_nested_pydantic_tools_compile_as_their_schemas(openai_client, finishing_bias):
+    """Parameters with $defs (nested, recursive, several tools with their own $defs) are enforced as in
+    response_format; a named tool_choice makes exactly one call."""
+    tools = [openai.pydantic_function_tool(m) for m in (Person, Node, Shipment)]
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
+    assert all("$defs" in s for s in schemas.values())
+    calls = 0
+    for name in schemas:
+        response = await create(openai_client, finishing_bias, tools=tools, n=6, seed=7, max_tokens=120,
+                                tool_choice={"type": "function", "function": {"name": name}})
+        for choice in response.choices:
+            made = choice.message.tool_calls or []
+            assert len(made) == 1 and made[0].function.name == name
+            if choice.finish_reason == "tool_calls":
+                calls += 1
+                assert validation_errors(schemas[name], made[0].function.arguments) == []
+    assert calls >= 6, calls
+
+
+async def test_a_call_cut_by_max_tokens_is_returned_as_far_as_it_got(openai_client, finishing_bias):
+    tools = [openai.pydantic_function_tool(Person)]
+    response = await create(openai_client, finishing_bias, tools=tools, tool_choice="required", max_tokens=14, seed=0)
+    choice = response.choices[0]
+    call, = choice.message.tool_calls
+    assert choice.finish_reason == "length" and call.function.name == "Person"
+    assert call.function.arguments.startswith('{"name":') and validation_errors(
+        schemas := tools[0]["function"]["parameters"], call.function.arguments)  # partial: not valid yet
+    stream = await openai_client.chat.completions.create(model=MODEL, messages=USER, tools=tools, stream=True,
+                                                         tool_choice="required", max_tokens=14, seed=0,
+                                                         logit_bias=finishing_bias)
+    streamed = ""
+    async for chunk in stream:
+        for c in chunk.choices:
+            streamed += "".join(d.function.arguments or "" for d in c.delta.tool_calls or [])
+    assert streamed == call.function.arguments and schemas

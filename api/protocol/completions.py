@@ -23,7 +23,7 @@ class CompletionRequest(EngineExtras):
     each prompt gets `n` choices, indexed prompt by prompt."""
 
     model: str
-    prompt: str | list[str] | list[int] | list[list[int]]
+    prompt: str | list[int] | list[str | list[int]]
     best_of: int | None = None
     echo: bool | None = None
     frequency_penalty: float | None = None

@@ -7,7 +7,7 @@
 - SGLang: top-level `regex`, `ebnf`, and `json_schema` as a JSON string.
 
 Grammars may be Lark (llguidance's dialect) or GBNF/EBNF, which llguidance's own converter turns into
-Lark. A request asks for one constraint at most: two are a 400 naming both fields.
+Lark (Constraint.grammar). A request asks for one constraint at most: two are a 400 naming both fields.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from llguidance.gbnf_to_lark import GbnfToLarkError, any_to_lark
 from pydantic import Field, field_validator
 
 from api.errors import APIError
@@ -58,7 +57,8 @@ class StructuredOutputs(StrictRequest):
             raise refuse(f"'{info.field_name}' is not supported: {reason}.")
         return value
 
-    def constraint(self, backend: str) -> Constraint:
+    def constraint(self, backend: str) -> tuple[str, Constraint]:
+        """(the field within structured_outputs, its constraint)."""
         asked = {name: value for name, value in (("json", self.json_), ("regex", self.regex), ("choice", self.choice),
                                                  ("grammar", self.grammar), ("json_object", self.json_object or None))
                  if value is not None}
@@ -66,7 +66,7 @@ class StructuredOutputs(StrictRequest):
             raise APIError(400, "'structured_outputs' takes exactly one of json, regex, choice, grammar, json_object"
                                 f"{'; got ' + ', '.join(asked) if asked else ''}.", param="structured_outputs")
         (name, value), = asked.items()
-        return _constraint(name, value, backend, f"structured_outputs.{name}")
+        return f"structured_outputs.{name}", _constraint(name, value, backend, f"structured_outputs.{name}")
 
 
 class EngineExtras(StrictRequest):
@@ -103,7 +103,8 @@ class EngineExtras(StrictRequest):
         return value
 
     def extra_constraint(self) -> tuple[str, Constraint] | None:
-        """(field, constraint) of the vLLM/SGLang constraint field that is set, if any."""
+        """(field, constraint) of the vLLM/SGLang constraint field that is set, if any; within
+        structured_outputs the field is its key ("structured_outputs.regex")."""
         backend = _BACKENDS[(self.guided_decoding_backend or "auto").split(":")[0]]
         fields = {"structured_outputs": self.structured_outputs, "guided_json": self.guided_json,
                   "guided_regex": self.guided_regex, "guided_choice": self.guided_choice,
@@ -116,7 +117,7 @@ class EngineExtras(StrictRequest):
             return None
         name = given[0]
         if name == "structured_outputs":
-            return name, self.structured_outputs.constraint(backend)
+            return self.structured_outputs.constraint(backend)
         kind = {"guided_json": "json", "json_schema": "json", "guided_regex": "regex", "regex": "regex",
                 "guided_choice": "choice", "guided_grammar": "grammar", "ebnf": "grammar"}[name]
         return name, _constraint(kind, fields[name], backend, name)
@@ -129,6 +130,8 @@ class EngineExtras(StrictRequest):
 
 
 def one_constraint_error(first: str, second: str) -> APIError:
+    """Two fields constrain the output; the error names the second (its top-level field)."""
+    second = second.split(".")[0]
     return APIError(400, f"Both '{first}' and '{second}' constrain the output: give one of them.", param=second)
 
 
@@ -141,10 +144,7 @@ def _constraint(kind: str, value: Any, backend: str, param: str) -> Constraint:
         return Constraint.choice(value, backend=backend)
     if kind == "json_object":
         return Constraint.json_object(backend=backend)
-    try:
-        return Constraint.grammar(any_to_lark(value), backend=backend)
-    except GbnfToLarkError as exc:
-        raise APIError(400, f"Invalid grammar in '{param}': {exc}", param=param) from exc
+    return Constraint.grammar(value, backend=backend)
 
 
 def _schema(value: Any, param: str) -> Any:

@@ -80,14 +80,17 @@ class ReasoningItem(StrictRequest):
 
 
 def _item_type(value: Any) -> str:
-    return (value.get("type") if isinstance(value, dict) else getattr(value, "type", None)) or "message"
+    """The union tag of an item or format: its type (a message's may be left out). Tags hold a ":", which
+    error locations skip (api.errors)."""
+    kind = (value.get("type") if isinstance(value, dict) else getattr(value, "type", None)) or "message"
+    return f"type:{kind}"
 
 
 InputItem = Annotated[Union[
-    Annotated[MessageItem, Tag("message")],
-    Annotated[FunctionCallItem, Tag("function_call")],
-    Annotated[FunctionCallOutputItem, Tag("function_call_output")],
-    Annotated[ReasoningItem, Tag("reasoning")],
+    Annotated[MessageItem, Tag("type:message")],
+    Annotated[FunctionCallItem, Tag("type:function_call")],
+    Annotated[FunctionCallOutputItem, Tag("type:function_call_output")],
+    Annotated[ReasoningItem, Tag("type:reasoning")],
 ], Discriminator(_item_type)]
 
 
@@ -122,8 +125,9 @@ class PlainFormat(StrictRequest):
 
 
 class TextConfig(StrictRequest):
-    format: Annotated[Union[Annotated[TextFormat, Tag("json_schema")], Annotated[PlainFormat, Tag("plain")]],
-                      Discriminator(lambda v: "json_schema" if _item_type(v) == "json_schema" else "plain")] | None = None
+    format: Annotated[Union[Annotated[TextFormat, Tag("type:json_schema")], Annotated[PlainFormat, Tag("type:plain")]],
+                      Discriminator(lambda v: "type:json_schema" if _item_type(v) == "type:json_schema" else "type:plain")
+                      ] | None = None
     verbosity: Literal["medium"] | None = None
 
 
@@ -156,6 +160,7 @@ class ResponseRequest(EngineExtras):
     prompt_cache_key: str | None = Field(None, description="Accepted; the prompt is not cached across requests.")
     reasoning: ReasoningConfig | None = None
     safety_identifier: str | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1, description="vLLM's extra: a reproducible output.")
     service_tier: Literal["auto", "default"] | None = None
     store: bool | None = Field(None, description="Responses are not stored: true is refused.")
     stream: bool | None = None
@@ -258,7 +263,7 @@ class ResponseRequest(EngineExtras):
 
     def sampling_params(self, *, max_tokens: int) -> SamplingParams:
         return SamplingParams(max_tokens=max_tokens, temperature=or_default(self.temperature, 1.0),
-                              top_p=or_default(self.top_p, 1.0), **self.sampling_extras())
+                              top_p=or_default(self.top_p, 1.0), seed=self.seed, **self.sampling_extras())
 
     def echo(self) -> dict[str, Any]:
         """The settings a Response repeats back."""

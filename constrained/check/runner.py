@@ -7,6 +7,7 @@ table (the compiler raises its first refusal), then `Compiler.compile`.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 
@@ -37,6 +38,8 @@ def run_check(source: Source, loaded: LoadedModel, *, compiler: Compiler | None 
     random weights finish with `constrained.testing.json_finishing_bias`)."""
     if instances and source.kind == "tools":
         raise InvalidCheckInput("instances check one schema, not a tool file")
+    if source.spec is not None and not all(isinstance(i.data, str) for i in instances):
+        raise InvalidCheckInput(f"instances of a {source.kind} are strings: the output text itself")
     constraint = source.constraint(backend)
     name = backend_name(constraint)
     if name not in BACKENDS:
@@ -58,7 +61,8 @@ def run_check(source: Source, loaded: LoadedModel, *, compiler: Compiler | None 
     if samples:
         report.samples = _samples(source, loaded, grammar, samples, SamplingParams(
             max_tokens=max_tokens, n=samples, seed=seed, logit_bias=dict(logit_bias or {})))
-    report.instances = [InstanceCheck(i.line, i.valid, _accepts(grammar, loaded, i.data)) for i in instances]
+    report.instances = [InstanceCheck(i.line, i.valid, _accepts(grammar, loaded, i.data, raw=source.spec is not None))
+                        for i in instances]
     return report
 
 
@@ -90,6 +94,9 @@ def _samples(source: Source, loaded: LoadedModel, grammar: Grammar, n: int, para
 def _prompt(source: Source, loaded: LoadedModel) -> list[int]:
     if source.kind == "tools":
         messages = [{"role": "user", "content": "Call one of the tools with realistic arguments."}]
+    elif source.spec is not None:
+        value = "\n".join(source.spec.value) if source.kind == "choice" else source.spec.value
+        messages = [{"role": "user", "content": f"Write one output matching this {source.kind}:\n{value}"}]
     else:
         schema = json.dumps(source.parts[0].schema, ensure_ascii=False)
         shown = f":\n{schema}" if len(schema) <= _PROMPT_SCHEMA_CHARS else "."
@@ -101,6 +108,8 @@ def _prompt(source: Source, loaded: LoadedModel) -> list[int]:
 
 def _errors(source: Source, text: str) -> list[str]:
     """Why a complete output is not what the source asks for (jsonschema, formats checked)."""
+    if source.spec is not None:
+        return _spec_errors(source.spec, text)
     if source.kind != "tools":
         return validation_errors(source.parts[0].schema, text)
     _, calls = parse_tool_calls(text)
@@ -110,7 +119,22 @@ def _errors(source: Source, text: str) -> list[str]:
     return [f"{call.name}: {error}" for call in calls for error in validation_errors(schemas[call.name], call.arguments)]
 
 
-def _accepts(grammar: Grammar, loaded: LoadedModel, data: object) -> bool:
-    """Whether the grammar accepts `data` serialised as it would emit it, then the end of sequence."""
-    ids = loaded.tokenizer.encode(json.dumps(data, ensure_ascii=False, separators=SEPARATORS), add_special_tokens=False)
+def _spec_errors(spec: Constraint, text: str) -> list[str]:
+    """Why an output is not one of a choice's strings or a full match of a regex (Python's `re`, when it reads
+    the pattern: the dialects differ at the edges). A grammar has no checker but the matcher that made it."""
+    if spec.kind == "choice":
+        return [] if text in spec.value else [f"not one of the {len(spec.value)} choices"]
+    if spec.kind == "regex":
+        try:
+            return [] if re.fullmatch(spec.value, text) else ["does not match the regex"]
+        except re.error:
+            return []
+    return []
+
+
+def _accepts(grammar: Grammar, loaded: LoadedModel, data: object, *, raw: bool = False) -> bool:
+    """Whether the grammar accepts `data` serialised as it would emit it (`raw`: the text itself), then the end
+    of sequence."""
+    text = data if raw else json.dumps(data, ensure_ascii=False, separators=SEPARATORS)
+    ids = loaded.tokenizer.encode(text, add_special_tokens=False)
     return grammar.matcher().validate_tokens([*ids, loaded.eos_token_ids[0]]) == len(ids) + 1

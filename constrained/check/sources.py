@@ -1,9 +1,13 @@
-"""What `constrained check` reads: a JSON Schema file, a pydantic model (`module:Class`), or an OpenAI tool
-definition file (one `{"type": "function", "function": {...}}` or a list of them); and instance files.
+"""What `constrained check` reads: a JSON Schema file, a pydantic model (`module:Class`), an Outlines
+output type (`module:name`), or an OpenAI tool definition file (one `{"type": "function", "function": {...}}`
+or a list of them); and instance files.
 
 A pydantic model becomes the schema the `openai` SDK sends for it (`parse`, `pydantic_function_tool`):
 its strict form, every property required and `additionalProperties: false` everywhere, so the verdict is
-the one the server gives to what the SDK sends.
+the one the server gives to what the SDK sends. Any other Outlines output type (`Literal`, `Regex` and
+the DSL, `JsonSchema`, `CFG`, a dataclass, ...) becomes what Outlines' own conversion gives
+(constrained/outlines_types.py): a schema, checked keyword by keyword, or a regex, choice or grammar,
+which has no keywords: its check is the compile and the samples.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
 from constrained.constraints import Constraint
-from constrained.errors import InvalidCheckInput
+from constrained.errors import InvalidCheckInput, InvalidConstraint
 from constrained.jsonl import json_lines
+from constrained.outlines_types import constraint_from_output_type
 
 NO_ARGUMENTS = {"type": "object", "properties": {}, "additionalProperties": False}  # a tool without parameters
 
@@ -35,9 +42,10 @@ class Part:
 @dataclass(frozen=True)
 class Source:
     origin: str  # the file or module:Class as given
-    kind: Literal["schema", "pydantic", "tools"]
-    parts: tuple[Part, ...]
+    kind: Literal["schema", "pydantic", "tools", "regex", "choice", "grammar"]
+    parts: tuple[Part, ...]  # no parts for a regex, choice or grammar: no schema keywords to report
     tools: tuple[dict, ...] = ()  # the tool definitions, for the model's prompt
+    spec: Constraint | None = None  # a regex, choice or grammar source: what it compiles to
 
     @classmethod
     def of_schema(cls, schema: Any, origin: str = "schema") -> "Source":
@@ -45,7 +53,9 @@ class Source:
         return cls(origin, "schema", (Part("schema", "", schema),))
 
     def constraint(self, backend: str) -> Constraint:
-        """What the server compiles for it: the schema, or calls to the tools (at least one call)."""
+        """What the server compiles for it: the schema, calls to the tools (at least one call), or the spec."""
+        if self.spec is not None:
+            return Constraint(self.spec.kind, self.spec.value, backend)
         if self.kind == "tools":
             return Constraint.tool_calls([(p.name, p.schema) for p in self.parts], mode="required", backend=backend)
         return Constraint.json_schema(self.parts[0].schema, backend=backend)
@@ -59,7 +69,7 @@ class Instance:
 
 
 def load_source(spec: str) -> Source:
-    """A file (schema or tools), else `module:Class` naming a pydantic model."""
+    """A file (schema or tools), else `module:name` naming a pydantic model or an Outlines output type."""
     path = Path(spec)
     if path.is_file():
         document = _read_json(path)
@@ -69,8 +79,19 @@ def load_source(spec: str) -> Source:
         return Source.of_schema(document, spec)
     module_name, colon, attribute = spec.partition(":")
     if not colon or not module_name or not attribute:
-        raise InvalidCheckInput(f"{spec!r} is neither a file nor a pydantic model path 'module:Class'")
-    return Source(spec, "pydantic", (Part(attribute, "", _pydantic_schema(module_name, attribute)),))
+        raise InvalidCheckInput(f"{spec!r} is neither a file nor a pydantic model path 'module:Class' "
+                                "(nor an Outlines output type 'module:name')")
+    value = _import(module_name, attribute)
+    if isinstance(value, type) and issubclass(value, BaseModel):
+        return Source(spec, "pydantic", (Part(attribute, "", _pydantic_schema(spec, value)),))
+    try:
+        constraint = constraint_from_output_type(value)
+    except InvalidConstraint as exc:
+        raise InvalidCheckInput(f"{spec} is neither a pydantic model nor an Outlines output type "
+                                f"constrained can use: {exc}") from None
+    if constraint.kind == "json_schema":
+        return Source(spec, "schema", (Part(attribute, "", constraint.value),))
+    return Source(spec, constraint.kind, (), spec=constraint)
 
 
 def load_instances(path: str) -> list[Instance]:
@@ -100,13 +121,16 @@ def _tools_source(origin: str, tools: list[Any]) -> Source:
     return Source(origin, "tools", tuple(parts), tuple(tools))
 
 
-def _pydantic_schema(module_name: str, attribute: str) -> dict:
-    if os.getcwd() not in sys.path:  # `module:Class` names a module of the project being checked
+def _import(module_name: str, attribute: str) -> Any:
+    if os.getcwd() not in sys.path:  # `module:name` names a module of the project being checked
         sys.path.insert(0, os.getcwd())
     try:
-        model = getattr(importlib.import_module(module_name), attribute)
+        return getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise InvalidCheckInput(f"cannot import {module_name}:{attribute}: {exc}") from None
+
+
+def _pydantic_schema(spec: str, model: type[BaseModel]) -> dict:
     try:
         from openai import pydantic_function_tool
     except ImportError:
@@ -115,7 +139,7 @@ def _pydantic_schema(module_name: str, attribute: str) -> dict:
     try:
         return pydantic_function_tool(model)["function"]["parameters"]
     except (TypeError, ValueError) as exc:
-        raise InvalidCheckInput(f"{module_name}:{attribute} is not a pydantic model the SDK can send: {exc}") from None
+        raise InvalidCheckInput(f"{spec} is not a pydantic model the SDK can send: {exc}") from None
 
 
 def _read_json(path: Path) -> Any:
