@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     check = commands.add_parser("check", help="report on a schema: enforced keywords, refusals, compile time, "
                                               "samples; exit 1 when the server would refuse it")
-    check.add_argument("source", help="SCHEMA.json, an OpenAI tool definition file, or module:Class (pydantic)")
+    check.add_argument("source", help="SCHEMA.json, an OpenAI tool definition file, or module:name (a pydantic "
+                                      "model or an Outlines output type)")
     check.add_argument("--model", default=DEFAULT_MODEL, help=f"model whose tokenizer compiles and that samples "
                                                                f"(default {DEFAULT_MODEL})")
     check.add_argument("--samples", type=int, default=3, help="outputs to generate (0: none)")

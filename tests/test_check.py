@@ -119,6 +119,25 @@ def test_tool_file_checks_each_tool(tmp_path, tiny_model, compiler, finishing_bi
     assert check(write(tmp_path, "one.json", one), tiny_model, compiler, finishing_bias, samples=0).accepted
 
 
+def test_tool_file_with_nested_models_agrees_with_the_server(tmp_path, tiny_model, compiler, finishing_bias):
+    """Tools whose parameters use $defs, one recursive, two with a "Leaf" of their own: accepted, and the
+    sample's call validates, as the server compiles and enforces them."""
+    leaf = {"type": "object", "properties": {"v": {"type": "integer"}}, "required": ["v"],
+            "additionalProperties": False}
+    tree = {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#"}, "maxItems": 2}},
+            "required": ["kids"], "additionalProperties": False}
+    tools = [{"type": "function", "function": {"name": f"f{i}", "parameters": parameters}} for i, parameters in
+             enumerate([{"$defs": {"Leaf": leaf}, "type": "object", "properties": {"a": {"$ref": "#/$defs/Leaf"}},
+                         "required": ["a"], "additionalProperties": False},
+                        {"$defs": {"Leaf": {**leaf, "properties": {"v": {"type": "string", "maxLength": 3}}}},
+                         "type": "object", "properties": {"b": {"$ref": "#/$defs/Leaf"}}, "required": ["b"],
+                         "additionalProperties": False},
+                        tree])]
+    report = check(write(tmp_path, "tools.json", tools), tiny_model, compiler, finishing_bias, seed=1)
+    assert report.accepted and all(p.refusals == [] for p in report.parts)
+    assert report.samples[0].finish_reason != "stop" or report.samples[0].valid
+
+
 def test_instances_valid_accepted_invalid_rejected(tmp_path, tiny_model, compiler, finishing_bias):
     lines = [{"valid": True, "data": {"label": "bug", "confidence": 0.5}},
              {"valid": False, "data": {"label": "bug", "confidence": 1.5}},
