@@ -5,7 +5,7 @@ import torch
 
 from constrained.engine.detokenizer import IncrementalDetokenizer
 from constrained.engine.masks import FEW_WORDS, BatchMasks, apply_mask_bias_
-from constrained.engine.sampler import Sampler, apply_logit_bias_, apply_penalties_, top_p_filter_
+from constrained.engine.sampler import Sampler, Truncation, apply_logit_bias_, apply_penalties_, top_p_filter_
 from constrained.engine.stops import StopStringMatcher
 from constrained.matcher import Matcher
 
@@ -92,7 +92,7 @@ def test_redraw_among_allowed_tokens_draws_what_the_full_redraw_draws():
     vocab, rows = 3000, 5
     sampler = Sampler(max_rows=rows, vocab_rows=vocab, device=torch.device("cpu"))
     logits = torch.randn(rows, vocab, generator=generator) * 3
-    sampler.sample(logits, torch.ones(rows), [1.0] * rows, torch.rand(rows, generator=generator))
+    sampler.sample(logits, torch.ones(rows), [Truncation()] * rows, torch.rand(rows, generator=generator))
     allowed = [set(torch.randint(vocab, (size,), generator=generator).tolist()) for size in (1, 3, 40, 700)]
     masks = BatchMasks(max_rows=rows, vocab_rows=vocab, device=torch.device("cpu"))
     packed = masks.fill([BitsMatcher(ids) for ids in allowed]).clone()

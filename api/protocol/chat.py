@@ -136,7 +136,7 @@ class ChatCompletionRequest(EngineExtras):
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # int64, as OpenAI
     service_tier: Literal["auto", "default"] | None = None
     stop: str | list[str] | None = None
-    store: Literal[False] | None = Field(None, description="Completions are not stored: true is refused.")
+    store: bool | None = Field(None, description="Completions are not stored: true is refused.")
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     temperature: float | None = None
@@ -145,6 +145,14 @@ class ChatCompletionRequest(EngineExtras):
     top_logprobs: int | None = None
     top_p: float | None = None
     user: str | None = Field(None, description="Accepted and logged; does not affect generation.")
+
+    @field_validator("store")
+    @classmethod
+    def _not_stored(cls, value: bool | None) -> bool | None:
+        if value:
+            raise refuse("'store' is not supported: this server stores no completions (send store: false or "
+                         "leave it out).")
+        return value
 
     @field_validator("tool_choice")
     @classmethod

@@ -1,7 +1,7 @@
 """The engine: continuous batching around a short `step()`.
 
 Each step: admit newcomers -> one packed forward pass for the batch (every row's new tokens side by
-side: packed_attention.py) -> penalties and logit_bias -> sample; a constrained row whose token its
+side: packed_attention.py) -> logit_bias and penalties -> sample; a constrained row whose token its
 matcher forbids draws again (a few unmasked tries, then under its mask: masks.py) -> sequences advance,
 with the tokens their constraint forces (fast-forward) -> finished ones leave.
 Thread-safety: `submit` and `abort` may be called from any thread; `step` runs on one thread (the
@@ -22,7 +22,8 @@ from constrained.engine.detokenizer import IncrementalDetokenizer
 from constrained.engine.model_runner import ModelRunner
 from constrained.engine.params import SamplingParams
 from constrained.engine.sampler import (
-    SampledToken, Sampler, apply_logit_bias_, apply_penalties_, logprobs_of, split_uniforms,
+    SampledToken, Sampler, Truncation, apply_logit_bias_, apply_penalties_, apply_repetition_penalty_, logprobs_of,
+    split_uniforms,
 )
 from constrained.engine.masks import BatchMasks, apply_mask_bias_
 from constrained.engine.groups import plan_groups
@@ -148,11 +149,11 @@ class Engine:
         first, second = split_uniforms(torch.cat([seq.draw_uniforms() for seq in batch]))
         constrained = [row for row, seq in enumerate(batch) if seq.matcher is not None]
         temperatures = torch.tensor([seq.params.temperature for seq in batch], device=logits.device)
-        top_ps = [seq.params.top_p for seq in batch]
+        cuts = [Truncation(seq.params.top_k, seq.params.top_p, seq.params.min_p) for seq in batch]
         upfront = [row for row in constrained if batch[row].draws_under_mask()]
         if upfront:  # most steps have none: no mask work at all
             self._mask_rows_(logits, batch, upfront)
-        tokens = self.sampler.sample(logits, temperatures, top_ps, first).tolist()
+        tokens = self.sampler.sample(logits, temperatures, cuts, first).tolist()
         redraw = [row for row in constrained
                   if row not in upfront and batch[row].matcher.validate_tokens([tokens[row]]) == 0]
         for row, token in self._redraw(logits, batch, redraw, temperatures, second).items():
@@ -161,7 +162,7 @@ class Engine:
 
     def _redraw(self, logits: torch.Tensor, batch: list[Sequence], rows: list[int], temperatures: torch.Tensor,
                 uniforms: torch.Tensor) -> dict[int, int]:
-        """Tokens drawn again under the mask for `rows` (top_p 1: others drew under it up front). A
+        """Tokens drawn again under the mask for `rows` (no truncation: others drew under it up front). A
         sampling row first tries CANDIDATES more draws from its first distribution and keeps the first
         its matcher allows (rejection sampling: no mask at all); failing that, it draws from the first
         draw's probabilities restricted to its mask (no second softmax: _draw_under_masks). Greedy
@@ -184,7 +185,8 @@ class Engine:
         if exact:
             self._mask_rows_(logits, batch, exact)
             index = torch.tensor(exact, device=logits.device)
-            drawn = self.sampler.sample(logits, temperatures[index], [1.0] * len(exact), uniforms[exact], rows=index)
+            drawn = self.sampler.sample(logits, temperatures[index], [Truncation()] * len(exact), uniforms[exact],
+                                        rows=index)
             tokens.update(zip(exact, drawn.tolist()))
         return tokens
 
@@ -212,11 +214,16 @@ class Engine:
         apply_mask_bias_(logits, self.masks.bias([batch[row].matcher for row in rows]), rows)
 
     def _penalize_(self, logits: torch.Tensor, batch: list[Sequence]) -> None:
-        """Penalties and logit_bias, in place: with the mask, the distribution each row samples from."""
+        """logit_bias, then the penalties, in place: with the mask, the distribution each row samples
+        from. vLLM's order: the bias, then repetition_penalty (which scales it), then presence and
+        frequency."""
         for row, seq in enumerate(batch):
-            if seq.params.has_penalties:
-                apply_penalties_(logits[row], seq.output_ids, seq.params.presence_penalty, seq.params.frequency_penalty)
+            params = seq.params
             apply_logit_bias_(logits[row], seq.logit_bias)
+            if params.repetition_penalty != 1.0:
+                apply_repetition_penalty_(logits[row], seq.seen_ids(), params.repetition_penalty)
+            if params.has_penalties:
+                apply_penalties_(logits[row], seq.output_ids, params.presence_penalty, params.frequency_penalty)
 
     def _drain_inbox(self) -> list[SequenceOutput]:
         outputs = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -29,11 +30,56 @@ def apply_penalties_(logits: torch.Tensor, output_ids: list[int], presence: floa
     logits -= presence * (counts > 0).to(logits.dtype) + frequency * counts
 
 
+def apply_repetition_penalty_(logits: torch.Tensor, seen_ids: torch.Tensor, penalty: float) -> None:
+    """vLLM's (and HF's) repetition penalty on one row: the logit of each token in `seen_ids` (prompt
+    and output so far; repeats do no harm) is divided by `penalty` when positive and multiplied by it
+    when negative, so a penalty above 1 makes a seen token less likely whatever its logit's sign.
+    Only the seen ids are read and written."""
+    values = logits[seen_ids]
+    logits[seen_ids] = torch.where(values > 0, values / penalty, values * penalty)
+
+
 def apply_logit_bias_(logits: torch.Tensor, bias: tuple[torch.Tensor, torch.Tensor] | None) -> None:
     """Add per-token biases to one row; `bias` is (token ids, values), built once per sequence."""
     if bias is not None:
         ids, values = bias
         logits[ids] += values
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """How much of one row's tail to cut: vLLM's min_p, top_k and top_p. The defaults cut nothing."""
+
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.top_k > 0 or self.top_p < 1.0 or self.min_p > 0.0
+
+
+def truncate_(weights: torch.Tensor, cut: Truncation) -> None:
+    """Zero the tail of one row of probabilities (normalised or not) in vLLM's order: min_p, then
+    top_k, then top_p of the mass those two kept (vLLM renormalises after its top-k, before its top-p).
+    min_p and top_k commute: both keep a head of the sorted row."""
+    min_p_filter_(weights, cut.min_p)
+    top_k_filter_(weights, cut.top_k)
+    top_p_filter_(weights, cut.top_p)
+
+
+def min_p_filter_(weights: torch.Tensor, min_p: float) -> None:
+    """Zero the tokens of one row less probable than min_p times its most probable one: a cut that
+    keeps few tokens where the model is sure and many where it is not."""
+    if min_p > 0.0:
+        weights.masked_fill_(weights < min_p * weights.max(), 0.0)
+
+
+def top_k_filter_(weights: torch.Tensor, top_k: int) -> None:
+    """Zero the tokens of one row less probable than its k-th most probable one. Tokens tied with
+    the k-th are kept, as in vLLM, so the cut does not depend on how a sort orders ties."""
+    if 0 < top_k < weights.shape[-1]:
+        weights.masked_fill_(weights < torch.topk(weights, top_k, sorted=False).values.min(), 0.0)
 
 
 def top_p_filter_(weights: torch.Tensor, top_p: float) -> None:
@@ -79,11 +125,12 @@ class Sampler:
         self._kept = torch.empty(max_rows, vocab_rows, device=device)
         self._block_cdf = torch.zeros(0, 1, dtype=torch.float64, device=device)  # the last `sample`'s, of a whole batch
 
-    def sample(self, logits: torch.Tensor, temperatures: torch.Tensor, top_ps: list[float],
+    def sample(self, logits: torch.Tensor, temperatures: torch.Tensor, truncations: Sequence[Truncation],
                uniforms: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Token ids drawn from softmax(logits / temperature), top_p applied per row: one per row of
-        `logits`, or per row listed in `rows` (the other arguments then describe those rows alone)."""
-        weights = self._weights[: len(top_ps)]
+        """Token ids drawn from softmax(logits / temperature), each row's tail cut by its truncation: one
+        per row of `logits`, or per row listed in `rows` (the other
+        arguments then describe those rows alone). Rows that cut nothing cost nothing more."""
+        weights = self._weights[: len(truncations)]
         source = logits if rows is None else torch.index_select(logits, 0, rows, out=weights)
         sampling = temperatures > 0
         greedy = None if bool(sampling.all()) else torch.argmax(source, dim=-1)
@@ -93,8 +140,9 @@ class Sampler:
         if not bool((scales == 1.0).all()):  # at the default temperature, a pass over [rows, vocab] saved
             source = torch.div(source, scales[:, None], out=weights)
         torch.softmax(source, dim=-1, out=weights)  # its exp is fast on -inf (masked) logits; exp_ is 5x slower there
-        for row, top_p in enumerate(top_ps):
-            top_p_filter_(weights[row], top_p)
+        for row, cut in enumerate(truncations):
+            if cut.active:
+                truncate_(weights[row], cut)
         block_cdf = _block_cdf(weights)
         if rows is None:
             self._block_cdf = block_cdf  # for `candidates`
@@ -109,8 +157,8 @@ class Sampler:
         return drawn, self._weights[rows[:, None], drawn] > 0
 
     def redraw(self, rows: torch.Tensor, kept: torch.Tensor, uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw again for `rows` of the last `sample` of a whole batch (rows with temperature > 0 and
-        top_p 1) from their probabilities times `kept` (1 allowed, 0 not): the masked distribution,
+        """Draw again for `rows` of the last `sample` of a whole batch (rows with temperature > 0 and no
+        truncation) from their probabilities times `kept` (1 allowed, 0 not): the masked distribution,
         without a second softmax. Returns the tokens and, per row, whether the kept mass reached
         MIN_KEPT_MASS; below it float32 underflow may have erased allowed tokens, and the row must draw
         from its masked logits instead."""

@@ -60,6 +60,9 @@ class Sequence:
             torch.tensor(list(bias.keys()), dtype=torch.long, device=self.device),
             torch.tensor(list(bias.values()), dtype=torch.float32, device=self.device),
         ) if bias else None
+        # the prompt's distinct ids once, for repetition_penalty (seen_ids adds the output's at each step)
+        self.prompt_seen = (torch.tensor(sorted(set(self.prompt_ids)), dtype=torch.long, device=self.device)
+                            if self.params.repetition_penalty != 1.0 else None)
 
     def take_input(self) -> list[int]:
         """Tokens to feed this step, now marked fed: those not yet in the KV cache (the prompt, then
@@ -102,11 +105,17 @@ class Sequence:
 
     def draws_under_mask(self) -> bool:
         """Whether this constrained row draws under its mask up front instead of testing an unmasked
-        draw (masks.py): logprobs report the masked distribution and top_p cuts its tail; and without
-        fast-forward a forced stretch is sampled, where llguidance's mask allows only the canonical
-        split of the forced text while its matcher accepts any split."""
-        return (self.params.logprobs or self.params.top_p < 1.0
+        draw (masks.py): logprobs report the masked distribution and top_k, top_p and min_p cut its
+        tail (as vLLM, which masks before it truncates); and without fast-forward a forced stretch is
+        sampled, where llguidance's mask allows only the canonical split of the forced text while its
+        matcher accepts any split."""
+        return (self.params.logprobs or self.params.truncates
                 or (not self.fast_forward and bool(self.matcher.forced_tokens())))
+
+    def seen_ids(self) -> torch.Tensor:
+        """Ids of the tokens seen so far, prompt and output (output repeats left in: they do no harm),
+        for a choice whose repetition_penalty is on."""
+        return torch.cat([self.prompt_seen, torch.tensor(self.output_ids, dtype=torch.long, device=self.device)])
 
     def draw_uniforms(self, count: int = 1) -> torch.Tensor:
         """This output position's randomness: `count` float64 draws in [0, 1). One per position
