@@ -7,13 +7,12 @@ import time
 from collections.abc import AsyncIterator
 
 from api.chat_stream import chat_completion_frames, tool_call_id
-from api.pipeline import Choice, EngineRequest, Pipeline
+from api.pipeline import CollectedChoice, EngineRequest, Pipeline
 from api.protocol.base import new_id
 from api.protocol.chat import (
-    AssistantMessage, ChatCompletion, ChatCompletionRequest, ChoiceLogprobs, ResponseFunction, ResponseToolCall,
-    Usage,
+    AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, ChoiceLogprobs, ResponseFunction,
+    ResponseToolCall, Usage,
 )
-from api.protocol.chat import Choice as ChatChoice
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ async def stream_chat_completion(pipeline: Pipeline, body: ChatCompletionRequest
     )
 
 
-def _choice(choice: Choice, request: EngineRequest, pipeline: Pipeline | None) -> ChatChoice:
+def _choice(choice: CollectedChoice, request: EngineRequest, pipeline: Pipeline | None) -> Choice:
     """One choice's message: the thoughts as reasoning_content, calls parsed out of the answer. A call cut
     by max_tokens is returned as far as it got, with finish_reason "length", as OpenAI does."""
     parser = request.parser()
@@ -74,4 +73,4 @@ def _choice(choice: Choice, request: EngineRequest, pipeline: Pipeline | None) -
     message = AssistantMessage(content=(piece.content or None) if calls else piece.content, tool_calls=calls or None,
                                reasoning_content=piece.reasoning if request.reasoning else None)
     logprobs = ChoiceLogprobs(content=pipeline.logprobs.entries(choice.sampled)) if pipeline is not None else None
-    return ChatChoice(index=choice.index, finish_reason=finish, message=message, logprobs=logprobs)
+    return Choice(index=choice.index, finish_reason=finish, message=message, logprobs=logprobs)

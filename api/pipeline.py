@@ -73,7 +73,7 @@ class EngineRequest:
 
 
 @dataclass
-class Choice:
+class CollectedChoice:
     """One choice of a request, gathered from the engine's outputs."""
 
     index: int
@@ -143,11 +143,13 @@ class Pipeline:
         return min(default, room) if asked is None else asked
 
     def request(self, prompt_ids: list[int], params: SamplingParams, constraint: Constraint | None, *,
-                request_id: str, budget: int = 0, **fields) -> EngineRequest:
+                request_id: str, budget: int = 0, constraint_param: str | None = None, schema_name: str | None = None,
+                tools_param: str | None = None) -> EngineRequest:
         """An EngineRequest, the constraint wrapped in a think block of `budget` tokens when there is one."""
         if budget:
             constraint = Constraint.reasoning(constraint, budget=budget)
-        request = EngineRequest(request_id, prompt_ids, params, constraint, reasoning=bool(budget), **fields)
+        request = EngineRequest(request_id, prompt_ids, params, constraint, constraint_param, schema_name,
+                                tools_param, reasoning=bool(budget))
         kind = constraint.kind if constraint else "free text"
         log.info("%s: %d prompt tokens, n=%d, max_tokens=%d, %s", request_id, len(prompt_ids), params.n,
                  params.max_tokens, kind)
@@ -164,10 +166,10 @@ class Pipeline:
         except ConstrainedError as exc:
             raise request.error(exc) from exc
 
-    async def collect(self, request: EngineRequest) -> list[Choice]:
+    async def collect(self, request: EngineRequest) -> list[CollectedChoice]:
         """Every choice, finished."""
         start = time.perf_counter()
-        choices = [Choice(i) for i in range(request.params.n)]
+        choices = [CollectedChoice(i) for i in range(request.params.n)]
         async with aclosing(self.outputs(request)) as outputs:
             async for out in outputs:
                 choice = choices[out.index]

