@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 from transformers import PreTrainedTokenizerFast
+
+if TYPE_CHECKING:
+    from constrained.engine.engine import Engine, Submission
 
 _JSON_CHARS = set('{}[]:,"0123456789.- ')
 
@@ -34,3 +37,17 @@ def validation_errors(schema: Any, text: str) -> list[str]:
     validator_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     validator = validator_cls(schema, format_checker=validator_cls.FORMAT_CHECKER)
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(instance)]
+
+
+def run_until_idle(engine: Engine, submissions: list[Submission]) -> dict[tuple[str, int], dict]:
+    """Submit, then step `engine` until idle: {"tokens", "text", "finish"} per (request id, choice index)."""
+    ids = [engine.submit(s) for s in submissions]
+    results = {(i, k): {"tokens": [], "text": "", "finish": None} for i, s in zip(ids, submissions)
+               for k in range(s.params.n)}
+    while engine.has_work():
+        for out in engine.step():
+            slot = results[(out.request_id, out.index)]
+            slot["tokens"] += out.token_ids
+            slot["text"] += out.text
+            slot["finish"] = out.finish_reason or slot["finish"]
+    return results

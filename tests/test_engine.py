@@ -11,7 +11,7 @@ from constrained.engine.engine import CANDIDATES, Engine, Submission
 from constrained.engine.params import SamplingParams
 from constrained.engine.sequence import FinishReason
 from constrained.errors import InvalidSamplingParams
-from constrained.testing import json_finishing_bias, validation_errors
+from constrained.testing import json_finishing_bias, run_until_idle, validation_errors
 
 SCHEMAS = [
     {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"], "additionalProperties": False},
@@ -21,20 +21,6 @@ SCHEMAS = [
     {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "integer"}, "maxItems": 3}},
      "required": ["tags"], "additionalProperties": False},
 ]
-
-
-def run(engine: Engine, submissions: list[Submission]) -> dict[str, dict]:
-    """Step the engine until idle; collect tokens, text and finish reason per (request, choice)."""
-    ids = [engine.submit(s) for s in submissions]
-    results = {(i, k): {"tokens": [], "text": "", "finish": None} for i, s in zip(ids, submissions)
-               for k in range(s.params.n)}
-    while engine.has_work():
-        for out in engine.step():
-            slot = results[(out.request_id, out.index)]
-            slot["tokens"] += out.token_ids
-            slot["text"] += out.text
-            slot["finish"] = out.finish_reason or slot["finish"]
-    return results
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +45,12 @@ def test_sixteen_mixed_requests_batched_equal_each_alone(tiny_model, compiler, b
         grammar = compiler.compile(Constraint.json_schema(schema)) if i % 4 != 3 else None  # some unconstrained
         params = SamplingParams(max_tokens=24 + i, seed=100 + i, logit_bias=bias, temperature=1.0)
         submissions.append(Submission(encode(tiny_model, f"request {i} " * (1 + i % 5)), params, grammar, f"r{i}"))
-    batched = run(Engine(tiny_model, max_batch_size=16), submissions)
+    batched = run_until_idle(Engine(tiny_model, max_batch_size=16), submissions)
     for sub in submissions:
-        alone = run(Engine(tiny_model, max_batch_size=1), [sub])
+        alone = run_until_idle(Engine(tiny_model, max_batch_size=1), [sub])
         assert alone[(sub.request_id, 0)]["tokens"] == batched[(sub.request_id, 0)]["tokens"], sub.request_id
     # a batch smaller than the load queues requests and admits them as others finish: still identical
-    queued = run(Engine(tiny_model, max_batch_size=5), submissions)
+    queued = run_until_idle(Engine(tiny_model, max_batch_size=5), submissions)
     assert {k: v["tokens"] for k, v in queued.items()} == {k: v["tokens"] for k, v in batched.items()}
 
 
@@ -74,7 +60,7 @@ def test_constrained_outputs_that_stop_validate(tiny_model, compiler, bias):
                    compiler.compile(Constraint.json_schema(schema)), f"g{s}-{j}")
         for j, schema in enumerate(SCHEMAS) for s in range(6)
     ]
-    results = run(Engine(tiny_model), submissions)
+    results = run_until_idle(Engine(tiny_model), submissions)
     stopped = 0
     for sub in submissions:
         out = results[(sub.request_id, 0)]
@@ -88,7 +74,7 @@ def test_constrained_outputs_that_stop_validate(tiny_model, compiler, bias):
 def test_abort_mid_batch_leaves_others_untouched(tiny_model):
     subs = [Submission(encode(tiny_model, f"abort test {i}"), SamplingParams(max_tokens=30, seed=i), None, f"a{i}")
             for i in range(4)]
-    reference = run(Engine(tiny_model), subs)
+    reference = run_until_idle(Engine(tiny_model), subs)
     engine = Engine(tiny_model)
     for s in subs:
         engine.submit(s)
@@ -112,7 +98,7 @@ def test_abort_mid_batch_leaves_others_untouched(tiny_model):
 def test_max_tokens_cut_says_length(tiny_model, compiler):
     schema = {"type": "object", "properties": {"text": {"type": "string", "minLength": 50}}, "required": ["text"]}
     sub = Submission(encode(tiny_model), SamplingParams(max_tokens=5, seed=1), compiler.compile(Constraint.json_schema(schema)), "cut")
-    out = run(Engine(tiny_model), [sub])[("cut", 0)]
+    out = run_until_idle(Engine(tiny_model), [sub])[("cut", 0)]
     assert out["finish"] is FinishReason.LENGTH and len(out["tokens"]) == 5
     with pytest.raises(json.JSONDecodeError):
         json.loads(out["text"])
@@ -122,16 +108,16 @@ def test_forced_end_finishes_with_stop(tiny_model, compiler):
     """A choice constraint ends as soon as nothing but EOS can follow: `stop`, never `length`."""
     grammar = compiler.compile(Constraint.choice(["yes", "no"]))
     subs = [Submission(encode(tiny_model), SamplingParams(max_tokens=8, seed=s), grammar, f"c{s}") for s in range(8)]
-    for key, out in run(Engine(tiny_model), subs).items():
+    for key, out in run_until_idle(Engine(tiny_model), subs).items():
         assert out["finish"] is FinishReason.STOP and out["text"] in ("yes", "no"), out
 
 
 def test_stop_strings_cut_unconstrained_text(tiny_model):
     params = SamplingParams(max_tokens=40, seed=3)
-    base = run(Engine(tiny_model), [Submission(encode(tiny_model), params, None, "s")])[("s", 0)]["text"]
+    base = run_until_idle(Engine(tiny_model), [Submission(encode(tiny_model), params, None, "s")])[("s", 0)]["text"]
     stop = base[5:8]
     assert stop and base.find(stop) >= 0
-    cut = run(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=40, seed=3, stop=(stop,)), None, "s")])
+    cut = run_until_idle(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=40, seed=3, stop=(stop,)), None, "s")])
     out = cut[("s", 0)]
     assert out["finish"] is FinishReason.STOP and out["text"] == base[: base.find(stop)]
 
@@ -144,11 +130,11 @@ def test_stop_strings_with_a_constraint_are_refused():
 
 def test_seed_reproducible_and_n_choices_differ(tiny_model):
     params = SamplingParams(max_tokens=12, seed=7, n=2)
-    first = run(Engine(tiny_model), [Submission(encode(tiny_model), params, None, "n")])
-    second = run(Engine(tiny_model), [Submission(encode(tiny_model), params, None, "n")])
+    first = run_until_idle(Engine(tiny_model), [Submission(encode(tiny_model), params, None, "n")])
+    second = run_until_idle(Engine(tiny_model), [Submission(encode(tiny_model), params, None, "n")])
     assert first == second
     assert first[("n", 0)]["tokens"] != first[("n", 1)]["tokens"]
-    other = run(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=12, seed=8), None, "n")])
+    other = run_until_idle(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=12, seed=8), None, "n")])
     assert other[("n", 0)]["tokens"] != first[("n", 0)]["tokens"]
 
 
@@ -168,10 +154,10 @@ def test_logprobs_and_top_logprobs(tiny_model):
 
 def test_logit_bias_and_penalties_steer_sampling(tiny_model):
     token = tiny_model.tokenizer.encode("hello")[0]
-    biased = run(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=6, temperature=0, logit_bias={token: 100}), None, "b")])
+    biased = run_until_idle(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=6, temperature=0, logit_bias={token: 100}), None, "b")])
     assert biased[("b", 0)]["tokens"] == [token] * 6
-    greedy = run(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=12, temperature=0), None, "p")])
-    penalised = run(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=12, temperature=0, presence_penalty=2.0, frequency_penalty=2.0), None, "p")])
+    greedy = run_until_idle(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=12, temperature=0), None, "p")])
+    penalised = run_until_idle(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=12, temperature=0, presence_penalty=2.0, frequency_penalty=2.0), None, "p")])
     assert len(set(penalised[("p", 0)]["tokens"])) > len(set(greedy[("p", 0)]["tokens"]))
 
 
@@ -225,7 +211,7 @@ def test_constrained_draws_follow_the_masked_distribution(tiny_model, compiler, 
     params = [SamplingParams(max_tokens=1, temperature=temperature, seed=i * 16, n=16, logit_bias=bias)
               for i in range(samples // 16)]
     drawn = collections.Counter(
-        choice["tokens"][0] for choice in run(engine, [Submission(prompt_ids, p, grammar) for p in params]).values())
+        choice["tokens"][0] for choice in run_until_idle(engine, [Submission(prompt_ids, p, grammar) for p in params]).values())
 
     with torch.no_grad():
         logits = tiny_model.model(torch.tensor([prompt_ids])).logits[0, -1].float()
@@ -271,7 +257,7 @@ def test_every_kept_draw_is_inside_the_mask(tiny_model, compiler, bias, fast_for
     grammars = [compiler.compile(Constraint.json_schema(schema)) for schema in SCHEMAS]
     submissions = [Submission(encode(tiny_model), SamplingParams(max_tokens=40, seed=i, logit_bias=bias), grammars[i % 4])
                    for i in range(32)]
-    assert all(c["finish"] for c in run(engine, submissions).values())
+    assert all(c["finish"] for c in run_until_idle(engine, submissions).values())
     assert engine.masks.rows > 0  # some draws were forbidden and drawn again
 
 
@@ -326,6 +312,6 @@ def test_a_failing_matcher_fails_its_choice_alone(tiny_model, compiler, bias):
     failing = FailingGrammar(grammar, after=3, eos=tuple(tiny_model.eos_token_ids))
     params = SamplingParams(max_tokens=30, seed=5, logit_bias=bias)
     healthy = Submission(encode(tiny_model), params, grammar, "healthy")
-    results = run(Engine(tiny_model, fast_forward=False), [Submission(encode(tiny_model), params, failing, "failing"), healthy])
+    results = run_until_idle(Engine(tiny_model, fast_forward=False), [Submission(encode(tiny_model), params, failing, "failing"), healthy])
     assert results[("failing", 0)]["finish"] is FinishReason.FAILED and len(results[("failing", 0)]["tokens"]) == 3
-    assert results[("healthy", 0)] == run(Engine(tiny_model, fast_forward=False), [healthy])[("healthy", 0)]
+    assert results[("healthy", 0)] == run_until_idle(Engine(tiny_model, fast_forward=False), [healthy])[("healthy", 0)]

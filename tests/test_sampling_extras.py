@@ -15,7 +15,7 @@ from constrained.engine.sampler import (
 )
 from constrained.engine.sequence import FinishReason
 from constrained.errors import InvalidSamplingParams
-from constrained.testing import json_finishing_bias, validation_errors
+from constrained.testing import json_finishing_bias, run_until_idle, validation_errors
 
 SCHEMAS = [
     {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"], "additionalProperties": False},
@@ -26,20 +26,6 @@ SCHEMAS = [
      "required": ["tags"], "additionalProperties": False},
 ]
 EXTRAS = [dict(top_k=5), dict(min_p=0.1), dict(top_k=40, min_p=0.05, top_p=0.9), dict(repetition_penalty=1.3)]
-
-
-def run(engine: Engine, submissions: list[Submission]) -> dict[tuple[str, int], dict]:
-    """Step the engine until idle; collect tokens, text and finish reason per (request, choice)."""
-    ids = [engine.submit(s) for s in submissions]
-    results = {(i, k): {"tokens": [], "text": "", "finish": None} for i, s in zip(ids, submissions)
-               for k in range(s.params.n)}
-    while engine.has_work():
-        for out in engine.step():
-            slot = results[(out.request_id, out.index)]
-            slot["tokens"] += out.token_ids
-            slot["text"] += out.text
-            slot["finish"] = out.finish_reason or slot["finish"]
-    return results
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +145,8 @@ def test_repetition_penalty_covers_prompt_and_output_after_logit_bias(tiny_model
 
 def test_repetition_penalty_steers_greedy_away_from_repeats(tiny_model):
     prompt_ids = encode(tiny_model)
-    greedy = run(Engine(tiny_model), [Submission(prompt_ids, SamplingParams(max_tokens=16, temperature=0), None, "g")])
-    penalised = run(Engine(tiny_model), [Submission(
+    greedy = run_until_idle(Engine(tiny_model), [Submission(prompt_ids, SamplingParams(max_tokens=16, temperature=0), None, "g")])
+    penalised = run_until_idle(Engine(tiny_model), [Submission(
         prompt_ids, SamplingParams(max_tokens=16, temperature=0, repetition_penalty=2.0), None, "g")])
     greedy, penalised = greedy[("g", 0)]["tokens"], penalised[("g", 0)]["tokens"]
     assert len(set(greedy)) < len(greedy)  # the random model repeats itself
@@ -173,11 +159,11 @@ def test_top_k_one_is_greedy_with_and_without_a_constraint(tiny_model, compiler,
     grammar = compiler.compile(Constraint.json_schema(SCHEMAS[1]))
     greedy = SamplingParams(max_tokens=24, temperature=0, logit_bias=bias)
     subs = [Submission(prompt_ids, greedy, None, "free"), Submission(prompt_ids, greedy, grammar, "json")]
-    expected = run(Engine(tiny_model), subs)
+    expected = run_until_idle(Engine(tiny_model), subs)
     for seed in range(2):
         top1 = SamplingParams(max_tokens=24, temperature=1.0, top_k=1, seed=seed, logit_bias=bias)
         subs = [Submission(prompt_ids, top1, None, "free"), Submission(prompt_ids, top1, grammar, "json")]
-        assert run(Engine(tiny_model), subs) == expected
+        assert run_until_idle(Engine(tiny_model), subs) == expected
 
 
 @pytest.mark.parametrize("cut", [dict(top_k=1), dict(top_k=2), dict(min_p=0.5)])
@@ -192,7 +178,7 @@ def test_truncation_applies_among_the_allowed_tokens(tiny_model, compiler, cut):
     engine = Engine(tiny_model, max_batch_size=64, max_waiting=256, fast_forward=False)
     params = [SamplingParams(max_tokens=1, seed=i * 16, n=16, logit_bias=bias, **cut) for i in range(16)]
     drawn = collections.Counter(
-        choice["tokens"][0] for choice in run(engine, [Submission(prompt_ids, p, grammar) for p in params]).values())
+        choice["tokens"][0] for choice in run_until_idle(engine, [Submission(prompt_ids, p, grammar) for p in params]).values())
 
     with torch.no_grad():
         logits = tiny_model.model(torch.tensor([prompt_ids])).logits[0, -1].float()
@@ -219,12 +205,12 @@ def test_seeded_extras_give_the_same_tokens_alone_and_batched(tiny_model, compil
         grammar = grammars[i % len(grammars)] if i % 4 != 3 else None
         params = SamplingParams(max_tokens=20, seed=50 + i, logit_bias=bias, **extras)
         subs.append(Submission(encode(tiny_model, f"request {i}"), params, grammar, f"r{i}"))
-    batched = run(Engine(tiny_model, max_batch_size=8), subs)
+    batched = run_until_idle(Engine(tiny_model, max_batch_size=8), subs)
     for sub in subs:
         if sub.params.truncates or sub.params.repetition_penalty != 1.0:
-            alone = run(Engine(tiny_model, max_batch_size=1), [sub])
+            alone = run_until_idle(Engine(tiny_model, max_batch_size=1), [sub])
             assert alone[(sub.request_id, 0)]["tokens"] == batched[(sub.request_id, 0)]["tokens"], sub.request_id
-    plain = run(Engine(tiny_model, max_batch_size=8), [Submission(s.prompt_ids, SamplingParams(
+    plain = run_until_idle(Engine(tiny_model, max_batch_size=8), [Submission(s.prompt_ids, SamplingParams(
         max_tokens=20, seed=s.params.seed, logit_bias=bias), s.grammar, s.request_id) for s in subs])
     changed = [s.request_id for s in subs if plain[(s.request_id, 0)]["tokens"] != batched[(s.request_id, 0)]["tokens"]]
     assert len(changed) >= 4, changed  # the extras did change what those requests drew
@@ -235,7 +221,7 @@ def test_constrained_outputs_with_extras_validate(tiny_model, compiler, bias, ex
     subs = [Submission(encode(tiny_model), SamplingParams(max_tokens=64, seed=s, logit_bias=bias, **extras),
                        compiler.compile(Constraint.json_schema(schema)), f"g{s}-{j}")
             for j, schema in enumerate(SCHEMAS) for s in range(4)]
-    results = run(Engine(tiny_model, max_batch_size=16), subs)
+    results = run_until_idle(Engine(tiny_model, max_batch_size=16), subs)
     stopped = 0
     for sub in subs:
         out = results[(sub.request_id, 0)]
