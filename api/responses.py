@@ -148,6 +148,7 @@ async def _events(pipeline: Pipeline, body: ResponseRequest, request: EngineRequ
     yield event({"type": "response.created", "response": started})
     yield event({"type": "response.in_progress", "response": started})
     parser, output, reasoning = request.parser(), OutputItems(), ""
+    finish, tokens = None, 0
     try:
         async with aclosing(outputs):
             out: SequenceOutput | None = first
