@@ -74,11 +74,11 @@ def to_api_error(exc: Exception, *, constraint_param: str = "response_format",
         case CompileError():
             return APIError(400, f"The '{constraint_param}' constraint could not be compiled into a grammar: {exc}",
                             param=constraint_param)
-        case ConstraintFailed():
-            log.error("constraint failed mid-generation: %s", exc)
-            return APIError(500, f"The '{constraint_param}' constraint failed while generating: {exc}. Simpler "
-                                 "patterns (fewer bounded repetitions) avoid it.", type="server_error",
-                            param=constraint_param, code="constraint_failed")
+        case ConstraintFailed():  # the grammar backend ran past its own limits on this request's constraint
+            log.warning("constraint failed mid-generation: %s", exc)
+            return APIError(400, f"The '{constraint_param}' constraint failed while generating: {exc}. Simpler "
+                                 "patterns (fewer bounded repetitions) avoid it.", param=constraint_param,
+                            code="constraint_failed")
         case EngineOverloaded():
             return APIError(429, f"The server is at capacity: {exc}. Retry after {RETRY_AFTER_S}s.",
                             type="rate_limit_error", code="rate_limit_exceeded",

@@ -70,7 +70,7 @@ async def test_invalid_constraint_raises_before_any_output(engine, tiny_model):
         await collect(engine, ids, SamplingParams(), Constraint.json_schema({"type": "object", "uniqueItems": "yes"}))
 
 
-async def test_a_failing_matcher_fails_its_request_with_a_500(tiny_model, compiler):
+async def test_a_failing_matcher_fails_its_request_with_a_400(tiny_model, compiler):
     from api.errors import to_api_error
     from constrained.engine.async_engine import AsyncEngine
     from constrained.errors import ConstraintFailed
@@ -97,7 +97,25 @@ async def test_a_failing_matcher_fails_its_request_with_a_500(tiny_model, compil
         engine.shutdown()
     assert OneGrammar.forgotten == [constraint]  # a lexer out of budget is not served again
     error = to_api_error(failed.value)
-    assert (error.status, error.param, error.code) == (500, "response_format", "constraint_failed")
+    assert (error.status, error.param, error.code) == (400, "response_format", "constraint_failed")
+
+
+async def test_a_constraint_past_the_backend_limits_fails_its_request_alone(engine, tiny_model, compiler):
+    """A forced run the grammar backend cannot lex (`a{100000}`, reached after a free boolean) fails its own
+    request; the requests batched beside it finish. One forced from the start is refused at compile."""
+    from constrained.errors import ConstraintFailed
+
+    ids = tiny_model.tokenizer.encode(prompt_text(tiny_model))
+    late = Constraint.json_schema({"type": "object", "properties": {
+        "k": {"type": "boolean"}, "s": {"type": "string", "pattern": "^a{100000}$"}},
+        "required": ["k", "s"], "additionalProperties": False})
+    results = await asyncio.gather(
+        collect(engine, ids, SamplingParams(max_tokens=40, seed=1), late),
+        *(collect(engine, ids, SamplingParams(max_tokens=30, seed=i)) for i in range(4)), return_exceptions=True)
+    assert isinstance(results[0], ConstraintFailed), results[0]
+    assert all(outs[-1].finish_reason is not None for outs in results[1:]), results[1:]
+    with pytest.raises(InvalidConstraint, match="too many expressions"):
+        compiler.compile(Constraint.regex("((a{100}){100}){100}"))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc")

@@ -92,8 +92,8 @@ class AsyncEngine:
                     raise output
                 if output.finish_reason is FinishReason.FAILED:
                     self.compiler.forget(constraint)
-                    raise ConstraintFailed(f"choice {output.index}: the constraint's matcher rejected a token "
-                                           "drawn under its own mask (a grammar backend limit was hit)")
+                    raise ConstraintFailed(f"choice {output.index}: the constraint's matcher failed on a token its "
+                                           "own mask or forced run gave (a grammar backend limit was hit)")
                 remaining -= output.finish_reason is not None
                 yield output
         finally:

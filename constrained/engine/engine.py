@@ -117,7 +117,7 @@ class Engine:
         outputs = self._drain_inbox()
         for seq in self.scheduler.admit():  # a forced opening joins the prompt's forward pass
             forced = seq.forced_run()
-            if forced.token_ids:
+            if forced.token_ids or forced.finish_reason is not None:
                 outputs.append(forced)
         self.scheduler.retire_finished()  # a newcomer forced to its end needs no forward pass
         batch = self.scheduler.running

@@ -96,8 +96,9 @@ class Sequence:
         for token in forced:
             if self.finish_reason is not None:
                 break
-            if not self.matcher.accept_token(token):
-                raise RuntimeError(f"forced token {token} rejected by its own constraint (request {self.request_id})")
+            if not self.matcher.accept_token(token):  # the backend ran past its own limits on this constraint
+                self.finish_reason = FinishReason.FAILED
+                break
             self.draw_uniforms()
             taken.append(token)
             text += self._push(token)

@@ -100,15 +100,23 @@ class LlguidanceBackend(Backend):
         return self._build(data.decode(), deadline, "a cached grammar")
 
     def _build(self, grammar_text: str, deadline: float, what: str) -> "LlguidanceGrammar":
-        def build() -> llguidance.LLMatcher:
+        def build() -> tuple[llguidance.LLMatcher, str]:
+            """The prototype and its error ("" if none). The lexer is lazy: its errors surface (and it warms
+            up) here, the opening forced run included, where a pathological pattern (`a{1000000}`) exhausts
+            its budget; a later forced run doing so fails its request alone (ConstraintFailed)."""
             matcher = llguidance.LLMatcher(self._tokenizer, grammar_text, log_level=0)
-            if not matcher.is_error():
-                matcher.compute_bitmask()  # the lexer is lazy: surface its errors (and warm it) now
-            return matcher
+            if matcher.is_error():
+                return matcher, matcher.get_error()
+            matcher.compute_bitmask()
+            forced, walker = matcher.compute_ff_tokens(), matcher.deep_copy()
+            if walker.try_consume_tokens(forced) < len(forced):
+                return matcher, walker.get_error()
+            return matcher, matcher.get_error() if matcher.is_error() else ""
 
-        prototype = call_with_deadline(build, deadline, f"{what} with llguidance")
-        if prototype.is_error():
-            raise InvalidConstraint(f"llguidance cannot enforce it: {prototype.get_error()}")
+        prototype, error = call_with_deadline(build, deadline, f"{what} with llguidance")
+        if error:  # its first line; the rest is the parser's internal state
+            raise InvalidConstraint(f"llguidance cannot enforce it: {error.splitlines()[0]}",
+                                    hint="smaller bounded repetitions and fewer alternatives stay within its limits")
         return LlguidanceGrammar(grammar_text, prototype, self.spec.eos_token_ids, self._eos_only)
 
     def _grammar_text(self, constraint: Constraint) -> str:
