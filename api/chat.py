@@ -35,7 +35,7 @@ def engine_request(pipeline: Pipeline, body: ChatCompletionRequest) -> EngineReq
 
 async def create_chat_completion(pipeline: Pipeline, body: ChatCompletionRequest) -> ChatCompletion:
     """The whole completion, every choice finished."""
-    request = engine_request(pipeline, body)
+    request = await pipeline.prepare(engine_request, body)
     choices = await pipeline.collect(request)
     prompt_tokens = len(request.prompt_ids)
     completion_tokens = sum(c.completion_tokens for c in choices)
@@ -51,7 +51,7 @@ async def create_chat_completion(pipeline: Pipeline, body: ChatCompletionRequest
 
 async def stream_chat_completion(pipeline: Pipeline, body: ChatCompletionRequest) -> AsyncIterator[str]:
     """SSE frames. Errors before the first output are raised here, so they are still HTTP errors."""
-    request = engine_request(pipeline, body)
+    request = await pipeline.prepare(engine_request, body)
     first, outputs = await pipeline.start(request)
     return chat_completion_frames(
         first, outputs, request,

@@ -41,7 +41,7 @@ def engine_requests(pipeline: Pipeline, body: CompletionRequest) -> tuple[str, l
 
 
 async def create_completion(pipeline: Pipeline, body: CompletionRequest) -> Completion:
-    completion_id, requests = engine_requests(pipeline, body)
+    completion_id, requests = await pipeline.prepare(engine_requests, body)
     results = await asyncio.gather(*(pipeline.collect(r) for r in requests))
     choices = []
     for p, (request, collected) in enumerate(zip(requests, results)):
@@ -60,7 +60,7 @@ async def create_completion(pipeline: Pipeline, body: CompletionRequest) -> Comp
 
 async def stream_completion(pipeline: Pipeline, body: CompletionRequest) -> AsyncIterator[str]:
     """SSE frames; errors before the first output of every prompt are raised here (HTTP errors)."""
-    completion_id, requests = engine_requests(pipeline, body)
+    completion_id, requests = await pipeline.prepare(engine_requests, body)
     started = []
     try:
         for request in requests:

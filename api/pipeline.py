@@ -9,14 +9,16 @@ engine's outputs, whole (`collect`) or as they come (`start`).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
+from typing import TypeVar
 
 from api.errors import APIError, to_api_error
 from api.logprobs import LogprobFormatter
@@ -33,6 +35,8 @@ from constrained.errors import ConstrainedError, InvalidConstraint
 from constrained.reasoning import THINKING_BUDGETS, think_token_ids, thinking_budget
 
 log = logging.getLogger(__name__)
+Body = TypeVar("Body")
+Prepared = TypeVar("Prepared")
 
 DEFAULT_MAX_TOKENS = 4096  # when the request sets no limit: the rest of the context, at most this
 
@@ -107,6 +111,11 @@ class Pipeline:
         config = f"{model_name}|{version('constrained')}|{loaded.dtype}|{loaded.device}"
         self.fingerprint = "fp_" + hashlib.sha256(config.encode()).hexdigest()[:10]
         self.logprobs = LogprobFormatter(loaded.tokenizer, engine.engine.token_bytes)
+
+    async def prepare(self, build: Callable[["Pipeline", Body], Prepared], body: Body) -> Prepared:
+        """`build(self, body)` in a worker thread: templating and tokenising a huge prompt (and a big schema's
+        canonical key) must not stall the event loop, which serves every other request and /health."""
+        return await asyncio.to_thread(build, self, body)
 
     def model_card(self, name: str) -> ModelCard:
         """The card of a served model name; 404 model_not_found otherwise."""

@@ -116,7 +116,7 @@ class OutputItems:
 
 
 async def create_response(pipeline: Pipeline, body: ResponseRequest) -> Response:
-    request = engine_request(pipeline, body)
+    request = await pipeline.prepare(engine_request, body)
     choice, = await pipeline.collect(request)
     parser, output = request.parser(), OutputItems()
     piece = parser.feed(choice.text, final=True)
@@ -128,7 +128,7 @@ async def create_response(pipeline: Pipeline, body: ResponseRequest) -> Response
 
 async def stream_response(pipeline: Pipeline, body: ResponseRequest) -> AsyncIterator[str]:
     """SSE events. Errors before the first output are raised here, so they are still HTTP errors."""
-    request = engine_request(pipeline, body)
+    request = await pipeline.prepare(engine_request, body)
     first, outputs = await pipeline.start(request)
     return _events(pipeline, body, request, first, outputs)
 

@@ -92,3 +92,28 @@ def test_readme_quickstart_runs_against_a_live_server(server_url):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == ["create", "parse", "stream"], done.stdout
+
+
+async def test_prompts_are_prepared_off_the_event_loop(openai_client, monkeypatch):
+    """Templating and tokenising (seconds for an 8 MB message) run in a worker thread, so the event loop keeps
+    serving /health and every stream meanwhile."""
+    import threading
+
+    import api.completions
+    import api.pipeline
+
+    threads = []
+
+    def recording(original):
+        def wrapper(*args, **kwargs):
+            threads.append(threading.get_ident())
+            return original(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(api.pipeline, "render_prompt", recording(api.pipeline.render_prompt))
+    monkeypatch.setattr(api.completions, "_prompt_ids", recording(api.completions._prompt_ids))
+    await openai_client.chat.completions.create(model="tiny-qwen3", messages=[{"role": "user", "content": "hi"}],
+                                                max_tokens=1)
+    await openai_client.responses.create(model="tiny-qwen3", input="hi", max_output_tokens=1)
+    await openai_client.completions.create(model="tiny-qwen3", prompt="hi", max_tokens=1)
+    assert len(threads) == 3 and threading.get_ident() not in threads
