@@ -111,14 +111,17 @@ async def _frames(pipeline: Pipeline, body: CompletionRequest, header: dict, req
     yield DONE
 
 
-async def _prepend(first: SequenceOutput, rest: AsyncGenerator[SequenceOutput, None]) -> AsyncGenerator[SequenceOutput, None]:
+async def _prepend(first: SequenceOutput,
+                   rest: AsyncGenerator[SequenceOutput, None]) -> AsyncGenerator[SequenceOutput, None]:
     async with aclosing(rest):
         yield first
         async for out in rest:
             yield out
 
 
-async def _merge(streams: list[AsyncGenerator[SequenceOutput, None]]) -> AsyncGenerator[tuple[int, SequenceOutput], None]:
+async def _merge(
+    streams: list[AsyncGenerator[SequenceOutput, None]],
+) -> AsyncGenerator[tuple[int, SequenceOutput], None]:
     """(stream number, output) from several streams as they come; closing this closes them all."""
     if len(streams) == 1:
         async with aclosing(streams[0]) as only:

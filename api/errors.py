@@ -144,6 +144,11 @@ def _pick(errors: list[dict[str, Any]]) -> dict[str, Any]:
     return max(errors, key=lambda e: len(e["loc"]))  # in a union, the branch that got furthest
 
 
+def param_of(path: list[str | int]) -> str | None:
+    """A request field's path as OpenAI names it: ["messages", 0, "content"] -> "messages[0].content"."""
+    return _param(("body", *path))
+
+
 def _param(loc: tuple[Any, ...]) -> str | None:
     """('body', 'messages', 0, 'content') -> 'messages[0].content'; None for the body itself."""
     out = ""

@@ -6,6 +6,7 @@ Never a 422, never a traceback; fields we cannot honour are refused by name with
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx2
 import openai
@@ -20,6 +21,10 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 MODEL = "tiny-qwen3"
 USER = [{"role": "user", "content": "hi"}]
 OBJECT = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"], "additionalProperties": False}
+
+
+def schema_format(schema) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
 
 
 def body(**fields) -> dict:
@@ -86,7 +91,8 @@ REFUSED = [
     (body(temperature=5), "temperature", "between 0 and 2", None),
     (body(top_p=0), "top_p", "top_p", None),
     (body(n=0), "n", "n must be", None),
-    (body(seed=2**64), "seed", "less than or equal", None),
+    (body(seed=2**64), "seed", "Invalid value for 'seed'", None),
+    (body(seed=2**63), "seed", "less than or equal", None),
     (body(max_tokens=0), "max_tokens", "at least 1", None),
     (body(presence_penalty=3), "presence_penalty", "between -2 and 2", None),
     (body(logit_bias={"999999999": 1}), "logit_bias", "outside the vocabulary", None),
@@ -98,13 +104,46 @@ REFUSED = [
     (body(stream_options={"include_usage": True}), "stream_options", "only allowed when 'stream'", None),
     (body(max_tokens=5, max_completion_tokens=6), "max_tokens", "not both", None),
     (body(max_tokens=10**9), "messages", "maximum context length", "context_length_exceeded"),
+    # values JSON cannot carry, anywhere in the request: a 400 naming where, never a 500
+    (body(messages=[{"role": "user", "content": "a\ud800b"}]), "messages[0].content", "lone UTF-16 surrogate",
+     "invalid_value"),
+    (body(stop=["\udc00"]), "stop[0]", "lone UTF-16 surrogate", None),
+    (body(tools=[{"type": "function", "function": {"name": "f", "description": "\ud800"}}]),
+     "tools[0].function.description", "surrogate", None),
+    (body(response_format=schema_format({"enum": ["a\ud800"]})), "response_format.json_schema.schema.enum[0]",
+     "surrogate", None),
+    (body(response_format=schema_format({"enum": [float("inf"), 1]})), "response_format.json_schema.schema.enum[0]",
+     "NaN and Infinity", None),
+    (body(response_format=schema_format({"const": float("nan")})), "response_format.json_schema.schema.const",
+     "NaN and Infinity", None),
+    (body(response_format=schema_format({"type": "integer", "minimum": 10**30})),
+     "response_format.json_schema.schema.minimum", "beyond 64 bits", None),
+    (body(response_format=schema_format({"enum": [2**64]})), "response_format.json_schema.schema.enum[0]",
+     "beyond 64 bits", None),
+    (body(response_format=schema_format({"$schema": "http://json-schema.org/draft-03/schema#", "type": "object"})),
+     "response_format", "draft-04, draft-06, draft-07, 2019-09, 2020-12", None),
+    (body(response_format=schema_format({"type": "string", "pattern": "^a{1000000}$"})), "response_format",
+     "too many expressions", None),
+    (body(max_tokens=8.5), "max_tokens", "Invalid type", None),
+    (body(max_tokens="8"), "max_tokens", "Invalid type", None),
 ]
 
 
-@pytest.mark.parametrize("payload, param, contains, code", REFUSED, ids=[str(r[1]) for r in REFUSED])
+@pytest.mark.parametrize("payload, param, contains, code", REFUSED, ids=[f"{i}-{r[1]}" for i, r in enumerate(REFUSED)])
 async def test_bad_requests_are_400_naming_the_param(http, payload, param, contains, code):
-    response = await http.post("/v1/chat/completions", json=payload)
+    response = await http.post("/v1/chat/completions", content=json.dumps(payload),
+                               headers={"content-type": "application/json"})
     assert_error(response, 400, param=param, contains=contains, code=code)
+
+
+async def test_whole_number_floats_are_integers_and_tiny_top_p_keeps_the_top_token(http):
+    """As OpenAI reads them: max_tokens 8.0 is 8. A top_p so small that it times the mass underflows keeps
+    the most probable token (it used to keep none, and a constrained row drew a forbidden token)."""
+    response = await http.post("/v1/chat/completions", json=body(max_tokens=8.0, n=2.0, seed=3.0))
+    assert response.status_code == 200 and len(response.json()["choices"]) == 2, response.text
+    tiny = await http.post("/v1/chat/completions", json=body(top_p=1e-47, max_tokens=20, seed=1,
+                                                             response_format={"type": "json_object"}))
+    assert tiny.status_code == 200 and tiny.json()["choices"][0]["finish_reason"] in ("stop", "length"), tiny.text
 
 
 @pytest.mark.parametrize("content, headers, contains", [

@@ -6,10 +6,17 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 from pydantic_core import PydanticCustomError
 
 LaxInt = Annotated[int, Strict(False)]  # JSON object keys are strings: logit_bias {"1234": 5}
+
+
+def _whole(value: Any) -> Any:
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+WholeInt = Annotated[int, BeforeValidator(_whole)]  # 8.0 is 8, as OpenAI reads it; 8.5 and "8" are not integers
 
 
 class StrictRequest(BaseModel):

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.errors import APIError
 from api.protocol.base import (
-    JSONSchemaFormat, LaxInt, StrictRequest, new_id, now, omit_none, or_default, refuse,
+    JSONSchemaFormat, LaxInt, StrictRequest, WholeInt, new_id, now, omit_none, or_default, refuse,
 )
 from api.protocol.extras import EngineExtras, one_constraint_error
 from constrained.constraints import Constraint
@@ -125,15 +125,15 @@ class ChatCompletionRequest(EngineExtras):
     frequency_penalty: float | None = None
     logit_bias: dict[LaxInt, float] | None = None
     logprobs: bool | None = None
-    max_completion_tokens: int | None = None
-    max_tokens: int | None = Field(None, description="Deprecated alias of max_completion_tokens.")
+    max_completion_tokens: WholeInt | None = None
+    max_tokens: WholeInt | None = Field(None, description="Deprecated alias of max_completion_tokens.")
     metadata: dict[str, str] | None = Field(None, description="Accepted and logged; does not affect generation.")
-    n: int | None = None
+    n: WholeInt | None = None
     parallel_tool_calls: bool | None = None
     presence_penalty: float | None = None
     reasoning_effort: str | None = None
     response_format: ResponseFormat | None = None
-    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # int64, as OpenAI
+    seed: WholeInt | None = Field(None, ge=-(2**63), le=2**63 - 1)  # int64, as OpenAI
     service_tier: Literal["auto", "default"] | None = None
     stop: str | list[str] | None = None
     store: bool | None = Field(None, description="Completions are not stored: true is refused.")
@@ -142,7 +142,7 @@ class ChatCompletionRequest(EngineExtras):
     temperature: float | None = None
     tool_choice: str | dict[str, Any] | None = None
     tools: list[Tool] | None = None
-    top_logprobs: int | None = None
+    top_logprobs: WholeInt | None = None
     top_p: float | None = None
     user: str | None = Field(None, description="Accepted and logged; does not affect generation.")
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from api.errors import APIError
-from api.protocol.base import LaxInt, new_id, now, or_default, refuse
+from api.protocol.base import LaxInt, WholeInt, new_id, now, or_default, refuse
 from api.protocol.chat import ResponseFormat, StreamOptions, Usage
 from api.protocol.extras import EngineExtras, one_constraint_error
 from constrained.constraints import Constraint
@@ -24,16 +24,16 @@ class CompletionRequest(EngineExtras):
 
     model: str
     prompt: str | list[int] | list[str | list[int]]
-    best_of: int | None = None
+    best_of: WholeInt | None = None
     echo: bool | None = None
     frequency_penalty: float | None = None
     logit_bias: dict[LaxInt, float] | None = None
-    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
-    max_tokens: int | None = None
-    n: int | None = None
+    logprobs: WholeInt | None = Field(None, ge=0, le=MAX_LOGPROBS)
+    max_tokens: WholeInt | None = None
+    n: WholeInt | None = None
     presence_penalty: float | None = None
     response_format: ResponseFormat | None = None
-    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
+    seed: WholeInt | None = Field(None, ge=-(2**63), le=2**63 - 1)
     stop: str | list[str] | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None

@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from api.errors import APIError
-from api.protocol.base import StrictRequest, or_default, refuse
+from api.errors import APIError, param_of
+from api.protocol.base import StrictRequest, WholeInt, or_default, refuse
 from constrained.constraints import Constraint
+from constrained.json_values import unrepresentable
 
 # guided_decoding_backend values, as vLLM names them, that we serve with our own backends
 _BACKENDS = {"auto": "auto", "guidance": "llguidance", "llguidance": "llguidance", "outlines": "outlines_core"}
@@ -70,7 +71,8 @@ class StructuredOutputs(StrictRequest):
 
 
 class EngineExtras(StrictRequest):
-    """vLLM's and SGLang's fields, mixed into every endpoint's request model."""
+    """vLLM's and SGLang's fields, mixed into every endpoint's request model (the base of each: it also
+    refuses values JSON cannot carry, anywhere in the request)."""
 
     structured_outputs: StructuredOutputs | None = None
     guided_json: dict[str, Any] | bool | str | None = None
@@ -82,9 +84,19 @@ class EngineExtras(StrictRequest):
     regex: str | None = Field(None, description="SGLang: the output matches this regular expression.")
     ebnf: str | None = Field(None, description="SGLang: the output is a sentence of this EBNF (GBNF) grammar.")
     json_schema: str | None = Field(None, description="SGLang: a JSON Schema as a JSON string.")
-    top_k: int | None = Field(None, description="Keep the k most likely tokens; -1 or 0: all.")
+    top_k: WholeInt | None = Field(None, description="Keep the k most likely tokens; -1 or 0: all.")
     min_p: float | None = Field(None, description="Keep tokens at least this fraction as likely as the top one.")
     repetition_penalty: float | None = Field(None, description="> 1 discourages tokens of the prompt and output.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_values_only(cls, data: Any) -> Any:
+        """A lone surrogate, NaN or a 65-bit integer anywhere: a 400 naming where, before anything reads it."""
+        if (found := unrepresentable(data)) is not None:
+            path, reason = found
+            raise APIError(400, f"Invalid value for '{param_of(path)}': {reason}.", param=param_of(path),
+                           code="invalid_value")
+        return data
 
     @field_validator("guided_decoding_backend")
     @classmethod

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, Discriminator, Field, Tag, field_validator, model_validator
 
 from api.errors import APIError
-from api.protocol.base import JSONSchemaFormat, StrictRequest, new_id, now, or_default, refuse
+from api.protocol.base import JSONSchemaFormat, StrictRequest, WholeInt, new_id, now, or_default, refuse
 from api.protocol.chat import NO_ARGUMENTS, ChatMessage, FunctionCall, ToolCall
 from api.protocol.extras import EngineExtras, one_constraint_error
 from constrained.constraints import Constraint
@@ -124,10 +124,13 @@ class PlainFormat(StrictRequest):
     type: Literal["text", "json_object"]
 
 
+def _format_type(value: Any) -> str:
+    return "type:json_schema" if _item_type(value) == "type:json_schema" else "type:plain"
+
+
 class TextConfig(StrictRequest):
     format: Annotated[Union[Annotated[TextFormat, Tag("type:json_schema")], Annotated[PlainFormat, Tag("type:plain")]],
-                      Discriminator(lambda v: "type:json_schema" if _item_type(v) == "type:json_schema" else "type:plain")
-                      ] | None = None
+                      Discriminator(_format_type)] | None = None
     verbosity: Literal["medium"] | None = None
 
 
@@ -155,13 +158,13 @@ class ResponseRequest(EngineExtras):
     input: str | list[InputItem]
     include: list[str] | None = Field(None, description="Extra output data: none is offered, so only [] is accepted.")
     instructions: str | None = None
-    max_output_tokens: int | None = None
+    max_output_tokens: WholeInt | None = None
     metadata: dict[str, str] | None = Field(None, description="Accepted and echoed; does not affect generation.")
     parallel_tool_calls: bool | None = None
     prompt_cache_key: str | None = Field(None, description="Accepted; the prompt is not cached across requests.")
     reasoning: ReasoningConfig | None = None
     safety_identifier: str | None = None
-    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1, description="vLLM's extra: a reproducible output.")
+    seed: WholeInt | None = Field(None, ge=-(2**63), le=2**63 - 1, description="vLLM's extra: a reproducible output.")
     service_tier: Literal["auto", "default"] | None = None
     store: bool | None = Field(None, description="Responses are not stored: true is refused.")
     stream: bool | None = None

@@ -23,6 +23,7 @@ from constrained.compiler.keywords import ANNOTATIONS, ASSERTIONS, TABLES, Keywo
 from constrained.compiler.schema_walk import escape, map_subschemas, reachable
 from constrained.constraints import Constraint
 from constrained.errors import InvalidConstraint
+from constrained.json_values import unrepresentable
 
 
 # Formats jsonschema checks in some draft from 4 to 2020-12: an assertion whatever draft the schema names (a
@@ -31,6 +32,14 @@ from constrained.errors import InvalidConstraint
 ASSERTED_FORMATS = frozenset().union(*(validator.FORMAT_CHECKER.checkers for validator in (
     jsonschema.Draft4Validator, jsonschema.Draft6Validator, jsonschema.Draft7Validator,
     jsonschema.Draft201909Validator, jsonschema.Draft202012Validator)))
+
+
+# Drafts whose meta-schemas both validators hold offline; `$schema` of another (draft 3) is refused.
+OFFLINE_DRAFTS = {
+    jsonschema.Draft4Validator: "draft-04", jsonschema.Draft6Validator: "draft-06",
+    jsonschema.Draft7Validator: "draft-07", jsonschema.Draft201909Validator: "2019-09",
+    jsonschema.Draft202012Validator: "2020-12",
+}
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,9 @@ def _well_formed(schema: Any, limits: Limits) -> list[tuple[str, int, dict]]:
         raise InvalidConstraint("the schema `false` matches nothing", hint="give a schema some value satisfies")
     if not isinstance(schema, (dict, bool)):
         raise InvalidConstraint(f"a JSON Schema is an object or a boolean, not {type(schema).__name__}")
+    if (found := unrepresentable(schema)) is not None:
+        path, reason = found
+        raise InvalidConstraint(f"the schema holds {reason}", path="".join(f"/{escape(str(p))}" for p in path))
     try:
         size = len(json.dumps(schema))
     except (TypeError, ValueError) as exc:
@@ -142,6 +154,9 @@ def _well_formed(schema: Any, limits: Limits) -> list[tuple[str, int, dict]]:
     nodes = _reachable_nodes(schema)
     _check_limits(nodes, limits)
     validator = _validator_class(schema)
+    if validator not in OFFLINE_DRAFTS:  # jsonschema-rs would fetch its meta-schema over the network
+        raise InvalidConstraint(f"$schema {schema['$schema']!r} names a draft that is not supported",
+                                keyword="$schema", hint=f"use one of {', '.join(OFFLINE_DRAFTS.values())}")
     if _surely_well_formed(schema, nodes, validator):
         return nodes
     try:
@@ -191,6 +206,7 @@ def check_regex(pattern: Any, limits: Limits = LIMITS) -> None:
     """The pattern must be a string of the regex dialect both backends share (Rust `regex` syntax)."""
     if not isinstance(pattern, str):
         raise InvalidConstraint(f"a regex constraint is a string, not {type(pattern).__name__}")
+    _check_encodable(pattern)
     if len(pattern) > limits.max_regex_chars:
         raise InvalidConstraint(f"regex of {len(pattern)} characters exceeds the limit of {limits.max_regex_chars}")
     error = llguidance.LLMatcher.validate_grammar(llguidance.LLMatcher.grammar_from_regex(pattern))
@@ -202,6 +218,7 @@ def check_grammar(lark: Any, limits: Limits = LIMITS) -> None:
     """The grammar must be a Lark text (llguidance's dialect) that llguidance accepts, within the size limit."""
     if not isinstance(lark, str):
         raise InvalidConstraint(f"a grammar constraint is a string, not {type(lark).__name__}")
+    _check_encodable(lark)
     if len(lark) > limits.max_grammar_chars:
         raise InvalidConstraint(f"grammar of {len(lark)} characters exceeds the limit of {limits.max_grammar_chars}")
     try:
@@ -222,8 +239,15 @@ def check_choices(options: Any, limits: Limits = LIMITS) -> None:
     for i, option in enumerate(options):
         if not isinstance(option, str) or not option:
             raise InvalidConstraint(f"choice {i} is {option!r}; every choice must be a non-empty string")
+    _check_encodable(options)
     if sum(map(len, options)) > limits.max_value_chars:
         raise InvalidConstraint(f"the choices exceed the limit of {limits.max_value_chars} characters")
+
+
+def _check_encodable(value: Any) -> None:
+    """InvalidConstraint for a regex, grammar or choice that JSON cannot carry (a lone surrogate)."""
+    if (found := unrepresentable(value)) is not None:
+        raise InvalidConstraint(f"the constraint holds {found[1]}")
 
 
 def _surely_well_formed(schema: dict, nodes: list[tuple[str, int, dict]], validator: type) -> bool:

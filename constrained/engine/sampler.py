@@ -89,6 +89,7 @@ def top_p_filter_(weights: torch.Tensor, top_p: float) -> None:
         return
     sorted_weights, order = torch.sort(weights, descending=True)
     outside = torch.cumsum(sorted_weights, dim=-1) - sorted_weights >= top_p * sorted_weights.sum()
+    outside[0] = False  # the most probable token stays, even when top_p times the mass underflows to 0
     weights[order[outside]] = 0.0
 
 
