@@ -223,7 +223,7 @@ async def test_full_queue_is_429_with_retry_after(tiny_model, compiler):
     try:
         async with app.router.lifespan_context(app):
             await ready(app)
-            response = await client_for(app).post("/v1/chat/completions", json=body(n=2))
+            response = await client_for(app).post("/v1/chat/completions", json=body(n=3))  # 1 runs, 1 may wait
             assert_error(response, 429, type="rate_limit_error", code="rate_limit_exceeded", contains="capacity")
             assert response.headers["retry-after"] == "1"
     finally:

@@ -10,7 +10,7 @@ from constrained.constraints import Constraint
 from constrained.engine.engine import CANDIDATES, Engine, Submission
 from constrained.engine.params import SamplingParams
 from constrained.engine.sequence import FinishReason
-from constrained.errors import InvalidSamplingParams
+from constrained.errors import EngineOverloaded, InvalidSamplingParams
 from constrained.testing import json_finishing_bias, run_until_idle, validation_errors
 
 SCHEMAS = [
@@ -315,3 +315,16 @@ def test_a_failing_matcher_fails_its_choice_alone(tiny_model, compiler, bias):
     results = run_until_idle(Engine(tiny_model, fast_forward=False), [Submission(encode(tiny_model), params, failing, "failing"), healthy])
     assert results[("failing", 0)]["finish"] is FinishReason.FAILED and len(results[("failing", 0)]["tokens"]) == 3
     assert results[("healthy", 0)] == run_until_idle(Engine(tiny_model, fast_forward=False), [healthy])[("healthy", 0)]
+
+
+def test_max_waiting_counts_what_the_free_batch_slots_cannot_take(tiny_model):
+    """A burst that fits the batch is admitted even with no queue at all; past the free slots, max_waiting."""
+    engine = Engine(tiny_model, max_batch_size=4, max_waiting=1)
+    params = SamplingParams(max_tokens=2, seed=0)
+    for i in range(5):  # 4 free slots and 1 waiting place
+        engine.submit(Submission(encode(tiny_model), params, None, f"r{i}"))
+    with pytest.raises(EngineOverloaded):
+        engine.submit(Submission(encode(tiny_model), params, None, "over"))
+    while engine.has_work():
+        engine.step()
+    engine.submit(Submission(encode(tiny_model), SamplingParams(max_tokens=2, n=5), None, "wide"))  # room again

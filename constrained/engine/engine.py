@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import random
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -71,13 +72,13 @@ class Engine:
         self.sampler = Sampler(max_rows=max_batch_size, vocab_rows=loaded.vocab_rows, device=loaded.device)
         self.real_vocab = min(len(loaded.tokenizer), loaded.vocab_rows)
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._submitted = 0  # sequences put in the inbox and not yet drained into the scheduler
+        self._submit_lock = threading.Lock()
 
     def submit(self, submission: Submission) -> str:
         """Queue a request (thread-safe). Returns its id. Raises EngineOverloaded when the queue is full."""
         request_id = submission.request_id or f"req-{uuid.uuid4().hex}"
         params = submission.params
-        if len(self.scheduler.waiting) + self._inbox.qsize() + params.n > self.scheduler.max_waiting:
-            raise EngineOverloaded(f"the engine queue is full ({self.scheduler.max_waiting} waiting)")
         base_seed = params.seed if params.seed is not None else random.randrange(2**62)
         sequences = [
             Sequence(
@@ -94,7 +95,13 @@ class Engine:
             )
             for i in range(params.n)
         ]
-        self._inbox.put(("add", sequences))
+        scheduler = self.scheduler
+        with self._submit_lock:  # what waits is what the batch's free slots cannot take
+            free = scheduler.max_batch_size - len(scheduler.running)
+            if len(scheduler.waiting) + self._submitted + params.n - free > scheduler.max_waiting:
+                raise EngineOverloaded(f"the engine queue is full ({scheduler.max_waiting} waiting beyond the batch)")
+            self._submitted += params.n
+            self._inbox.put(("add", sequences))
         return request_id
 
     def abort(self, request_id: str) -> None:
@@ -231,6 +238,8 @@ class Engine:
             command, payload = self._inbox.get()
             if command == "add":
                 self.scheduler.add(payload)
+                with self._submit_lock:
+                    self._submitted -= len(payload)
                 continue
             for seq in self.scheduler.remove(payload):
                 outputs.append(seq.abort())
