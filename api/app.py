@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import TypeAdapter
 
 from api.body_limit import BodyLimit
-from api.errors import install_error_handler
+from api.errors import ERROR_STATUSES, ErrorBody, install_error_handler
 from api.pipeline import Pipeline
-from api.routes import health_router, router
+from api.routes import health_router, require_api_key, router
 from constrained.engine.async_engine import AsyncEngine
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,10 @@ def create_app(engine: AsyncEngine, *, model_name: str, api_key: str | None = No
         app.state.ready = False
         warm_up.cancel()
 
-    app = FastAPI(title="constrained", version=version("constrained"), description=_DESCRIPTION, lifespan=lifespan)
+    docs = {} if api_key is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}  # behind the key
+    app = FastAPI(title="constrained", version=version("constrained"), description=_DESCRIPTION, lifespan=lifespan,
+                  **docs)
+    app.openapi = lambda: _openapi(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.state.pipeline = Pipeline(engine, model_name=model_name, reasoning_effort=reasoning_effort)
     app.state.api_key = api_key
@@ -54,7 +59,32 @@ def create_app(engine: AsyncEngine, *, model_name: str, api_key: str | None = No
     install_error_handler(app)
     app.include_router(router)
     app.include_router(health_router)
+    if api_key is not None:
+        app.add_api_route("/openapi.json", lambda: app.openapi(), include_in_schema=False,
+                          dependencies=[Depends(require_api_key)])
     return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's document with the statuses the API really answers: each error as OpenAI's error body,
+    and no 422 (validation errors are 400s here)."""
+    if app.openapi_schema is None:
+        document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+        for operation in (op for path, item in document["paths"].items() if path.startswith("/v1/")
+                          for op in item.values()):
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            for status, description in ERROR_STATUSES.items():
+                if status != 401 or app.state.api_key is not None:
+                    responses.setdefault(str(status), {"description": description, **error})
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        body = TypeAdapter(ErrorBody).json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(body.pop("$defs"), ErrorBody=body)
+        app.openapi_schema = document
+    return app.openapi_schema
 
 
 async def _warm_up(app: FastAPI) -> None:

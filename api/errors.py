@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from constrained.errors import (
@@ -24,6 +25,30 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 1
 _UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}  # pydantic puts these in union error locs
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """What every error answer holds (documented in the OpenAPI document for each status below)."""
+
+    error: ErrorDetail
+
+
+ERROR_STATUSES = {
+    400: "Invalid request: bad JSON, an unknown or malformed field, a schema or constraint that cannot be enforced.",
+    401: "Missing or wrong API key.",
+    404: "Unknown model.",
+    413: "Request body too large.",
+    429: "The queue is full; retry after Retry-After seconds.",
+    500: "Server error.",
+    503: "The model is not ready yet, or the server is stopping; retry after Retry-After seconds.",
+}
 
 
 class APIError(Exception):

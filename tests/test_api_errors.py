@@ -262,3 +262,20 @@ async def test_not_ready_is_503(api_engine):
     response = await http.post("/v1/chat/completions", json=body())
     assert_error(response, 503, type="server_error", contains="not ready")
     assert response.headers["retry-after"] == "1"
+
+
+async def test_docs_need_the_key_and_the_document_lists_the_real_statuses(api_engine):
+    """With a key every route but /health needs it (the interactive docs are off: a browser cannot send
+    it); the OpenAPI document declares OpenAI's error body for each status the API answers, and no 422."""
+    open_app = create_app(api_engine, model_name=MODEL)
+    document = (await client_for(open_app).get("/openapi.json")).json()
+    chat = document["paths"]["/v1/chat/completions"]["post"]["responses"]
+    assert "422" not in chat and {"400", "404", "413", "429", "500", "503"} <= set(chat)
+    assert chat["400"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    keyed = client_for(create_app(api_engine, model_name=MODEL, api_key="k"))
+    for path in ("/docs", "/redoc"):
+        assert (await keyed.get(path)).status_code == 404
+    assert_error(await keyed.get("/openapi.json"), 401)
+    document = (await keyed.get("/openapi.json", headers={"Authorization": "Bearer k"})).json()
+    assert "401" in document["paths"]["/v1/responses"]["post"]["responses"]
