@@ -43,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     compiler = Compiler(loaded.tokenizer, vocab_rows=loaded.vocab_rows, eos_token_ids=loaded.eos_token_ids,
-                        deadline_s=args.compile_deadline,
-                        disk_cache=DiskCache(args.compile_cache_dir) if args.compile_cache_dir else None)
+                        deadline_s=args.compile_deadline, cache_bytes=args.compile_cache_bytes,
+                        workers=args.compile_workers, slow_workers=args.compile_slow_workers,
+                        disk_cache=DiskCache(args.compile_cache_dir, max_bytes=args.compile_disk_cache_bytes)
+                        if args.compile_cache_dir else None)
     if args.warmup_schemas:
         try:
             with _progress(f"compiling warm-up schemas from {args.warmup_schemas}"):
@@ -81,12 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="weights and KV cache (auto: bfloat16 on CUDA, float32 on the CPU; bfloat16 is faster "
                             "on CPUs with AMX: 1.6x a batch-32 SmolLM2 step here, slower on CPUs without)")
     serve.add_argument("--max-batch-size", type=int, default=32, help="sequences decoded together")
-    serve.add_argument("--max-waiting", type=int, default=256, help="queued sequences before 429")
+    serve.add_argument("--max-waiting", type=int, default=256, help="sequences waiting beyond the batch's free slots before 429")
     serve.add_argument("--compile-deadline", type=float, default=10.0, help="seconds to compile one schema")
     serve.add_argument("--compile-cache-dir", default=str(default_compile_cache_dir()),
                        help="where compiled grammars are kept across restarts (default %(default)s)")
     serve.add_argument("--no-compile-cache", dest="compile_cache_dir", action="store_const", const=None,
                        help="keep compiled grammars in memory only")
+    serve.add_argument("--compile-cache-bytes", type=int, default=256 << 20,
+                       help="estimated bytes of compiled grammars kept in memory (default %(default)s)")
+    serve.add_argument("--compile-disk-cache-bytes", type=int, default=1 << 30,
+                       help="bytes of the compile cache directory; least recently used entries go first "
+                            "(default %(default)s)")
+    serve.add_argument("--compile-workers", type=int, default=4,
+                       help="threads compiling with llguidance (the fast lane; default %(default)s)")
+    serve.add_argument("--compile-slow-workers", type=int, default=2,
+                       help="threads compiling with outlines-core, whose builds take seconds (default %(default)s)")
     serve.add_argument("--warmup-schemas", metavar="FILE",
                        help="JSON Lines file of JSON Schemas to compile before serving")
     serve.add_argument("--no-fast-forward", dest="fast_forward", action="store_false",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import time
 
 import pytest
 import torch
@@ -89,3 +92,65 @@ def test_warmup_schemas_are_compiled_and_unenforceable_ones_skipped(compiler, tm
     path.write_text('{"type": "object"}\nnot json\n')
     with pytest.raises(ValueError, match="warmup.jsonl:2"):
         compile_warmup_schemas(compiler, path)
+
+
+# --- bounds in bytes, stale temp files, entries that fail to load -------------------------------------------
+
+
+def test_memory_cache_evicts_by_estimated_bytes(tiny_model, compiler):
+    constraints = [Constraint.regex(r"[a-z]{2}"), Constraint.choice([f"option {i}" for i in range(200)]),
+                   Constraint.regex(r"[0-9]{3}")]
+    sizes = [Compiler.grammar_bytes(compiler.compile(c)) for c in constraints]
+    assert sizes[1] > 4 * sizes[0]  # the estimate grows with the grammar
+    bounded = Compiler(tiny_model.tokenizer, vocab_rows=tiny_model.vocab_rows, eos_token_ids=tiny_model.eos_token_ids,
+                       cache_bytes=sizes[1] + sizes[2])
+    grammars = [bounded.compile(c) for c in constraints]
+    assert len(bounded._grammars) == 2 and bounded._cached_bytes == sizes[1] + sizes[2]
+    assert bounded.compile(constraints[0]) is not grammars[0]  # evicted: compiled again
+    assert bounded.compile(constraints[2]) is grammars[2] and bounded._cached_bytes <= bounded.cache_bytes
+    bounded.cache_bytes = 1  # the newest grammar stays even alone over the bound
+    alone = bounded.compile(Constraint.regex("x+"))
+    assert list(bounded._grammars.values()) == [alone] and bounded._cached_bytes == Compiler.grammar_bytes(alone)
+    bounded.forget(Constraint.regex("x+"))
+    assert bounded._cached_bytes == 0 and not bounded._grammars
+
+
+def test_disk_cache_prunes_least_recently_used_to_its_byte_bound(tmp_path):
+    cache = DiskCache(tmp_path, max_bytes=1000)
+    entry_bytes = 32 + 200  # checksum and data
+    for i in range(4):
+        cache.put(f"k{i}", bytes([i]) * 200)
+        os.utime(cache._path(f"k{i}"), (time.time() - 100 + i,) * 2)  # k0 oldest
+    assert cache.get("k0") == bytes([0]) * 200  # read: now the most recently used
+    cache.put("k4", b"\x04" * 200)  # 5 entries > 1000 bytes: pruned to 900 at most
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 900 and len(files) == 900 // entry_bytes
+    assert cache.get("k1") is None and cache.get("k2") is None
+    assert cache.get("k0") is not None and cache.get("k3") is not None and cache.get("k4") is not None
+    reopened = DiskCache(tmp_path, max_bytes=entry_bytes)  # a smaller bound applies at start
+    assert len([p for p in tmp_path.rglob("*") if p.is_file()]) == 0 and reopened.get("k4") is None
+
+
+def test_stale_temp_files_are_removed_at_start(tmp_path):
+    shard = tmp_path / "ab"
+    shard.mkdir()
+    stale, fresh = shard / ".abc.123.tmp", shard / ".abd.456.tmp"  # a writer killed long ago; one writing now
+    stale.write_bytes(b"x" * 100)
+    fresh.write_bytes(b"y" * 100)
+    os.utime(stale, (time.time() - 3600,) * 2)
+    DiskCache(tmp_path)
+    assert not stale.exists() and fresh.exists()
+
+
+def test_an_entry_that_fails_to_load_is_dropped_and_compiled_again(tiny_model, tmp_path, monkeypatch):
+    """Checksum-valid but wrong bytes must not fail the constraint (with a 400) forever."""
+    constraint = Constraint.json_schema(SCHEMA)
+    new_compiler(tiny_model, tmp_path).compile(constraint)
+    (entry,) = [p for p in tmp_path.rglob("*") if p.is_file()]
+    bad = b"start: this is not ( a grammar"
+    entry.write_bytes(hashlib.sha256(bad).digest() + bad)
+    grammar = new_compiler(tiny_model, tmp_path).compile(constraint)
+    assert walk(grammar, tiny_model, '{"id": 1, "tags": ["a"]}')[0]
+    assert entry.read_bytes()[32:] == grammar.to_bytes()  # replaced by the compiled grammar
+    refuse_to_compile(monkeypatch)
+    assert new_compiler(tiny_model, tmp_path).compile(constraint).to_bytes() == grammar.to_bytes()

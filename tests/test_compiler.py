@@ -117,8 +117,22 @@ def test_size_limits(compiler):
         compiler.validate(Constraint.json_schema(deep))
     with pytest.raises(InvalidConstraint, match="enum values"):
         compiler.validate(Constraint.json_schema({"enum": list(range(3000))}))
-    with pytest.raises(InvalidConstraint, match="properties exceed"):
-        compiler.validate(Constraint.json_schema({"type": "object", "properties": {f"p{i}": {} for i in range(10_001)}}))
+    names = [f"p{i}" for i in range(10_001)]
+    with pytest.raises(InvalidConstraint, match="10001 properties exceed"):
+        compiler.validate(Constraint.json_schema({"type": "object", "properties": {n: {} for n in names},
+                                                  "required": names}))
+    optional = {"type": "object", "properties": {n: {"type": "integer"} for n in names[:2_001]}}
+    with pytest.raises(InvalidConstraint, match="2001 optional properties in one object"):
+        compiler.validate(Constraint.json_schema(optional))
+
+
+def test_an_object_of_1500_optional_properties_is_enforced(compiler, qwen_tokenizer):
+    """Past llguidance's default parser row (about 500 optional properties) a key used to fail mid-generation;
+    the rows now hold the schema limit."""
+    schema = {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(1_500)},
+              "additionalProperties": False}
+    ids = qwen_tokenizer.encode('{"p3": 1, "p700": 2, "p1499": 4}') + [qwen_tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    assert compiler.compile(Constraint.json_schema(schema)).matcher().validate_tokens(ids) == len(ids)
 
 
 @pytest.mark.parametrize("constraint, message", [
@@ -241,20 +255,24 @@ def test_cache_hit_is_fast_and_shared(compiler):
 
 
 def test_compile_async_hops_to_a_thread_only_to_compile(compiler, monkeypatch):
-    """A cached grammar comes back on the event loop; only a compile goes to a worker thread."""
+    """A cached grammar comes back on the event loop; only a compile goes to a worker thread, on its lane."""
     cached = Constraint.regex("(yes|no)")
     first = compiler.compile(cached)
     hops = []
-    to_thread = asyncio.to_thread
+    compile_ = compiler.compile
 
-    async def counted(function, *args):
-        hops.append(args)
-        return await to_thread(function, *args)
+    def counted(constraint, deadline=None):
+        hops.append((constraint, threading.current_thread().name))
+        return compile_(constraint, deadline)
 
-    monkeypatch.setattr(asyncio, "to_thread", counted)
+    monkeypatch.setattr(compiler, "compile", counted)
     assert asyncio.run(compiler.compile_async(cached)) is first and not hops
     fresh = Constraint.regex("(up|down)")
-    assert asyncio.run(compiler.compile_async(fresh)) is compiler.compile(fresh) and hops == [(fresh,)]
+    assert asyncio.run(compiler.compile_async(fresh)) is compile_(fresh)
+    assert [(c, name.rsplit("_", 1)[0]) for c, name in hops] == [(fresh, "constrained-compile")]
+    slow = Constraint.regex("(left|right)", backend="outlines_core")
+    asyncio.run(compiler.compile_async(slow))
+    assert hops[-1][0] == slow and hops[-1][1].startswith("constrained-compile-slow")
 
 
 def test_a_failure_is_remembered(compiler):

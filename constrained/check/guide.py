@@ -22,6 +22,7 @@ _LIMITS = {
     "max_schema_chars": "characters of the serialized schema",
     "max_depth": "subschemas nested inside each other",
     "max_properties": "properties over the whole schema",
+    "max_optional_properties": "optional properties in one object",
     "max_enum_values": "enum and const values over the whole schema",
     "max_value_chars": "characters of property names and enum/const strings",
     "max_regex_chars": "characters of a regex constraint",

@@ -6,6 +6,9 @@ versions of the mask libraries and the source of `constrained.compiler` and `gra
 library, tokenizer or compiler simply misses. Files are written to a temp name and renamed, so a
 reader never sees half a file; a file whose checksum does not match (truncated, edited) is ignored
 and written again. Failing to write (disk full, read-only) only logs: the cache is an optimisation.
+
+The directory is bounded in bytes: past `max_bytes`, the least recently used entries (by mtime, which
+a read refreshes) are deleted. Temp files left by a killed writer are deleted when a cache opens.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
+import time
 from functools import cache
 from importlib import metadata, resources
 from pathlib import Path
@@ -24,6 +29,8 @@ log = logging.getLogger(__name__)
 
 _LIBRARIES = ("llguidance", "outlines-core")
 _DIGEST = hashlib.sha256().digest_size
+_STALE_TMP_S = 60.0  # a temp file older than this lost its writer (a write takes milliseconds)
+_PRUNE_TO = 0.9  # pruning leaves this fraction of max_bytes, so it does not run on every write
 
 
 def default_compile_cache_dir() -> Path:
@@ -32,20 +39,36 @@ def default_compile_cache_dir() -> Path:
 
 
 class DiskCache:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, max_bytes: int = 1 << 30):
         self.directory = Path(directory).expanduser()
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._bytes = 0  # this process's view of the directory's size: rescanned whenever it prunes
+        self._prune()
 
     def get(self, key: str) -> bytes | None:
-        """The bytes stored under `key`, or None when absent or damaged."""
+        """The bytes stored under `key`, or None when absent or damaged; a hit becomes the most recently used."""
+        path = self._path(key)
         try:
-            stored = self._path(key).read_bytes()
+            stored = path.read_bytes()
         except OSError:
             return None
         checksum, data = stored[:_DIGEST], stored[_DIGEST:]
         if hashlib.sha256(data).digest() != checksum:
-            log.warning("ignoring damaged compile cache entry %s", self._path(key))
+            log.warning("ignoring damaged compile cache entry %s", path)
             return None
+        try:
+            os.utime(path)
+        except OSError:
+            pass
         return data
+
+    def delete(self, key: str) -> None:
+        """Remove the entry under `key`, if any (one that failed to load)."""
+        try:
+            self._path(key).unlink()
+        except OSError:
+            pass
 
     def put(self, key: str, data: bytes) -> None:
         """Store `data` under `key`, atomically."""
@@ -58,6 +81,40 @@ class DiskCache:
             os.replace(tmp, target)
         except OSError as exc:
             log.warning("could not write compile cache entry %s: %s", target, exc)
+            return
+        with self._lock:
+            self._bytes += _DIGEST + len(data)
+            over = self._bytes > self.max_bytes
+        if over:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Delete stale temp files, then the least recently used entries until the directory holds at most
+        `_PRUNE_TO` of `max_bytes`."""
+        entries, total, now = [], 0, time.time()
+        with self._lock:
+            for path in self.directory.glob("*/*"):
+                try:
+                    stat = path.stat()
+                    if path.name.endswith(".tmp"):
+                        if now - stat.st_mtime > _STALE_TMP_S:
+                            path.unlink()
+                        continue
+                except OSError:  # gone meanwhile (another server sharing the directory)
+                    continue
+                entries.append((stat.st_mtime, stat.st_size, path))
+                total += stat.st_size
+            if total > self.max_bytes:
+                entries.sort(key=lambda entry: entry[0])
+                for _, size, path in entries:
+                    if total <= self.max_bytes * _PRUNE_TO:
+                        break
+                    try:
+                        path.unlink()
+                    except OSError:
+                        continue
+                    total -= size
+            self._bytes = total
 
     def _path(self, key: str) -> Path:
         name = hashlib.sha256(f"{key}:{code_fingerprint()}".encode()).hexdigest()

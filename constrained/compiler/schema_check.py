@@ -49,6 +49,7 @@ class Limits:
     max_schema_chars: int = 1_000_000  # serialized; the largest JSONSchemaBench schema is 938 kB
     max_depth: int = 32  # subschemas nested inside each other
     max_properties: int = 10_000
+    max_optional_properties: int = 2_000  # in one object: each is a branch the parser tracks at every key
     max_enum_values: int = 2_500  # enum entries and choices, over the whole constraint
     max_value_chars: int = 250_000  # property names, enum/const strings and choices
     max_regex_chars: int = 20_000
@@ -287,6 +288,12 @@ def _check_limits(nodes: list[tuple[str, int, dict]], limits: Limits) -> None:
         if isinstance(node.get("properties"), dict):
             properties += len(node["properties"])
             value_chars += sum(map(len, node["properties"]))
+            required = node.get("required") if isinstance(node.get("required"), list) else []
+            optional = len(set(node["properties"]) - set(required))
+            if optional > limits.max_optional_properties:
+                raise InvalidConstraint(
+                    f"{optional} optional properties in one object exceed the limit of {limits.max_optional_properties}",
+                    path=pointer, keyword="properties", hint="make more of them required, or nest them in sub-objects")
         values = (node["enum"] if isinstance(node.get("enum"), list) else []) + ([node["const"]] if "const" in node else [])
         enum_values += len(values)
         value_chars += sum(len(v) for v in values if isinstance(v, str))

@@ -42,6 +42,11 @@ JSON_OPTIONS = {
 }
 
 
+# Room in the parser's rows for an object's optional properties (about 4 items each) up to the schema
+# limit (schema_check.Limits.max_optional_properties); llguidance's default row of 2,000 items holds ~500.
+PARSER_LIMITS = llguidance.LLParserLimits(max_items_in_row=10_000)
+
+
 class LlguidanceBackend(Backend):
     name = "llguidance"
     table = LLGUIDANCE
@@ -104,7 +109,7 @@ class LlguidanceBackend(Backend):
             """The prototype and its error ("" if none). The lexer is lazy: its errors surface (and it warms
             up) here, the opening forced run included, where a pathological pattern (`a{1000000}`) exhausts
             its budget; a later forced run doing so fails its request alone (ConstraintFailed)."""
-            matcher = llguidance.LLMatcher(self._tokenizer, grammar_text, log_level=0)
+            matcher = llguidance.LLMatcher(self._tokenizer, grammar_text, log_level=0, limits=PARSER_LIMITS)
             if matcher.is_error():
                 return matcher, matcher.get_error()
             matcher.compute_bitmask()
