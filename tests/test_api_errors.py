@@ -131,9 +131,11 @@ REFUSED = [
 
 @pytest.mark.parametrize("payload, param, contains, code", REFUSED, ids=[f"{i}-{r[1]}" for i, r in enumerate(REFUSED)])
 async def test_bad_requests_are_400_naming_the_param(http, payload, param, contains, code):
+    """Each case of the corpus: its 400, then a normal request is still served."""
     response = await http.post("/v1/chat/completions", content=json.dumps(payload),
                                headers={"content-type": "application/json"})
     assert_error(response, 400, param=param, contains=contains, code=code)
+    assert (await http.post("/v1/chat/completions", json=body(max_tokens=1))).status_code == 200
 
 
 async def test_whole_number_floats_are_integers_and_tiny_top_p_keeps_the_top_token(http):
