@@ -202,8 +202,9 @@ class Pipeline:
             raise
 
     async def warm_up(self) -> None:
-        """One short constrained generation, so the first client does not pay for lazy initialisation
-        (the model's first forward pass, and building the grammar backend's token trie)."""
+        """Every grammar backend built, then one short constrained generation, so the first clients do not
+        pay for lazy initialisation (the backends' vocabularies, the model's first forward pass)."""
+        await asyncio.to_thread(self.engine.compiler.build_backends)
         prompt_ids = render_prompt(self.tokenizer, [ChatMessage(role="user", content="hi")])
         request = EngineRequest("warm-up", prompt_ids, SamplingParams(max_tokens=1), Constraint.json_object())
         await self.collect(request)

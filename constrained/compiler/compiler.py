@@ -229,6 +229,12 @@ class Compiler:
         BACKENDS[name].validate(constraint)
         return BACKENDS[name]
 
+    def build_backends(self) -> None:
+        """Build every backend now (each holds the tokenizer's vocabulary in its own form; the GIL is held
+        for parts of a second), so that a server's first request of each kind does not stall the others."""
+        for name in BACKENDS:
+            self._backend(name)
+
     def _backend(self, name: str) -> Backend:
         with self._backends_lock:
             if name not in self._backends:
