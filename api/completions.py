@@ -158,7 +158,10 @@ async def _merge(
 
 def _prompt_ids(pipeline: Pipeline, prompt: str | list[int]) -> list[int]:
     if isinstance(prompt, str):
-        return pipeline.tokenizer.encode(prompt)
+        ids = pipeline.tokenizer.encode(prompt)
+        if not ids:
+            raise APIError(400, "The prompt is empty: it has no tokens to continue.", param="prompt")
+        return ids
     vocab = pipeline.engine.loaded.vocab_rows
     if any(not 0 <= token < vocab for token in prompt):
         raise APIError(400, f"The prompt has token ids outside the vocabulary [0, {vocab}).", param="prompt")

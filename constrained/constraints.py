@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from llguidance.gbnf_to_lark import GbnfToLarkError, any_to_lark
+from llguidance.gbnf_to_lark import any_to_lark
 
 ConstraintKind = Literal["json_schema", "json_object", "regex", "choice", "grammar", "tool_calls", "reasoning"]
 
@@ -69,10 +69,10 @@ class Constraint:
     def grammar(cls, text: str, *, backend: str = "auto") -> "Constraint":
         """A grammar in Lark (llguidance's dialect) or GBNF, converted to Lark by llguidance's converter. Text
         the converter cannot read is kept as Lark (its detector misses Lark that starts with `?start:`, as
-        Outlines' grammars do), and the compiler names its errors."""
+        Outlines' grammars do), and the compiler names its errors (a GBNF without `root` among them)."""
         try:
             lark = any_to_lark(text) if isinstance(text, str) else text
-        except GbnfToLarkError:
+        except Exception:  # noqa: BLE001 - the converter raises bare Exceptions too ("No 'root' rule found")
             lark = text
         return cls("grammar", lark, backend)
 

@@ -31,7 +31,8 @@ class CompileError(ConstrainedError):
 
 
 class InvalidSamplingParams(ConstrainedError):
-    """A sampling parameter is out of range or conflicts with the constraint; `param` names it."""
+    """A sampling parameter is out of range or conflicts with the constraint, or the prompt is empty; `param`
+    names it."""
 
     def __init__(self, message: str, *, param: str):
         self.param = param

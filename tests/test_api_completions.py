@@ -87,6 +87,8 @@ async def test_stream_frames(openai_client, api_app):
     ({"logprobs": 6}, "logprobs"),
     ({"prompt": [[]]}, "prompt"),
     ({"prompt": [10**9]}, "prompt"),
+    ({"prompt": ""}, "prompt"),
+    ({"prompt": ["abc", ""]}, "prompt"),
     ({"guided_regex": "a+", "guided_choice": ["a"]}, "guided_choice"),
     ({"response_format": {"type": "json_object"}, "regex": "a+"}, "regex"),
     ({"guided_regex": "(a"}, "guided_regex"),

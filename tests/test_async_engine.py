@@ -100,6 +100,13 @@ async def test_a_failing_matcher_fails_its_request_with_a_400(tiny_model, compil
     assert (error.status, error.param, error.code) == (400, "response_format", "constraint_failed")
 
 
+async def test_an_empty_prompt_is_refused_before_it_reaches_the_batch(engine):
+    from constrained.errors import InvalidSamplingParams
+
+    with pytest.raises(InvalidSamplingParams, match="no tokens"):
+        await collect(engine, [], SamplingParams(max_tokens=2))
+
+
 async def test_a_constraint_past_the_backend_limits_fails_its_request_alone(engine, tiny_model, compiler):
     """A forced run the grammar backend cannot lex (`a{100000}`, reached after a free boolean) fails its own
     request; the requests batched beside it finish. One forced from the start is refused at compile."""

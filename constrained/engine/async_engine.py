@@ -19,7 +19,7 @@ from constrained.constraints import Constraint
 from constrained.engine.engine import Engine, Submission
 from constrained.engine.params import SamplingParams
 from constrained.engine.sequence import FinishReason, SequenceOutput
-from constrained.errors import ConstraintFailed
+from constrained.errors import ConstraintFailed, InvalidSamplingParams
 from constrained.models import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,8 @@ class AsyncEngine:
         Raises InvalidConstraint / CompileTimeout / InvalidSamplingParams before any output, and
         ConstraintFailed when a choice's matcher fails (its other choices are then aborted).
         """
+        if not prompt_ids:  # nothing to condition on: a forward pass of no tokens would fail the whole batch
+            raise InvalidSamplingParams("the prompt has no tokens", param="prompt")
         params.validate(vocab_rows=self.loaded.vocab_rows, constrained=constraint is not None)
         grammar = await self.compiler.compile_async(constraint) if constraint is not None else None
         self.start()
