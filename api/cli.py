@@ -17,6 +17,7 @@ import torch
 import uvicorn
 
 from api.app import DEFAULT_MAX_BODY_BYTES, create_app
+from api.http_protocol import JSONErrorH11Protocol
 from constrained.check import load_instances, load_source, run_check
 from constrained.compiler import Compiler
 from constrained.compiler.backends import BACKENDS
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
              args.host, args.port, "required" if args.api_key else "not required", args.max_batch_size,
              args.max_waiting)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, http=JSONErrorH11Protocol)
     finally:
         engine.shutdown()
     return 0

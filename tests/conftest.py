@@ -68,7 +68,8 @@ async def api_app(api_engine):
 
 @pytest.fixture(scope="session")
 def server_url(api_engine):
-    """uvicorn serving the shared engine as tiny-qwen3 from its own thread and event loop, on a free port."""
+    """uvicorn serving the shared engine as tiny-qwen3 from its own thread and event loop, on a free port,
+    with the HTTP protocol `constrained serve` uses."""
     import socket
     import threading
     import time
@@ -80,7 +81,10 @@ def server_url(api_engine):
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(api_engine, model_name="tiny-qwen3"), log_level="warning"))
+    from api.http_protocol import JSONErrorH11Protocol
+
+    server = uvicorn.Server(uvicorn.Config(create_app(api_engine, model_name="tiny-qwen3"), log_level="warning",
+                                           http=JSONErrorH11Protocol))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -117,3 +117,23 @@ async def test_prompts_are_prepared_off_the_event_loop(openai_client, monkeypatc
     await openai_client.responses.create(model="tiny-qwen3", input="hi", max_output_tokens=1)
     await openai_client.completions.create(model="tiny-qwen3", prompt="hi", max_tokens=1)
     assert len(threads) == 3 and threading.get_ident() not in threads
+
+
+def test_an_http_request_uvicorn_cannot_parse_gets_the_json_error_body(server_url):
+    """A malformed request or a header flood never reaches the app: uvicorn answers it, in OpenAI's error
+    shape too."""
+    import json
+    import socket
+
+    host, port = server_url.removeprefix("http://").split(":")
+    flood = "".join(f"X-Flood-{i}: {'a' * 1000}" + "\r\n" for i in range(100))
+    for request in ("GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+                    f"GET /health HTTP/1.1\r\nHost: x\r\n{flood}"):  # 100 kB of headers, never ended
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(request.encode())
+            response = b""
+            while chunk := sock.recv(65536):
+                response += chunk
+        head, _, payload = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in head.lower(), head
+        assert json.loads(payload)["error"]["code"] == "invalid_http_request"
