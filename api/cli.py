@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="weights and KV cache (auto: bfloat16 on CUDA, float32 on the CPU; bfloat16 is faster "
                             "on CPUs with AMX: 1.6x a batch-32 SmolLM2 step here, slower on CPUs without)")
     serve.add_argument("--max-batch-size", type=int, default=32, help="sequences decoded together")
-    serve.add_argument("--max-waiting", type=int, default=256, help="sequences waiting beyond the batch's free slots before 429")
+    serve.add_argument("--max-waiting", type=int, default=256,
+                       help="sequences waiting beyond the batch's free slots before 429")
     serve.add_argument("--compile-deadline", type=float, default=10.0, help="seconds to compile one schema")
     serve.add_argument("--compile-cache-dir", default=str(default_compile_cache_dir()),
                        help="where compiled grammars are kept across restarts (default %(default)s)")
