@@ -6,10 +6,13 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
+import torch
 from transformers import PreTrainedTokenizerFast
 
 if TYPE_CHECKING:
+    from constrained.compiler import Grammar
     from constrained.engine.engine import Engine, Submission
+    from constrained.models import LoadedModel
 
 _JSON_CHARS = set('{}[]:,"0123456789.- ')
 
@@ -51,3 +54,17 @@ def run_until_idle(engine: Engine, submissions: list[Submission]) -> dict[tuple[
             slot["text"] += out.text
             slot["finish"] = out.finish_reason or slot["finish"]
     return results
+
+
+def first_draw_distribution(model: LoadedModel, grammar: Grammar, prompt_ids: list[int],
+                            bias: dict[int, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, allowed) of the first output position, computed without the engine: the model's logits plus
+    `bias`, and which tokens `grammar` allows there. What a constrained draw must follow."""
+    with torch.no_grad():
+        logits = model.model(torch.tensor([prompt_ids])).logits[0, -1].float()
+    for token, value in bias.items():
+        logits[token] += value
+    bitmask = torch.zeros(1, (model.vocab_rows + 31) // 32, dtype=torch.int32)
+    grammar.matcher().fill_bitmask(bitmask, 0)
+    ids = torch.arange(logits.numel())
+    return logits, ((bitmask[0, ids // 32] >> (ids % 32)) & 1).bool()

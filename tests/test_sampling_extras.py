@@ -15,7 +15,7 @@ from constrained.engine.sampler import (
 )
 from constrained.engine.sequence import FinishReason
 from constrained.errors import InvalidSamplingParams
-from constrained.testing import json_finishing_bias, run_until_idle, validation_errors
+from constrained.testing import first_draw_distribution, json_finishing_bias, run_until_idle, validation_errors
 
 SCHEMAS = [
     {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"], "additionalProperties": False},
@@ -180,14 +180,7 @@ def test_truncation_applies_among_the_allowed_tokens(tiny_model, compiler, cut):
     drawn = collections.Counter(
         choice["tokens"][0] for choice in run_until_idle(engine, [Submission(prompt_ids, p, grammar) for p in params]).values())
 
-    with torch.no_grad():
-        logits = tiny_model.model(torch.tensor([prompt_ids])).logits[0, -1].float()
-    for token, value in bias.items():
-        logits[token] += value
-    bitmask = torch.zeros(1, (tiny_model.vocab_rows + 31) // 32, dtype=torch.int32)
-    grammar.matcher().fill_bitmask(bitmask, 0)
-    ids = torch.arange(logits.numel())
-    allowed = ((bitmask[0, ids // 32] >> (ids % 32)) & 1).bool()
+    logits, allowed = first_draw_distribution(tiny_model, grammar, prompt_ids, bias)
     expected = torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
     truncate_(expected, Truncation(**cut))
     expected /= expected.sum()

@@ -12,9 +12,10 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.errors import APIError
 from api.protocol.base import (
-    JSONSchemaFormat, LaxInt, StrictRequest, WholeInt, new_id, now, omit_none, or_default, refuse,
+    JSONSchemaFormat, StrictRequest, WholeInt, new_id, now, omit_none, or_default, refuse,
 )
-from api.protocol.extras import EngineExtras, one_constraint_error
+from api.protocol.extras import one_constraint_error
+from api.protocol.sampling import SamplingRequest
 from constrained.constraints import Constraint
 from constrained.engine.params import SamplingParams
 from constrained.reasoning import THINKING_BUDGETS
@@ -112,38 +113,24 @@ class ResponseFormat(StrictRequest):
         return self
 
 
-class StreamOptions(StrictRequest):
-    include_usage: bool | None = None
-
-
-class ChatCompletionRequest(EngineExtras):
+class ChatCompletionRequest(SamplingRequest):
     """POST /v1/chat/completions. Nullable fields mean "the default"."""
 
     messages: list[ChatMessage] = Field(min_length=1)
     model: str
     modalities: list[Literal["text"]] | None = None
-    frequency_penalty: float | None = None
-    logit_bias: dict[LaxInt, float] | None = None
     logprobs: bool | None = None
     max_completion_tokens: WholeInt | None = None
     max_tokens: WholeInt | None = Field(None, description="Deprecated alias of max_completion_tokens.")
     metadata: dict[str, str] | None = Field(None, description="Accepted and logged; does not affect generation.")
-    n: WholeInt | None = None
     parallel_tool_calls: bool | None = None
-    presence_penalty: float | None = None
     reasoning_effort: str | None = None
     response_format: ResponseFormat | None = None
-    seed: WholeInt | None = Field(None, ge=-(2**63), le=2**63 - 1)  # int64, as OpenAI
     service_tier: Literal["auto", "default"] | None = None
-    stop: str | list[str] | None = None
     store: bool | None = Field(None, description="Completions are not stored: true is refused.")
-    stream: bool | None = None
-    stream_options: StreamOptions | None = None
-    temperature: float | None = None
     tool_choice: str | dict[str, Any] | None = None
     tools: list[Tool] | None = None
     top_logprobs: WholeInt | None = None
-    top_p: float | None = None
     user: str | None = Field(None, description="Accepted and logged; does not affect generation.")
 
     @field_validator("store")
@@ -204,25 +191,8 @@ class ChatCompletionRequest(EngineExtras):
         return a if a is not None else b
 
     def sampling_params(self, *, max_tokens: int) -> SamplingParams:
-        """The engine's parameters; `max_tokens` is the resolved completion budget."""
-        if self.stream_options is not None and not self.stream:
-            raise APIError(400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                           param="stream_options")
-        stop = [self.stop] if isinstance(self.stop, str) else self.stop or []
-        return SamplingParams(
-            max_tokens=max_tokens,
-            temperature=or_default(self.temperature, 1.0),
-            top_p=or_default(self.top_p, 1.0),
-            n=or_default(self.n, 1),
-            seed=self.seed,
-            stop=tuple(stop),
-            presence_penalty=or_default(self.presence_penalty, 0.0),
-            frequency_penalty=or_default(self.frequency_penalty, 0.0),
-            logit_bias=dict(self.logit_bias or {}),
-            logprobs=bool(self.logprobs),
-            top_logprobs=or_default(self.top_logprobs, 0),
-            **self.sampling_extras(),
-        )
+        return self.engine_params(max_tokens=max_tokens, logprobs=bool(self.logprobs),
+                                  top_logprobs=or_default(self.top_logprobs, 0))
 
     def constraint(self) -> tuple[str | None, Constraint | None]:
         """(field, constraint) the answer must match; (None, None) for free text. With tools, calls follow
@@ -257,9 +227,6 @@ class ChatCompletionRequest(EngineExtras):
         fmt = self.response_format
         return fmt.json_schema.name if fmt is not None and fmt.json_schema is not None else None
 
-    @property
-    def include_usage(self) -> bool:
-        return bool(self.stream_options and self.stream_options.include_usage)
 
 
 # --- responses -----------------------------------------------------------------------------------
