@@ -13,8 +13,10 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 
 from api.body_limit import BodyLimit
+from api.drain import InFlight
 from api.errors import ERROR_STATUSES, ErrorBody, install_error_handler
 from api.pipeline import Pipeline
+from api.request_ids import RequestIds
 from api.routes import health_router, require_api_key, router
 from constrained.engine.async_engine import AsyncEngine
 
@@ -53,9 +55,13 @@ def create_app(engine: AsyncEngine, *, model_name: str, api_key: str | None = No
                   **docs)
     app.openapi = lambda: _openapi(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(InFlight, state=app.state)  # what a drain waits for
+    app.add_middleware(RequestIds)  # outermost: every response carries the id, the body limit's 413 too
     app.state.pipeline = Pipeline(engine, model_name=model_name, reasoning_effort=reasoning_effort)
     app.state.api_key = api_key
     app.state.ready = False
+    app.state.draining = False  # set on SIGTERM (api.drain)
+    app.state.in_flight = 0  # /v1 requests being served (api.drain.InFlight)
     install_error_handler(app)
     app.include_router(router)
     app.include_router(health_router)

@@ -17,7 +17,9 @@ import torch
 import uvicorn
 
 from api.app import DEFAULT_MAX_BODY_BYTES, create_app
+from api.drain import DrainingServer
 from api.http_protocol import JSONErrorH11Protocol
+from api.log_format import configure_logging
 from constrained.check import load_instances, load_source, run_check
 from constrained.compiler import Compiler
 from constrained.compiler.backends import BACKENDS
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "check":
         return check(args)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     try:
         with _progress(f"loading model {args.model} (device {args.device}, dtype {args.dtype})"):
             loaded = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype])
@@ -63,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
              args.host, args.port, "required" if args.api_key else "not required", args.max_batch_size,
              args.max_waiting)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, http=JSONErrorH11Protocol)
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                                http=JSONErrorH11Protocol, timeout_graceful_shutdown=5,
+                                log_config=None)  # uvicorn's loggers go through ours: one format, request ids
+        DrainingServer(config, app, drain_timeout=args.drain_timeout).run()
     finally:
         engine.shutdown()
     return 0
@@ -107,7 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413")
     serve.add_argument("--reasoning-effort", default="none", choices=tuple(THINKING_BUDGETS),
                        help="for requests that set none: think first (low/medium/high) or not (default none)")
+    serve.add_argument("--drain-timeout", type=float, default=30.0,
+                       help="on SIGTERM, seconds the requests in flight may take to finish (default %(default)s)")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.add_argument("--log-format", default="text", choices=("text", "json"),
+                       help="text lines, or one JSON object a line (time, level, logger, request_id, message)")
     check = commands.add_parser("check", help="report on a schema: enforced keywords, refusals, compile time, "
                                               "samples; exit 1 when the server would refuse it")
     check.add_argument("source", help="SCHEMA.json, an OpenAI tool definition file, or module:name (a pydantic "

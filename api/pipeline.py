@@ -24,6 +24,7 @@ from api.errors import APIError, to_api_error
 from api.logprobs import LogprobFormatter
 from api.prompt import render_prompt
 from api.protocol.base import ModelCard
+from api.request_ids import claim_request_id
 from api.protocol.chat import ChatMessage
 from constrained.answer import AnswerParser
 from constrained.constraints import Constraint
@@ -159,6 +160,7 @@ class Pipeline:
             constraint = Constraint.reasoning(constraint, budget=budget)
         request = EngineRequest(request_id, prompt_ids, params, constraint, constraint_param, schema_name,
                                 tools_param, reasoning=bool(budget))
+        claim_request_id(request_id)
         kind = constraint.kind if constraint else "free text"
         log.info("%s: %d prompt tokens, n=%d, max_tokens=%d, %s", request_id, len(prompt_ids), params.n,
                  params.max_tokens, kind)

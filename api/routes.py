@@ -43,7 +43,8 @@ def require_api_key(request: Request, credentials: HTTPAuthorizationCredentials 
 def ready_pipeline(request: Request) -> Pipeline:
     """The pipeline to the engine, or 503 while the engine is starting or stopping."""
     if not request.app.state.ready:
-        raise APIError(503, "The model is not ready yet; retry shortly.", type="server_error",
+        reason = "The server is shutting down" if request.app.state.draining else "The model is not ready yet"
+        raise APIError(503, f"{reason}; retry shortly.", type="server_error",
                        headers={"Retry-After": str(RETRY_AFTER_S)})
     return request.app.state.pipeline
 
@@ -96,9 +97,11 @@ async def retrieve_model(model: str, request: Request) -> ModelCard:
 
 @health_router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    """200 once the engine is warm, 503 before (and while shutting down). Needs no API key."""
-    ready = request.app.state.ready
-    return JSONResponse({"status": "ok" if ready else "starting"}, status_code=200 if ready else 503)
+    """200 once the engine is warm, 503 before and while draining. Needs no API key."""
+    state = request.app.state
+    status = "ok" if state.ready else "draining" if state.draining else "starting"
+    return JSONResponse({"status": status}, status_code=200 if state.ready else 503,
+                        headers=None if state.ready else {"Retry-After": str(RETRY_AFTER_S)})
 
 
 def _event_stream(frames: AsyncIterator[str]) -> StreamingResponse:

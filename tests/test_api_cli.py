@@ -66,3 +66,59 @@ def test_cli_serves_until_interrupted(tmp_path):
     assert "loading model tiny-qwen3 on cpu in torch.bfloat16" in output and "ready: serving tiny-qwen3" in output
     assert "1 warm-up schemas compiled" in output
     assert len([p for p in grammars.rglob("*") if p.is_file()]) == 2  # the warm-up schema and json_object
+
+
+def test_sigterm_drains_the_requests_in_flight_then_exits_0(tmp_path):
+    """On SIGTERM: /health and new requests get 503 with Retry-After while a long request in flight runs to its
+    end; then the process exits 0. Its JSON log lines carry each request's id."""
+    import json
+    import threading
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api", "serve", "--model", "tiny-qwen3-json", "--device", "cpu", "--port", str(port),
+         "--no-compile-cache", "--drain-timeout", "60", "--log-format", "json"],
+        stdout=(log := open(tmp_path / "serve.log", "w")), stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    long_body = {"model": "tiny-qwen3-json", "messages": USER, "max_tokens": 1200, "seed": 0,
+                 "structured_outputs": {"regex": "[a-z]{1200}"}}  # 1,200 sampled tokens: seconds
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx2.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the CLI server did not become ready"
+            time.sleep(0.1)
+        finished = {}
+        worker = threading.Thread(target=lambda: finished.update(response=httpx2.post(
+            f"{url}/v1/chat/completions", json=long_body, headers={"x-request-id": "long-one"}, timeout=120)))
+        worker.start()
+        time.sleep(1.0)  # admitted and generating
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        health = httpx2.get(f"{url}/health")
+        refused = httpx2.post(f"{url}/v1/chat/completions", json={"model": "tiny-qwen3-json", "messages": USER})
+        worker.join(timeout=120)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    output = (tmp_path / "serve.log").read_text()
+    assert (health.status_code, health.json()["status"], health.headers["retry-after"]) == (503, "draining", "1")
+    assert refused.status_code == 503 and "shutting down" in refused.json()["error"]["message"]
+    assert refused.headers["retry-after"] == "1" and refused.headers["x-request-id"].startswith("req-")
+    response = finished["response"]
+    assert response.status_code == 200 and response.headers["x-request-id"] == "long-one"
+    assert response.json()["choices"][0]["finish_reason"] == "stop"
+    assert proc.returncode == 0, output
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert any(line["request_id"] == "long-one" and "prompt tokens" in line["message"] for line in lines), lines[-5:]
+    assert any("drained in" in line["message"] for line in lines)

@@ -137,3 +137,21 @@ def test_an_http_request_uvicorn_cannot_parse_gets_the_json_error_body(server_ur
         head, _, payload = response.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in head.lower(), head
         assert json.loads(payload)["error"]["code"] == "invalid_http_request"
+
+
+async def test_every_response_carries_a_request_id(api_app):
+    """The client's x-request-id when it sends a usable one, else the completion id, else one made up."""
+    http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=api_app), base_url="http://testserver")
+    body = {"model": "tiny-qwen3", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    mine = await http.post("/v1/chat/completions", json=body, headers={"x-request-id": "trace-42"})
+    assert mine.headers["x-request-id"] == "trace-42"
+    theirs = await http.post("/v1/chat/completions", json=body)
+    assert theirs.headers["x-request-id"] == theirs.json()["id"]
+    streamed = await http.post("/v1/chat/completions", json={**body, "stream": True},
+                               headers={"x-request-id": "bad id with spaces"})
+    assert streamed.headers["x-request-id"].startswith("chatcmpl-")
+    responses = await http.post("/v1/responses", json={"model": "tiny-qwen3", "input": "hi", "max_output_tokens": 2})
+    assert responses.headers["x-request-id"] == responses.json()["id"]
+    refused = await http.post("/v1/chat/completions", json={**body, "foo": 1})
+    assert refused.status_code == 400 and refused.headers["x-request-id"].startswith("req-")
+    assert (await http.get("/health")).headers["x-request-id"].startswith("req-")
