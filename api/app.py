@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 from api.body_limit import BodyLimit
 from api.drain import InFlight
 from api.errors import ERROR_STATUSES, ErrorBody, install_error_handler
+from api.metrics import install_metrics
 from api.pipeline import Pipeline
 from api.request_ids import RequestIds
 from api.routes import health_router, require_api_key, router
@@ -55,6 +56,7 @@ def create_app(engine: AsyncEngine, *, model_name: str, api_key: str | None = No
                   **docs)
     app.openapi = lambda: _openapi(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    install_metrics(app, engine)  # GET /metrics; its middleware wraps the body limit, so 413s are counted
     app.add_middleware(InFlight, state=app.state)  # what a drain waits for
     app.add_middleware(RequestIds)  # outermost: every response carries the id, the body limit's 413 too
     app.state.pipeline = Pipeline(engine, model_name=model_name, reasoning_effort=reasoning_effort)

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from api.errors import APIError, to_api_error
 from api.logprobs import LogprobFormatter
+from api.metrics import note_constraint, note_output
 from api.prompt import render_prompt
 from api.protocol.base import ModelCard
 from api.request_ids import claim_request_id
@@ -156,6 +157,7 @@ class Pipeline:
                 request_id: str, budget: int = 0, constraint_param: str | None = None, schema_name: str | None = None,
                 tools_param: str | None = None) -> EngineRequest:
         """An EngineRequest, the constraint wrapped in a think block of `budget` tokens when there is one."""
+        note_constraint(constraint)
         if budget:
             constraint = Constraint.reasoning(constraint, budget=budget)
         request = EngineRequest(request_id, prompt_ids, params, constraint, constraint_param, schema_name,
@@ -173,6 +175,7 @@ class Pipeline:
         try:
             async with aclosing(outputs):
                 async for out in outputs:
+                    note_output(out)
                     yield out
         except ConstrainedError as exc:
             raise request.error(exc) from exc

@@ -28,6 +28,7 @@ from constrained.compiler.backends.base import CompiledGrammar
 from constrained.compiler.disk_cache import DiskCache
 from constrained.compiler.vocabulary import tokenizer_hash
 from constrained.constraints import Constraint
+from constrained.engine.stats import CompileStats
 from constrained.errors import CompileTimeout, ConstrainedError, InvalidConstraint
 from constrained import reasoning  # a module import: constrained.reasoning imports the backends' base
 
@@ -85,6 +86,7 @@ class Compiler:
         self._cached_bytes = 0
         self._failures: OrderedDict[str, ConstrainedError] = OrderedDict()
         self._in_flight: dict[str, Future] = {}
+        self.stats = CompileStats()  # updated under self._lock (api/metrics.py reads it)
         self._fast_lane = ThreadPoolExecutor(workers, thread_name_prefix="constrained-compile")
         self._slow_lane = ThreadPoolExecutor(slow_workers, thread_name_prefix="constrained-compile-slow")
 
@@ -124,11 +126,16 @@ class Compiler:
             pending = self._in_flight.get(key)
             if pending is None:
                 self._in_flight[key] = future = Future()
+                self.stats.misses += 1
         if pending is not None:
             return pending.result()
+        start = time.perf_counter()
         try:
             grammar = self._compile_uncached(constraint, deadline)
         except ConstrainedError as exc:
+            with self._lock:
+                self.stats.failures += 1
+                self.stats.compile_seconds.observe(time.perf_counter() - start)
             self._remember(self._failures, key, exc)
             future.set_exception(exc)
             raise
@@ -137,6 +144,8 @@ class Compiler:
                 self._in_flight.pop(key)
             future.set_exception(exc)
             raise
+        with self._lock:
+            self.stats.compile_seconds.observe(time.perf_counter() - start)
         self._remember(self._grammars, key, grammar)
         future.set_result(grammar)
         return grammar
@@ -190,6 +199,7 @@ class Compiler:
         grammar = self._grammars.get(key)
         if grammar is not None:
             self._grammars.move_to_end(key)
+            self.stats.hits += 1
         return grammar
 
     def _compile_uncached(self, constraint: Constraint, deadline: float) -> Grammar:
@@ -255,4 +265,5 @@ class Compiler:
                 evicted, _ = store.popitem(last=False)
                 if store is self._grammars:
                     self._cached_bytes -= self._grammar_bytes.pop(evicted)
+                    self.stats.evictions += 1
             self._in_flight.pop(key)

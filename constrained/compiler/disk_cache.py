@@ -23,6 +23,7 @@ from functools import cache
 from importlib import metadata, resources
 from pathlib import Path
 
+from constrained.engine.stats import DiskCacheStats
 from constrained.models.cache import cache_dir
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class DiskCache:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._bytes = 0  # this process's view of the directory's size: rescanned whenever it prunes
+        self.stats = DiskCacheStats()  # updated under self._lock (api/metrics.py reads it)
         self._prune()
 
     def get(self, key: str) -> bytes | None:
@@ -52,11 +54,14 @@ class DiskCache:
         try:
             stored = path.read_bytes()
         except OSError:
+            self._count("misses")
             return None
         checksum, data = stored[:_DIGEST], stored[_DIGEST:]
         if hashlib.sha256(data).digest() != checksum:
             log.warning("ignoring damaged compile cache entry %s", path)
+            self._count("failures")
             return None
+        self._count("hits")
         try:
             os.utime(path)
         except OSError:
@@ -65,6 +70,7 @@ class DiskCache:
 
     def delete(self, key: str) -> None:
         """Remove the entry under `key`, if any (one that failed to load)."""
+        self._count("failures")
         try:
             self._path(key).unlink()
         except OSError:
@@ -81,6 +87,7 @@ class DiskCache:
             os.replace(tmp, target)
         except OSError as exc:
             log.warning("could not write compile cache entry %s: %s", target, exc)
+            self._count("failures")
             return
         with self._lock:
             self._bytes += _DIGEST + len(data)
@@ -114,7 +121,12 @@ class DiskCache:
                     except OSError:
                         continue
                     total -= size
+                    self.stats.evictions += 1
             self._bytes = total
+
+    def _count(self, counter: str) -> None:
+        with self._lock:
+            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
 
     def _path(self, key: str) -> Path:
         name = hashlib.sha256(f"{key}:{code_fingerprint()}".encode()).hexdigest()

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import logging
 import threading
+import time
 from typing import AsyncIterator
 
 from constrained.compiler import Compiler
@@ -93,6 +94,7 @@ class AsyncEngine:
                 if isinstance(output, BaseException):
                     raise output
                 if output.finish_reason is FinishReason.FAILED:
+                    self.engine.stats.constraint_failures += 1
                     self.compiler.forget(constraint)
                     raise ConstraintFailed(f"choice {output.index}: the constraint's matcher failed on a token its "
                                            "own mask or forced run gave (a grammar backend limit was hit)")
@@ -112,7 +114,9 @@ class AsyncEngine:
                 self._wake.clear()
                 continue
             try:
+                start = time.perf_counter()
                 outputs = self.engine.step()
+                self.engine.stats.step_seconds.observe(time.perf_counter() - start)
             except Exception as exc:  # a bug must fail the requests in flight, not hang them
                 log.exception("engine step failed")
                 self._fail_all(exc)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import random
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ from constrained.engine.masks import BatchMasks, apply_mask_bias_
 from constrained.engine.groups import plan_groups
 from constrained.engine.scheduler import Scheduler
 from constrained.engine.sequence import Sequence, SequenceOutput
+from constrained.engine.stats import EngineStats
 from constrained.engine.token_table import token_byte_table
 from constrained.errors import EngineOverloaded
 from constrained.models import LoadedModel
@@ -74,12 +76,14 @@ class Engine:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._submitted = 0  # sequences put in the inbox and not yet drained into the scheduler
         self._submit_lock = threading.Lock()
+        self.stats = EngineStats()  # counters for monitoring (api/metrics.py reads them)
 
     def submit(self, submission: Submission) -> str:
         """Queue a request (thread-safe). Returns its id. Raises EngineOverloaded when the queue is full."""
         request_id = submission.request_id or f"req-{uuid.uuid4().hex}"
         params = submission.params
         base_seed = params.seed if params.seed is not None else random.randrange(2**62)
+        submitted_at = time.perf_counter()
         sequences = [
             Sequence(
                 request_id=request_id,
@@ -92,6 +96,7 @@ class Engine:
                 detokenizer=IncrementalDetokenizer(self.token_bytes),
                 eos_token_ids=self.eos_token_ids,
                 fast_forward=self.fast_forward and submission.grammar is not None and not params.logprobs,
+                submitted_at=submitted_at,
             )
             for i in range(params.n)
         ]
@@ -99,6 +104,7 @@ class Engine:
         with self._submit_lock:  # what waits is what the batch's free slots cannot take
             free = scheduler.max_batch_size - len(scheduler.running)
             if len(scheduler.waiting) + self._submitted + params.n - free > scheduler.max_waiting:
+                self.stats.rejected += 1
                 raise EngineOverloaded(f"the engine queue is full ({scheduler.max_waiting} waiting beyond the batch)")
             self._submitted += params.n
             self._inbox.put(("add", sequences))
@@ -107,6 +113,12 @@ class Engine:
     def abort(self, request_id: str) -> None:
         """Stop a request at the next step (thread-safe); its slots are freed then."""
         self._inbox.put(("abort", request_id))
+
+    def occupancy(self) -> tuple[int, int, int]:
+        """(sequences waiting, sequences running, KV-cache columns in use: the running rows' tokens), read
+        from any thread without locking (a monitoring snapshot, possibly mid-step)."""
+        running = list(self.scheduler.running)
+        return len(self.scheduler.waiting) + self._submitted, len(running), sum(seq.fed for seq in running)
 
     def has_work(self) -> bool:
         return self.scheduler.has_work() or not self._inbox.empty()
@@ -122,8 +134,12 @@ class Engine:
     def step(self) -> list[SequenceOutput]:
         """Run one batched forward pass and sampling step; return every sequence's output of this step."""
         outputs = self._drain_inbox()
+        stats = self.stats
+        now = time.perf_counter()
         for seq in self.scheduler.admit():  # a forced opening joins the prompt's forward pass
+            stats.queue_wait_seconds.observe(now - seq.submitted_at)
             forced = seq.forced_run()
+            stats.tokens_forced += len(forced.token_ids)
             if forced.token_ids or forced.finish_reason is not None:
                 outputs.append(forced)
         self.scheduler.retire_finished()  # a newcomer forced to its end needs no forward pass
@@ -142,10 +158,16 @@ class Engine:
         logits[:, self.real_vocab:] = float("-inf")  # embedding rows past the tokenizer are no tokens
         self._penalize_(logits, batch)
         tokens = self._sample(logits, batch)
+        stats.tokens_sampled += len(tokens)
+        forced_tokens = 0
         for row, (seq, token) in enumerate(zip(batch, tokens)):
             params = seq.params
             sampled = logprobs_of(logits[row], token, params.top_logprobs) if params.logprobs else SampledToken(token, None)
-            outputs.append(seq.append(sampled))
+            output = seq.append(sampled)
+            if output.token_ids:  # the sampled token, then those the constraint forced after it
+                forced_tokens += len(output.token_ids) - 1
+            outputs.append(output)
+        stats.tokens_forced += forced_tokens
         self.cache.keep_rows(self.scheduler.retire_finished())
         return outputs
 
@@ -163,6 +185,7 @@ class Engine:
         tokens = self.sampler.sample(logits, temperatures, cuts, first).tolist()
         redraw = [row for row in constrained
                   if row not in upfront and batch[row].matcher.validate_tokens([tokens[row]]) == 0]
+        self.stats.redraws += len(redraw)
         for row, token in self._redraw(logits, batch, redraw, temperatures, second).items():
             tokens[row] = token
         return tokens
@@ -241,7 +264,9 @@ class Engine:
                 with self._submit_lock:
                     self._submitted -= len(payload)
                 continue
-            for seq in self.scheduler.remove(payload):
+            removed = self.scheduler.remove(payload)
+            self.stats.aborted_requests += bool(removed)
+            for seq in removed:
                 outputs.append(seq.abort())
             self.cache.keep_rows(self.scheduler.retire_finished())
         return outputs

@@ -51,6 +51,7 @@ class Sequence:
     output_ids: list[int] = field(default_factory=list)
     fed: int = 0  # prompt + output tokens already in the KV cache
     finish_reason: FinishReason | None = None
+    submitted_at: float = 0.0  # time.perf_counter() when the engine accepted it (for the queue-wait histogram)
 
     def __post_init__(self) -> None:
         self.stops = StopStringMatcher(self.params.stop)

@@ -43,7 +43,7 @@ QWEN3_06B_RANDOM = "qwen3-0.6b-random"
 SMOLLM2 = "smollm2-135m-instruct"
 BUILTIN_MODELS = (TINY_QWEN3, TINY_QWEN3_JSON, QWEN3_06B_RANDOM, SMOLLM2)
 _END_OF_TURN_BIAS = 11.0  # tiny-qwen3-json: free text ends after ~25 tokens; inside JSON, EOS is masked anyway
-_TOOL_CALL_BIAS = 12.0  # tiny-qwen3-json: with tool_choice "auto", a call comes before the end of the turn ~70% of the time
+_TOOL_CALL_BIAS = 12.0  # tiny-qwen3-json: with tool_choice "auto", a call comes before the turn ends ~70% of the time
 _QWEN_TOOL_CALL = 151657
 
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
