@@ -12,7 +12,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import api.metrics as metrics_module
 from api.app import create_app
-from api.metrics import install_metrics
 from constrained.compiler import Compiler
 from constrained.compiler.disk_cache import DiskCache
 from constrained.constraints import Constraint
@@ -32,24 +31,6 @@ def client_for(app) -> httpx2.AsyncClient:
     return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://testserver")
 
 
-def report_from_pipeline(app) -> None:
-    """The two pipeline hooks (api/metrics.py `note_constraint`, `note_output`), wrapped around this app's pipeline
-    as the pipeline calls them; they are idempotent, so this stays harmless once the pipeline calls them itself."""
-    pipeline = app.state.pipeline
-    request, outputs = pipeline.request, pipeline.outputs
-
-    def noting_request(prompt_ids, params, constraint, **kwargs):
-        metrics_module.note_constraint(constraint)
-        return request(prompt_ids, params, constraint, **kwargs)
-
-    async def noting_outputs(engine_request):
-        async for out in outputs(engine_request):
-            metrics_module.note_output(out)
-            yield out
-
-    pipeline.request, pipeline.outputs = noting_request, noting_outputs
-
-
 @asynccontextmanager
 async def running(app):
     async with app.router.lifespan_context(app):
@@ -62,11 +43,7 @@ async def running(app):
 
 
 def make_app(engine, **kwargs):
-    app = create_app(engine, model_name=MODEL, **kwargs)
-    if not hasattr(app.state, "metrics"):  # create_app installs them once the server wires them in
-        install_metrics(app, engine)
-    report_from_pipeline(app)
-    return app
+    return create_app(engine, model_name=MODEL, **kwargs)
 
 
 async def scrape(http, **kwargs) -> dict[tuple[str, tuple], float]:
