@@ -2,9 +2,9 @@
 
 Chat completions, the Responses API and completions differ in the shape of what they accept and return,
 not in how they reach the engine: each turns its request into an `EngineRequest` (prompt ids, sampling
-params, one constraint and the request field it came from), and `Pipeline` checks the model name and the
-context budget, runs it, maps every library error to the field that caused it, and hands back the
-engine's outputs, whole (`collect`) or as they come (`start`).
+params, one constraint and the request field it came from), prepared off the event loop (`prepare`), and
+`Pipeline` checks the model name and the context budget, runs it, maps every library error to the field
+that caused it, and hands back the engine's outputs, whole (`collect`) or as they come (`start`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from api.logprobs import LogprobFormatter
 from api.metrics import note_constraint, note_output
 from api.prompt import render_prompt
 from api.protocol.base import ModelCard
-from api.request_ids import claim_request_id
 from api.protocol.chat import ChatMessage
+from api.request_ids import claim_request_id
 from constrained.answer import AnswerParser
 from constrained.constraints import Constraint
 from constrained.engine.async_engine import AsyncEngine
