@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                                 http=JSONErrorH11Protocol, timeout_graceful_shutdown=5,
                                 log_config=None)  # uvicorn's loggers go through ours: one format, request ids
-        DrainingServer(config, app, drain_timeout=args.drain_timeout).run()
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn re-raises it once it has stopped
+            DrainingServer(config, app, drain_timeout=args.drain_timeout).run()
     finally:
         engine.shutdown()
     return 0

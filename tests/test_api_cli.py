@@ -83,8 +83,8 @@ def test_sigterm_drains_the_requests_in_flight_then_exits_0(tmp_path):
          "--no-compile-cache", "--drain-timeout", "60", "--log-format", "json"],
         stdout=(log := open(tmp_path / "serve.log", "w")), stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    long_body = {"model": "tiny-qwen3-json", "messages": USER, "max_tokens": 1200, "seed": 0,
-                 "structured_outputs": {"regex": "[a-z]{1200}"}}  # 1,200 sampled tokens: seconds
+    long_body = {"model": "tiny-qwen3-json", "messages": USER, "max_tokens": 3000, "seed": 0,
+                 "structured_outputs": {"regex": "[0-9]{3000}"}}  # Qwen writes one digit a token: seconds
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -100,7 +100,9 @@ def test_sigterm_drains_the_requests_in_flight_then_exits_0(tmp_path):
         worker = threading.Thread(target=lambda: finished.update(response=httpx2.post(
             f"{url}/v1/chat/completions", json=long_body, headers={"x-request-id": "long-one"}, timeout=120)))
         worker.start()
-        time.sleep(1.0)  # admitted and generating
+        while "constrained_sequences_running 1.0" not in httpx2.get(f"{url}/metrics").text:  # generating
+            assert worker.is_alive(), finished
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         health = httpx2.get(f"{url}/health")
