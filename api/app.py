@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -93,6 +94,18 @@ def _openapi(app: FastAPI) -> dict:
         schemas.update(body.pop("$defs"), ErrorBody=body)
         app.openapi_schema = document
     return app.openapi_schema
+
+
+@asynccontextmanager
+async def serving(app: FastAPI, *, timeout_s: float = 60.0) -> AsyncIterator[FastAPI]:
+    """`app` as uvicorn runs it, in-process (tests, benchmarks): lifespan entered and warm-up done."""
+    async with app.router.lifespan_context(app):
+        deadline = time.monotonic() + timeout_s
+        while not app.state.ready:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the app did not warm up within {timeout_s} s")
+            await asyncio.sleep(0.01)
+        yield app
 
 
 async def _warm_up(app: FastAPI) -> None:

@@ -122,7 +122,8 @@ class Metrics:
         if record.first_token is not None:
             self.observe_first_token(record.first_token - record.start)
             if record.output_tokens > 1:
-                self.observe_time_per_output_token((record.last_token - record.first_token) / (record.output_tokens - 1))
+                gap = (record.last_token - record.first_token) / (record.output_tokens - 1)
+                self.observe_time_per_output_token(gap)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

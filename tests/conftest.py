@@ -52,17 +52,9 @@ def api_engine(tiny_model, compiler):
 @pytest.fixture(scope="session")
 async def api_app(api_engine):
     """The app as uvicorn runs it: lifespan entered, warm-up done (ready)."""
-    import asyncio
+    from api.app import create_app, serving
 
-    from api.app import create_app
-
-    app = create_app(api_engine, model_name="tiny-qwen3")
-    async with app.router.lifespan_context(app):
-        for _ in range(500):
-            if app.state.ready:
-                break
-            await asyncio.sleep(0.01)
-        assert app.state.ready
+    async with serving(create_app(api_engine, model_name="tiny-qwen3")) as app:
         yield app
 
 
@@ -101,20 +93,12 @@ def server_url(api_engine):
 async def json_model_app():
     """The app on tiny-qwen3-json, whose own head finishes JSON and text: for clients that send no logit_bias
     (the Responses API has none)."""
-    import asyncio
-
-    from api.app import create_app
+    from api.app import create_app, serving
     from constrained.engine.async_engine import AsyncEngine
     from constrained.models import load_model
 
     engine = AsyncEngine(load_model("tiny-qwen3-json", device="cpu"), max_batch_size=16)
-    app = create_app(engine, model_name="tiny-qwen3-json")
-    async with app.router.lifespan_context(app):
-        for _ in range(1000):
-            if app.state.ready:
-                break
-            await asyncio.sleep(0.01)
-        assert app.state.ready
+    async with serving(create_app(engine, model_name="tiny-qwen3-json")) as app:
         yield app
     engine.shutdown()
 

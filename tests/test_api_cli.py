@@ -18,6 +18,20 @@ MODEL = "tiny-qwen3"
 USER = [{"role": "user", "content": "hi"}]
 
 
+def wait_until_ready(proc: subprocess.Popen, url: str, output) -> None:
+    """Until /health says 200; fails with the process's output (`output()`) if it dies or takes over 90 s."""
+    deadline = time.monotonic() + 90
+    while True:
+        assert proc.poll() is None, output()
+        try:
+            if httpx2.get(f"{url}/health").status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the CLI server did not become ready"
+        time.sleep(0.1)
+
+
 def test_serve_options_and_env_api_key(monkeypatch):
     monkeypatch.setenv("CONSTRAINED_API_KEY", "from-env")
     args = build_parser().parse_args(["serve", "--port", "9000", "--max-batch-size", "4", "--compile-deadline", "2.5"])
@@ -46,16 +60,7 @@ def test_cli_serves_until_interrupted(tmp_path):
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                if httpx2.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the CLI server did not become ready"
-            time.sleep(0.1)
+        wait_until_ready(proc, url, lambda: proc.stdout.read())
         assert httpx2.get(f"{url}/v1/models").status_code == 401
         client = openai.OpenAI(api_key="k", base_url=f"{url}/v1", max_retries=0)
         assert client.chat.completions.create(model=MODEL, messages=USER, max_tokens=2).choices
@@ -86,16 +91,7 @@ def test_sigterm_drains_the_requests_in_flight_then_exits_0(tmp_path):
     long_body = {"model": "tiny-qwen3-json", "messages": USER, "max_tokens": 3000, "seed": 0,
                  "structured_outputs": {"regex": "[0-9]{3000}"}}  # Qwen writes one digit a token: seconds
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx2.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the CLI server did not become ready"
-            time.sleep(0.1)
+        wait_until_ready(proc, url, lambda: (tmp_path / "serve.log").read_text())
         finished = {}
         worker = threading.Thread(target=lambda: finished.update(response=httpx2.post(
             f"{url}/v1/chat/completions", json=long_body, headers={"x-request-id": "long-one"}, timeout=120)))

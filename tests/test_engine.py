@@ -54,9 +54,12 @@ def test_sixteen_mixed_requests_batched_equal_each_alone(tiny_model, compiler, b
     assert {k: v["tokens"] for k, v in queued.items()} == {k: v["tokens"] for k, v in batched.items()}
 
 
-def test_constrained_outputs_that_stop_validate(tiny_model, compiler, bias):
+@pytest.mark.parametrize("extras", [{}, dict(top_k=5), dict(min_p=0.1), dict(top_k=40, min_p=0.05, top_p=0.9)],
+                         ids=["plain", "top_k", "min_p", "all_cuts"])
+def test_constrained_outputs_that_stop_validate(tiny_model, compiler, bias, extras):
+    """With or without vLLM's truncations (they cut among the allowed tokens), every finished output validates."""
     submissions = [
-        Submission(encode(tiny_model), SamplingParams(max_tokens=64, seed=s, logit_bias=bias),
+        Submission(encode(tiny_model), SamplingParams(max_tokens=64, seed=s, logit_bias=bias, **extras),
                    compiler.compile(Constraint.json_schema(schema)), f"g{s}-{j}")
         for j, schema in enumerate(SCHEMAS) for s in range(6)
     ]

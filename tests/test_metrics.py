@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import api.metrics as metrics_module
-from api.app import create_app
+from api.app import create_app, serving
 from constrained.compiler import Compiler
 from constrained.compiler.disk_cache import DiskCache
 from constrained.constraints import Constraint
@@ -33,12 +33,7 @@ def client_for(app) -> httpx2.AsyncClient:
 
 @asynccontextmanager
 async def running(app):
-    async with app.router.lifespan_context(app):
-        for _ in range(1000):
-            if app.state.ready:
-                break
-            await asyncio.sleep(0.01)
-        assert app.state.ready
+    async with serving(app):
         yield client_for(app)
 
 

@@ -112,6 +112,24 @@ class ResponseFormat(StrictRequest):
             raise ValueError("'json_schema' is required with type 'json_schema' and only there")
         return self
 
+    def answer_schema(self) -> dict[str, Any] | None:
+        """The format as a schema (json_object: any object); None for text."""
+        if self.type == "text":
+            return None
+        return {"type": "object"} if self.type == "json_object" else self.json_schema.schema_
+
+    def constraint(self) -> Constraint | None:
+        """What the output must match; None for text."""
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return Constraint.json_object()
+        return Constraint.json_schema(self.json_schema.schema_)
+
+    @property
+    def name(self) -> str | None:
+        return self.json_schema.name if self.json_schema is not None else None
+
 
 class ChatCompletionRequest(SamplingRequest):
     """POST /v1/chat/completions. Nullable fields mean "the default"."""
@@ -198,7 +216,8 @@ class ChatCompletionRequest(SamplingRequest):
         """(field, constraint) the answer must match; (None, None) for free text. With tools, calls follow
         their tool's parameters and a text answer response_format. One constraint field at most."""
         extra = self.extra_constraint()
-        answer = self._answer_schema()
+        fmt = self.response_format
+        answer = fmt.answer_schema() if fmt is not None else None
         if extra is not None and answer is not None:
             raise one_constraint_error("response_format", extra[0])
         mode = self.tool_mode()
@@ -210,22 +229,10 @@ class ChatCompletionRequest(SamplingRequest):
                 tools, mode=mode, parallel=or_default(self.parallel_tool_calls, True), answer=answer)
         if extra is not None:
             return extra
-        if answer is None:
-            return None, None
-        fmt = self.response_format
-        return "response_format", Constraint.json_object() if fmt.type == "json_object" \
-            else Constraint.json_schema(fmt.json_schema.schema_)
-
-    def _answer_schema(self) -> dict[str, Any] | None:
-        """response_format as a schema (json_object: any object); None for text."""
-        fmt = self.response_format
-        if fmt is None or fmt.type == "text":
-            return None
-        return {"type": "object"} if fmt.type == "json_object" else fmt.json_schema.schema_
+        return ("response_format", fmt.constraint()) if answer is not None else (None, None)
 
     def schema_name(self) -> str | None:
-        fmt = self.response_format
-        return fmt.json_schema.name if fmt is not None and fmt.json_schema is not None else None
+        return self.response_format.name if self.response_format is not None else None
 
 
 

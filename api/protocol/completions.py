@@ -69,18 +69,15 @@ class CompletionRequest(SamplingRequest):
     def constraint(self) -> tuple[str | None, Constraint | None]:
         """(field, constraint): response_format or one vLLM/SGLang constraint field; (None, None) for free text."""
         extra = self.extra_constraint()
-        fmt = self.response_format
-        if fmt is None or fmt.type == "text":
+        constraint = self.response_format.constraint() if self.response_format is not None else None
+        if constraint is None:
             return extra or (None, None)
         if extra is not None:
             raise one_constraint_error("response_format", extra[0])
-        if fmt.type == "json_object":
-            return "response_format", Constraint.json_object()
-        return "response_format", Constraint.json_schema(fmt.json_schema.schema_)
+        return "response_format", constraint
 
     def schema_name(self) -> str | None:
-        fmt = self.response_format
-        return fmt.json_schema.name if fmt is not None and fmt.json_schema is not None else None
+        return self.response_format.name if self.response_format is not None else None
 
 
 
