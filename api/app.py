@@ -31,15 +31,17 @@ _DESCRIPTION = """OpenAI-compatible chat completions whose output is guaranteed 
 
 
 def create_app(engine: AsyncEngine, *, model_name: str, api_key: str | None = None,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, reasoning_effort: str = "none") -> FastAPI:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, reasoning_effort: str = "none",
+               warm_before_serving: bool = False) -> FastAPI:
     """An app serving `engine` under `model_name`; `api_key` guards every /v1 route; `reasoning_effort`
     is the default of requests that set none ("none": no think block, the JSON comes at once).
 
     Requests may name the model `model_name`, the loaded model's own name, or the last path component
     of either (`--model /models/Qwen3-0.6B` also answers to `Qwen3-0.6B`); other names get 404.
 
-    The app starts the engine and warms it up in the background (/health says 503 until then); the
-    caller owns the engine and shuts it down after the server stops.
+    The app starts the engine and warms it up in the background (/health says 503 until then), or before
+    its startup completes with `warm_before_serving` (raising if the warm-up fails); the caller owns the
+    engine and shuts it down after the server stops.
     """
     if not engine.loaded.tokenizer.chat_template:
         raise ValueError(f"model '{model_name}' has no chat template: serve an instruct/chat model")
@@ -48,6 +50,8 @@ def create_app(engine: AsyncEngine, *, model_name: str, api_key: str | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine.start()
         warm_up = asyncio.create_task(_warm_up(app))
+        if warm_before_serving and not await warm_up:
+            raise RuntimeError("the warm-up generation failed (logged above)")
         yield
         app.state.ready = False
         warm_up.cancel()
@@ -108,11 +112,12 @@ async def serving(app: FastAPI, *, timeout_s: float = 60.0) -> AsyncIterator[Fas
         yield app
 
 
-async def _warm_up(app: FastAPI) -> None:
+async def _warm_up(app: FastAPI) -> bool:
     try:
         await app.state.pipeline.warm_up()
     except Exception:
         log.exception("warm-up generation failed: the server stays unready (/health 503)")
-        return
+        return False
     app.state.ready = True
     log.info("ready: serving %s", app.state.pipeline.model_name)
+    return True

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import torch
 
-from api.cli import DTYPES
+from api.serve_options import DTYPES
 from benchmarks.engine import compiling_schemas
 from benchmarks.serve import free_port, run_cell, running, server, shared_settings, summarise
 from constrained.compiler import Compiler

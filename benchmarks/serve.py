@@ -49,7 +49,7 @@ from pathlib import Path
 import openai
 import torch
 
-from api.cli import DTYPES
+from api.serve_options import DTYPES
 from benchmarks.engine import KEY_HEAVY, STRING_SCHEMA, compiling_schemas
 from constrained.compiler import Compiler
 from constrained.models import load_model

@@ -11,6 +11,7 @@ import time
 
 import httpx2
 import openai
+import pytest
 
 from api.cli import build_parser
 
@@ -42,6 +43,20 @@ def test_serve_options_and_env_api_key(monkeypatch):
     assert args.reasoning_effort == "none"
     assert build_parser().parse_args(["serve", "--reasoning-effort", "low"]).reasoning_effort == "low"
     assert args.dtype == "auto" and build_parser().parse_args(["serve", "--dtype", "bfloat16"]).dtype == "bfloat16"
+
+
+def test_serve_run_options_are_the_cli_options():
+    """`serve run api.ray_serve:app_builder key=value ...` reads each key as the `constrained serve` option."""
+    from api.ray_serve import app_builder
+
+    bound = app_builder({"model": "tiny-qwen3-json", "replicas": "3", "max_batch_size": "8", "no_fast_forward": "true",
+                         "device": "cuda", "replica-cpus": "2"})._bound_deployment
+    args = bound.init_args[0]
+    assert (args.model, args.max_batch_size, args.fast_forward) == ("tiny-qwen3-json", 8, False)
+    assert bound.num_replicas == 3 and bound.ray_actor_options == {"num_cpus": 2.0, "num_gpus": 1.0}
+    assert bound.max_ongoing_requests == 8 + args.max_waiting
+    with pytest.raises(SystemExit):
+        app_builder({"no_such_option": "1"})
 
 
 def test_cli_serves_until_interrupted(tmp_path):

@@ -63,6 +63,11 @@ class AsyncEngine:
             self._thread = threading.Thread(target=self._run, name="constrained-engine", daemon=True)
             self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """The worker thread is alive (started and not shut down)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def shutdown(self) -> None:
         self._stopping = True
         self._wake.set()
