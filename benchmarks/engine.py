@@ -27,6 +27,7 @@ from constrained.engine.engine import Engine, Submission
 from constrained.engine.params import SamplingParams
 from constrained.errors import ConstrainedError
 from constrained.models import load_model
+from constrained.testing import run_until_idle
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsonschemabench"
 STRING_SCHEMA = {"type": "object", "properties": {"text": {"type": "string", "minLength": 4096}},
@@ -66,17 +67,14 @@ def compiling_schemas(compiler: Compiler, count: int, *, min_required: int = 0) 
 def run_batch(engine: Engine, prompt: list[int], grammars: list, batch: int, max_tokens: int,
               fast_forward: bool = True) -> dict:
     engine.fast_forward = fast_forward
-    masks_before = engine.masks.rows, engine.masks.seconds
+    masks_before = engine.sampler.masks.rows, engine.sampler.masks.seconds
+    submissions = [Submission(prompt, SamplingParams(max_tokens=max_tokens, seed=i),
+                              grammars[i % len(grammars)] if grammars else None) for i in range(batch)]
     start = time.perf_counter()
-    for i in range(batch):
-        grammar = grammars[i % len(grammars)] if grammars else None
-        engine.submit(Submission(prompt, SamplingParams(max_tokens=max_tokens, seed=i), grammar))
-    tokens = steps = 0
-    while engine.has_work():
-        tokens += sum(len(o.token_ids) for o in engine.step())
-        steps += 1
+    results = run_until_idle(engine, submissions)
     wall = time.perf_counter() - start
-    mask_rows, mask_s = (now - before for now, before in zip((engine.masks.rows, engine.masks.seconds), masks_before))
+    tokens, steps = sum(len(slot["tokens"]) for slot in results.values()), results.steps
+    mask_rows, mask_s = (now - before for now, before in zip((engine.sampler.masks.rows, engine.sampler.masks.seconds), masks_before))
     return {"tokens": tokens, "seconds": round(wall, 4), "tokens_per_s": round(tokens / wall, 1),
             "ms_per_step": round(1000 * wall / steps, 3),
             "masks_per_step": round(mask_rows / steps, 2),  # rows redrawn under their mask (or masked up front)

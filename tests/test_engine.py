@@ -7,8 +7,9 @@ import json
 import pytest
 
 from constrained.constraints import Constraint
-from constrained.engine.engine import CANDIDATES, Engine, Submission
+from constrained.engine.engine import Engine, Submission
 from constrained.engine.params import SamplingParams
+from constrained.engine.sampler import CANDIDATES
 from constrained.engine.sequence import FinishReason
 from constrained.errors import EngineOverloaded, InvalidSamplingParams
 from constrained.testing import first_draw_distribution, json_finishing_bias, run_until_idle, validation_errors
@@ -79,22 +80,10 @@ def test_abort_mid_batch_leaves_others_untouched(tiny_model):
             for i in range(4)]
     reference = run_until_idle(Engine(tiny_model), subs)
     engine = Engine(tiny_model)
-    for s in subs:
-        engine.submit(s)
-    tokens = {s.request_id: [] for s in subs}
-    finish = {}
-    steps = 0
-    while engine.has_work():
-        for out in engine.step():
-            tokens[out.request_id] += out.token_ids
-            if out.finish_reason:
-                finish[out.request_id] = out.finish_reason
-        steps += 1
-        if steps == 5:
-            engine.abort("a1")
-    assert finish["a1"] is FinishReason.ABORT and len(tokens["a1"]) < 30
+    results = run_until_idle(engine, subs, after_step=lambda steps: engine.abort("a1") if steps == 5 else None)
+    assert results[("a1", 0)]["finish"] is FinishReason.ABORT and len(results[("a1", 0)]["tokens"]) < 30
     for rid in ("a0", "a2", "a3"):
-        assert tokens[rid] == reference[(rid, 0)]["tokens"]
+        assert results[(rid, 0)]["tokens"] == reference[(rid, 0)]["tokens"]
     assert engine.cache.num_rows == 0 and not engine.scheduler.running
 
 
@@ -142,12 +131,8 @@ def test_seed_reproducible_and_n_choices_differ(tiny_model):
 
 
 def test_logprobs_and_top_logprobs(tiny_model):
-    engine = Engine(tiny_model)
-    engine.submit(Submission(encode(tiny_model), SamplingParams(max_tokens=4, temperature=0, logprobs=True, top_logprobs=3), None, "lp"))
-    outs = []
-    while engine.has_work():
-        outs += engine.step()
-    sampled = [lp for o in outs for lp in o.logprobs]
+    params = SamplingParams(max_tokens=4, temperature=0, logprobs=True, top_logprobs=3)
+    sampled = run_until_idle(Engine(tiny_model), [Submission(encode(tiny_model), params, None, "lp")])[("lp", 0)]["logprobs"]
     assert len(sampled) == 4
     for lp in sampled:
         assert lp.logprob <= 0 and len(lp.top) == 3
@@ -225,37 +210,12 @@ def test_constrained_draws_follow_the_masked_distribution(tiny_model, compiler, 
     total_variation = 0.5 * sum(abs(drawn[t] / samples - float(expected[t])) for t in set(drawn) | {cat, dog})
     assert total_variation < 0.03, (total_variation, drawn.most_common(4), float(expected[cat]), float(expected[dog]))
     if underflow:  # every row redrew: its kept mask found too little mass, its masked logits decided
-        assert engine.masks.rows == 2 * samples
+        assert engine.sampler.masks.rows == 2 * samples
     else:  # a mask only when the first draw and all CANDIDATES more were forbidden: (1 - p(A))^(1 + CANDIDATES)
         forbidden = 1.0 - float(torch.softmax(logits, dim=-1)[allowed].sum())
         expected_masks = samples * forbidden ** (1 + CANDIDATES)
-        assert 0.2 < forbidden < 0.8 and 0.7 * expected_masks < engine.masks.rows < 1.3 * expected_masks, (
-            forbidden, engine.masks.rows)
-
-
-@pytest.mark.parametrize("fast_forward", [True, False])
-def test_every_kept_draw_is_inside_the_mask(tiny_model, compiler, bias, fast_forward):
-    """An unmasked draw is kept when the matcher accepts it; the matcher may accept splits of forced
-    text that llguidance's mask leaves out, so those stretches draw under the mask (or are fast-forwarded)."""
-    import torch
-
-    class MaskChecked(Engine):
-        def _sample(self, logits, batch):
-            masks = torch.zeros(len(batch), (tiny_model.vocab_rows + 31) // 32, dtype=torch.int32)
-            for row, seq in enumerate(batch):
-                if seq.matcher is not None:
-                    seq.matcher.fill_bitmask(masks, row)
-            tokens = super()._sample(logits, batch)
-            for row, (seq, token) in enumerate(zip(batch, tokens)):
-                assert seq.matcher is None or (int(masks[row, token // 32]) >> (token % 32)) & 1, (row, token)
-            return tokens
-
-    engine = MaskChecked(tiny_model, max_batch_size=16, fast_forward=fast_forward)
-    grammars = [compiler.compile(Constraint.json_schema(schema)) for schema in SCHEMAS]
-    submissions = [Submission(encode(tiny_model), SamplingParams(max_tokens=40, seed=i, logit_bias=bias), grammars[i % 4])
-                   for i in range(32)]
-    assert all(c["finish"] for c in run_until_idle(engine, submissions).values())
-    assert engine.masks.rows > 0  # some draws were forbidden and drawn again
+        assert 0.2 < forbidden < 0.8 and 0.7 * expected_masks < engine.sampler.masks.rows < 1.3 * expected_masks, (
+            forbidden, engine.sampler.masks.rows)
 
 
 class FailingMatcher:
@@ -322,6 +282,5 @@ def test_max_waiting_counts_what_the_free_batch_slots_cannot_take(tiny_model):
         engine.submit(Submission(encode(tiny_model), params, None, f"r{i}"))
     with pytest.raises(EngineOverloaded):
         engine.submit(Submission(encode(tiny_model), params, None, "over"))
-    while engine.has_work():
-        engine.step()
+    run_until_idle(engine, [])  # drain
     engine.submit(Submission(encode(tiny_model), SamplingParams(max_tokens=2, n=5), None, "wide"))  # room again

@@ -5,7 +5,8 @@ import torch
 
 from constrained.engine.detokenizer import IncrementalDetokenizer
 from constrained.engine.masks import FEW_WORDS, BatchMasks, apply_mask_bias_
-from constrained.engine.sampler import Sampler, Truncation, apply_logit_bias_, apply_penalties_, top_p_filter_
+from constrained.engine.distributions import DistributionBuffers, Truncation, top_p_filter_
+from constrained.engine.penalties import apply_logit_bias_, apply_penalties_
 from constrained.engine.stops import StopStringMatcher
 from constrained.matcher import Matcher
 
@@ -90,9 +91,10 @@ def test_redraw_among_allowed_tokens_draws_what_the_full_redraw_draws():
     uniforms: over the whole vocabulary times the 0/1 mask, and among the allowed tokens alone."""
     generator = torch.Generator().manual_seed(0)
     vocab, rows = 3000, 5
-    sampler = Sampler(max_rows=rows, vocab_rows=vocab, device=torch.device("cpu"))
+    buffers = DistributionBuffers(max_rows=rows, vocab_rows=vocab, device=torch.device("cpu"))
     logits = torch.randn(rows, vocab, generator=generator) * 3
-    sampler.sample(logits, torch.ones(rows), [Truncation()] * rows, torch.rand(rows, generator=generator))
+    _, distributions = buffers.draw(logits, torch.ones(rows), [Truncation()] * rows,
+                                    torch.rand(rows, generator=generator))
     allowed = [set(torch.randint(vocab, (size,), generator=generator).tolist()) for size in (1, 3, 40, 700)]
     masks = BatchMasks(max_rows=rows, vocab_rows=vocab, device=torch.device("cpu"))
     packed = masks.fill([BitsMatcher(ids) for ids in allowed]).clone()
@@ -100,8 +102,8 @@ def test_redraw_among_allowed_tokens_draws_what_the_full_redraw_draws():
     owners, tokens = masks.allowed_tokens(packed)
     for _ in range(250):
         uniforms = torch.rand(len(allowed), generator=generator, dtype=torch.float64)
-        among, among_ok = sampler.redraw_among(index, owners, tokens, uniforms)
-        full, full_ok = sampler.redraw(index, masks.kept(packed), uniforms)
+        among, among_ok = distributions.redraw_among(index, owners, tokens, uniforms)
+        full, full_ok = distributions.redraw(index, masks.kept(packed), uniforms)
         assert among.tolist() == full.tolist() and among_ok.all() and full_ok.all()
         assert all(token in ids for token, ids in zip(among.tolist(), allowed))
 

@@ -10,9 +10,9 @@ import torch
 from constrained.constraints import Constraint
 from constrained.engine.engine import Engine, Submission
 from constrained.engine.params import SamplingParams
-from constrained.engine.sampler import (
-    Sampler, Truncation, apply_repetition_penalty_, min_p_filter_, top_k_filter_, truncate_,
-)
+from constrained.engine.distributions import DistributionBuffers, Truncation, min_p_filter_, top_k_filter_, truncate_
+from constrained.engine.penalties import apply_repetition_penalty_
+from constrained.engine.sampler import penalize_
 from constrained.errors import InvalidSamplingParams
 from constrained.testing import first_draw_distribution, json_finishing_bias, run_until_idle
 
@@ -39,10 +39,10 @@ def encode(tiny_model, text="Give me JSON."):
 
 def draws(logits: torch.Tensor, cut: Truncation, count: int, temperature: float = 1.0) -> collections.Counter:
     """`count` tokens drawn by the sampler from one row of `logits` under `cut`, one row per draw."""
-    sampler = Sampler(max_rows=count, vocab_rows=logits.numel(), device=torch.device("cpu"))
+    buffers = DistributionBuffers(max_rows=count, vocab_rows=logits.numel(), device=torch.device("cpu"))
     uniforms = torch.rand(count, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     rows = logits.expand(count, -1).contiguous()
-    drawn = sampler.sample(rows, torch.full((count,), temperature), [cut] * count, uniforms)
+    drawn, _ = buffers.draw(rows, torch.full((count,), temperature), [cut] * count, uniforms)
     return collections.Counter(drawn.tolist())
 
 
@@ -106,9 +106,9 @@ def test_no_truncation_draws_what_the_plain_sampler_draws():
     generator = torch.Generator().manual_seed(2)
     logits = torch.randn(6, 5000, generator=generator) * 2
     uniforms = torch.rand(6, generator=generator, dtype=torch.float64)
-    sampler = Sampler(max_rows=6, vocab_rows=5000, device=torch.device("cpu"))
-    plain = sampler.sample(logits, torch.ones(6), [Truncation()] * 6, uniforms)
-    assert torch.equal(sampler.sample(logits, torch.ones(6), [Truncation(top_k=5000, min_p=0.0)] * 6, uniforms), plain)
+    buffers = DistributionBuffers(max_rows=6, vocab_rows=5000, device=torch.device("cpu"))
+    plain, _ = buffers.draw(logits, torch.ones(6), [Truncation()] * 6, uniforms)
+    assert torch.equal(buffers.draw(logits, torch.ones(6), [Truncation(top_k=5000, min_p=0.0)] * 6, uniforms)[0], plain)
 
 
 def test_repetition_penalty_divides_positive_and_multiplies_negative_seen_logits():
@@ -121,7 +121,7 @@ def test_repetition_penalty_divides_positive_and_multiplies_negative_seen_logits
 
 
 def test_repetition_penalty_covers_prompt_and_output_after_logit_bias(tiny_model):
-    """_penalize_ penalises exactly the prompt's and the output's tokens of the rows that ask, after
+    """penalize_ penalises exactly the prompt's and the output's tokens of the rows that ask, after
     their logit_bias (vLLM's order); a row without it gets its bias alone."""
     engine = Engine(tiny_model, max_batch_size=2)
     prompt_ids = [11, 22, 11, 33]
@@ -138,7 +138,8 @@ def test_repetition_penalty_covers_prompt_and_output_after_logit_bias(tiny_model
     expected[0, 44] -= 3.0
     seen = [11, 22, 33, 55, 66]
     expected[0, seen] = torch.where(expected[0, seen] > 0, expected[0, seen] / 1.5, expected[0, seen] * 1.5)
-    engine._penalize_(logits, [penalised, plain])
+    for row, seq in enumerate([penalised, plain]):
+        penalize_(logits[row], seq)
     assert torch.equal(logits, expected)
 
 

@@ -1,22 +1,7 @@
-"""Token masks, built only for the rows whose draw needs one.
-
-A mask costs a matcher's fill of a packed bitmask (25 us a row for an open JSON string with
-llguidance, where 94% of the vocabulary is allowed) and a pass over [rows, vocab] floats to unpack
-and add it. Testing one token costs 2 us. So a constrained row draws from its unmasked distribution
-first; if its matcher forbids the token, it tries a few more unmasked draws (engine.CANDIDATES) and
-keeps the first allowed one; only if all are forbidden does the row get its mask and draw again from
-the first draw's probabilities restricted to the mask, with no second softmax. A row whose mask allows
-few tokens (a number, a key, an enum: FEW_WORDS) draws among those alone (Sampler.redraw_among); the
-others draw over the whole vocabulary times the 0/1 mask (Sampler.redraw). Drawing x from p until it
-falls in the allowed set A, k times at most, and else drawing from p restricted to A gives
-P(x) = p(x) (1 + q + ... + q^(k-1)) + q^k p(x) / p(A) = p(x) / p(A) with q = 1 - p(A): exactly the
-masked distribution (and for a greedy row, which goes straight to its mask, the masked argmax). The
-work scales with how often the model disagrees with the grammar, not with how many tokens are allowed.
-Rows that need the masked distribution itself (logprobs, top_p < 1) get their mask before drawing, and
-so do forced stretches when they are sampled (fast-forward off): there llguidance's mask allows only
-the canonical split of the forced text, while its matcher accepts any (Sequence.draws_under_mask). On a
-GPU the packed rows (pinned) are copied over and unpacked there: 4 bytes per 32 tokens cross the bus,
-not 32.
+"""Token masks for the rows whose draw needs one (sampler.py says when): a matcher fills a packed bitmask,
+unpacked here into a bias to add to logits or a 0/1 row to multiply probabilities by, or listed as the few
+tokens it allows. On a GPU the packed rows (pinned) are copied over and unpacked there: 4 bytes per 32 tokens
+cross the bus, not 32.
 """
 
 from __future__ import annotations
@@ -25,6 +10,7 @@ import time
 
 import torch
 
+from constrained.compiler.backends.base import bitmask_width
 from constrained.matcher import Matcher
 
 # _BYTE_KEPT[b, i]: bit i of byte b, as 1.0 or 0.0; _BYTE_BIAS[b, i]: 0 where it is set, else -inf. A
@@ -34,10 +20,9 @@ _BYTE_KEPT = ((torch.arange(256)[:, None] >> torch.arange(8)) & 1).float()
 _BYTE_BIAS = torch.zeros(256, 8).masked_fill_(_BYTE_KEPT == 0, float("-inf"))
 _BITS = torch.arange(32, dtype=torch.int32)
 
-# A row whose mask has at most this many nonzero words (of 32 tokens) allows few tokens: it draws among
-# them alone (allowed_tokens) rather than over the whole vocabulary. Measured on tiny-qwen3 with real
-# key-heavy schemas, 90% of the rows that reach their mask allow at most 220 tokens in 194 words (a
-# number, a key's first token, an enum), against 94% of the vocabulary in an open string.
+# A row whose mask has at most this many nonzero words (of 32 tokens) allows few tokens (a number, a key's
+# first token, an enum): it draws among them alone (allowed_tokens), not over the whole vocabulary
+# (benchmarks/SPEED.md, "Why the few-tokens path").
 FEW_WORDS = 256
 
 
@@ -48,7 +33,7 @@ class BatchMasks:
 
     def __init__(self, *, max_rows: int, vocab_rows: int, device: torch.device):
         self.vocab_rows = vocab_rows
-        width = (vocab_rows + 31) // 32
+        width = bitmask_width(vocab_rows)
         self.bitmask = torch.zeros(max_rows, width, dtype=torch.int32, pin_memory=device.type == "cuda")
         # the packed rows the device reads: the bitmask itself on the CPU, a copy on a GPU
         self._packed = (self.bitmask if device.type == "cpu"

@@ -1,235 +1,175 @@
-"""Sampling as small pure functions over a batch of logits ([rows, vocab] float32)."""
+"""The constrained draw: one token per row of a batch's logits, from the row's distribution under its constraint.
+
+A row's distribution is softmax((logits + logit_bias, penalised) / temperature) over the tokens its matcher
+allows, its tail cut by top_k / top_p / min_p among those. Building a mask costs a matcher's fill of a packed
+bitmask and a pass over [rows, vocab] floats; testing one token costs far less (benchmarks/SPEED.md). So a
+constrained row draws from its unmasked distribution first; if its matcher forbids the token, it tries
+CANDIDATES more unmasked draws and keeps the first allowed one; only if all are forbidden does it get its mask
+and draw again from the first draw's probabilities restricted to the mask, with no second softmax: among the
+allowed tokens alone where the mask allows few (masks.FEW_WORDS), else over the vocabulary times the 0/1 mask.
+
+Why this is exact: drawing x from p until it falls in the allowed set A, k times at most, and else drawing
+from p restricted to A gives P(x) = p(x) (1 + q + ... + q^(k-1)) + q^k p(x) / p(A) = p(x) / p(A), with
+q = 1 - p(A): the masked distribution. The work scales with how often the model disagrees with the grammar,
+not with how many tokens are allowed. Where float32 underflow may have erased allowed probabilities
+(distributions.MIN_KEPT_MASS), and for greedy rows (the masked argmax), the row draws from its masked logits.
+Rows that need the masked distribution itself get their mask before drawing (draws_under_mask).
+
+Randomness: each row brings its own uniforms (SamplingRow.draw_uniforms): one per position, split in two
+(distributions.split_uniforms) for the first draw and the masked redraw, and CANDIDATES more only when its
+first token is forbidden. A row's token thus depends on its own history alone, batched or not.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
+from constrained.engine.distributions import DistributionBuffers, Distributions, Truncation, split_uniforms
+from constrained.engine.masks import BatchMasks, apply_mask_bias_
+from constrained.engine.params import SamplingParams
+from constrained.engine.penalties import apply_logit_bias_, apply_penalties_, apply_repetition_penalty_
+from constrained.engine.stats import EngineStats
+from constrained.matcher import Matcher
 
-@dataclass(frozen=True)
-class TokenLogprob:
-    token_id: int
-    logprob: float
+# Unmasked draws a forbidden row tries before building its mask: 4 settle most redraws in an open string,
+# and cost little where the allowed mass is small (benchmarks/SPEED.md, "How a constrained row samples").
+CANDIDATES = 4
 
 
 @dataclass(frozen=True)
 class SampledToken:
     token_id: int
     logprob: float | None  # None unless logprobs were asked for
-    top: tuple[TokenLogprob, ...] = ()
+    top: tuple[SampledToken, ...] = ()  # the most likely alternatives, when top_logprobs asks for them
 
 
-def apply_penalties_(logits: torch.Tensor, output_ids: list[int], presence: float, frequency: float) -> None:
-    """OpenAI penalties on one row: subtract presence once per seen token and frequency per occurrence."""
-    if not output_ids:
-        return
-    counts = torch.bincount(torch.tensor(output_ids, device=logits.device), minlength=logits.shape[-1])
-    counts = counts[: logits.shape[-1]].to(logits.dtype)
-    logits -= presence * (counts > 0).to(logits.dtype) + frequency * counts
+class SamplingRow(Protocol):
+    """What the sampler reads of a row (engine.sequence.Sequence is one)."""
 
+    params: SamplingParams
+    matcher: Matcher | None  # None: unconstrained
+    fast_forward: bool  # forced tokens are appended, not sampled
+    output_ids: list[int]
+    logit_bias: tuple[torch.Tensor, torch.Tensor] | None  # (token ids, values)
 
-def apply_repetition_penalty_(logits: torch.Tensor, seen_ids: torch.Tensor, penalty: float) -> None:
-    """vLLM's (and HF's) repetition penalty on one row: the logit of each token in `seen_ids` (prompt
-    and output so far; repeats do no harm) is divided by `penalty` when positive and multiplied by it
-    when negative, so a penalty above 1 makes a seen token less likely whatever its logit's sign.
-    Only the seen ids are read and written."""
-    values = logits[seen_ids]
-    logits[seen_ids] = torch.where(values > 0, values / penalty, values * penalty)
+    def seen_ids(self) -> torch.Tensor: ...  # prompt and output ids, for repetition_penalty
 
-
-def apply_logit_bias_(logits: torch.Tensor, bias: tuple[torch.Tensor, torch.Tensor] | None) -> None:
-    """Add per-token biases to one row; `bias` is (token ids, values), built once per sequence."""
-    if bias is not None:
-        ids, values = bias
-        logits[ids] += values
-
-
-@dataclass(frozen=True)
-class Truncation:
-    """How much of one row's tail to cut: vLLM's min_p, top_k and top_p. The defaults cut nothing."""
-
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-
-    @property
-    def active(self) -> bool:
-        return self.top_k > 0 or self.top_p < 1.0 or self.min_p > 0.0
-
-
-def truncate_(weights: torch.Tensor, cut: Truncation) -> None:
-    """Zero the tail of one row of probabilities (normalised or not) in vLLM's order: min_p, then
-    top_k, then top_p of the mass those two kept (vLLM renormalises after its top-k, before its top-p).
-    min_p and top_k commute: both keep a head of the sorted row."""
-    min_p_filter_(weights, cut.min_p)
-    top_k_filter_(weights, cut.top_k)
-    top_p_filter_(weights, cut.top_p)
-
-
-def min_p_filter_(weights: torch.Tensor, min_p: float) -> None:
-    """Zero the tokens of one row less probable than min_p times its most probable one: a cut that
-    keeps few tokens where the model is sure and many where it is not."""
-    if min_p > 0.0:
-        weights.masked_fill_(weights < min_p * weights.max(), 0.0)
-
-
-def top_k_filter_(weights: torch.Tensor, top_k: int) -> None:
-    """Zero the tokens of one row less probable than its k-th most probable one. Tokens tied with
-    the k-th are kept, as in vLLM, so the cut does not depend on how a sort orders ties."""
-    if 0 < top_k < weights.shape[-1]:
-        weights.masked_fill_(weights < torch.topk(weights, top_k, sorted=False).values.min(), 0.0)
-
-
-def top_p_filter_(weights: torch.Tensor, top_p: float) -> None:
-    """Zero the tail of one row (probabilities, normalised or not) outside the smallest set whose
-    mass reaches top_p of the row's total."""
-    if top_p >= 1.0:
-        return
-    sorted_weights, order = torch.sort(weights, descending=True)
-    outside = torch.cumsum(sorted_weights, dim=-1) - sorted_weights >= top_p * sorted_weights.sum()
-    outside[0] = False  # the most probable token stays, even when top_p times the mass underflows to 0
-    weights[order[outside]] = 0.0
-
-
-def split_uniforms(draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two independent uniforms in [0, 1) from each float64 draw: its top 26 bits and its other 27.
-
-    A sampling position consumes one draw of its generator, and CANDIDATES more only when its first
-    token is forbidden (masks.py); forced tokens consume one draw each and are never forbidden, so
-    seeded choices stay aligned with and without fast-forward.
-    """
-    scaled = draws * 2.0**26
-    high = torch.floor(scaled)
-    return high / 2.0**26, scaled - high
-
-
-# A redraw from kept probabilities (Sampler.redraw) is trusted when the allowed tokens hold at least this
-# much of the first draw's mass: an allowed token whose probability underflowed float32 (below 1.4e-45)
-# then had a masked probability below 1.4e-15, far below what a 27-bit uniform can pick.
-MIN_KEPT_MASS = 1e-30
-BLOCK = 1024  # tokens per block of the inverse CDF (_block_cdf)
+    def draw_uniforms(self, count: int = 1) -> torch.Tensor: ...  # float64 in [0, 1), from the row's generator
 
 
 class Sampler:
-    """Draws one token per row by inverse CDF, given one uniform in [0, 1) per row.
+    """`sample` draws one token per row; `stats.redraws` counts the rows whose unmasked draw was forbidden, and
+    `masks` (BatchMasks) the masks built and the time spent building them."""
 
-    Works in a scratch buffer allocated once (a fresh [rows, vocab] tensor per step costs page
-    faults on the CPU), so the logits are left as they were. Rows with temperature 0 take the argmax.
-    Each row's randomness comes from its own uniform, so a row's token does not depend on the rest
-    of the batch.
-    """
+    def __init__(self, *, max_rows: int, vocab_rows: int, real_vocab: int, device: torch.device,
+                 stats: EngineStats | None = None):
+        self.masks = BatchMasks(max_rows=max_rows, vocab_rows=vocab_rows, device=device)
+        self.stats = stats if stats is not None else EngineStats()
+        self._buffers = DistributionBuffers(max_rows=max_rows, vocab_rows=vocab_rows, device=device)
+        self._real_vocab = real_vocab
 
-    def __init__(self, *, max_rows: int, vocab_rows: int, device: torch.device):
-        self._weights = torch.empty(max_rows, vocab_rows, device=device)  # the last `sample`'s probabilities
-        self._kept = torch.empty(max_rows, vocab_rows, device=device)
-        self._block_cdf = torch.zeros(0, 1, dtype=torch.float64, device=device)  # the last `sample`'s, of a whole batch
+    def sample(self, logits: torch.Tensor, rows: Sequence[SamplingRow]) -> list[SampledToken]:
+        """One token per row of `logits` ([rows, vocab_rows] float32, changed in place: bias, penalties,
+        masks), with its log-probability where the row asks for logprobs."""
+        logits[:, self._real_vocab:] = float("-inf")  # embedding rows past the tokenizer are no tokens
+        for row, seq in enumerate(rows):
+            penalize_(logits[row], seq)
+        first, second = split_uniforms(torch.cat([seq.draw_uniforms() for seq in rows]))
+        constrained = [row for row, seq in enumerate(rows) if seq.matcher is not None]
+        temperatures = torch.tensor([seq.params.temperature for seq in rows], device=logits.device)
+        cuts = [Truncation(seq.params.top_k, seq.params.top_p, seq.params.min_p) for seq in rows]
+        upfront = [row for row in constrained if draws_under_mask(rows[row])]
+        if upfront:  # most steps have none: no mask work at all
+            self._mask_rows_(logits, rows, upfront)
+        drawn, distributions = self._buffers.draw(logits, temperatures, cuts, first)
+        tokens = drawn.tolist()
+        forbidden = [row for row in constrained
+                     if row not in upfront and rows[row].matcher.validate_tokens([tokens[row]]) == 0]
+        self.stats.redraws += len(forbidden)
+        for row, token in self._redraw(logits, rows, forbidden, temperatures, second, distributions).items():
+            tokens[row] = token
+        return [logprobs_of(logits[row], token, seq.params.top_logprobs) if seq.params.logprobs
+                else SampledToken(token, None) for row, (seq, token) in enumerate(zip(rows, tokens))]
 
-    def sample(self, logits: torch.Tensor, temperatures: torch.Tensor, truncations: Sequence[Truncation],
-               uniforms: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Token ids drawn from softmax(logits / temperature), each row's tail cut by its truncation: one
-        per row of `logits`, or per row listed in `rows` (the other
-        arguments then describe those rows alone). Rows that cut nothing cost nothing more."""
-        weights = self._weights[: len(truncations)]
-        source = logits if rows is None else torch.index_select(logits, 0, rows, out=weights)
-        sampling = temperatures > 0
-        greedy = None if bool(sampling.all()) else torch.argmax(source, dim=-1)
-        if greedy is not None and not bool(sampling.any()):
-            return greedy
-        scales = torch.where(sampling, temperatures, 1.0)
-        if not bool((scales == 1.0).all()):  # at the default temperature, a pass over [rows, vocab] saved
-            source = torch.div(source, scales[:, None], out=weights)
-        torch.softmax(source, dim=-1, out=weights)  # its exp is fast on -inf (masked) logits; exp_ is 5x slower there
-        for row, cut in enumerate(truncations):
-            if cut.active:
-                truncate_(weights[row], cut)
-        block_cdf = _block_cdf(weights)
-        if rows is None:
-            self._block_cdf = block_cdf  # for `candidates`
-        drawn = _draw(weights, block_cdf, uniforms)
-        return drawn if greedy is None else torch.where(sampling, drawn, greedy)
+    def _redraw(self, logits: torch.Tensor, rows: Sequence[SamplingRow], forbidden: list[int],
+                temperatures: torch.Tensor, uniforms: torch.Tensor,
+                distributions: Distributions | None) -> dict[int, int]:
+        """Tokens drawn again under the mask for the `forbidden` rows (no truncation: those draw under their
+        mask up front). A sampling row first tries CANDIDATES more draws from its first distribution and keeps
+        the first its matcher allows; failing that, it draws from those probabilities restricted to its mask.
+        Greedy rows, and rows whose allowed mass underflowed, draw from their masked logits."""
+        tokens: dict[int, int] = {}
+        sampling = [row for row in forbidden if rows[row].params.temperature > 0]
+        if sampling:
+            extra = torch.stack([rows[row].draw_uniforms(CANDIDATES) for row in sampling])
+            drawn, positive = distributions.candidates(torch.tensor(sampling, device=logits.device), extra)
+            for row, candidates, possible in zip(sampling, drawn.tolist(), positive.tolist()):
+                matcher = rows[row].matcher
+                allowed = (token for token, ok in zip(candidates, possible) if ok and matcher.validate_tokens([token]))
+                token = next(allowed, None)
+                if token is not None:
+                    tokens[row] = token
+        kept = [row for row in sampling if row not in tokens]
+        if kept:
+            tokens.update(self._draw_under_masks(rows, kept, uniforms[kept], distributions))
+        exact = [row for row in forbidden if row not in tokens]
+        if exact:
+            self._mask_rows_(logits, rows, exact)
+            index = torch.tensor(exact, device=logits.device)
+            drawn, _ = self._buffers.draw(logits, temperatures[index], [Truncation()] * len(exact), uniforms[exact],
+                                          rows=index)
+            tokens.update(zip(exact, drawn.tolist()))
+        return tokens
 
-    def candidates(self, rows: torch.Tensor, uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """More tokens [len(rows), k] from the distributions of `rows` of the last `sample` of a whole
-        batch, one per uniform of `uniforms` [len(rows), k], and whether each has a positive
-        probability (float rounding at the top of a CDF can land on a zero)."""
-        drawn = _inverse_cdf(self._weights, self._block_cdf[rows], uniforms.to(self._weights.device), rows)
-        return drawn, self._weights[rows[:, None], drawn] > 0
+    def _draw_under_masks(self, rows: Sequence[SamplingRow], kept: list[int], uniforms: torch.Tensor,
+                          distributions: Distributions) -> dict[int, int]:
+        """Tokens for the `kept` rows from their first draw's probabilities restricted to their masks: among
+        the allowed tokens alone where a mask allows few, else over the vocabulary times the 0/1 mask. Rows
+        whose allowed mass underflowed are left out (they draw from their masked logits)."""
+        packed = self.masks.fill([rows[row].matcher for row in kept])
+        few = self.masks.few_allowed(packed).tolist()
+        sparse = [i for i, is_few in enumerate(few) if is_few]
+        dense = [i for i, is_few in enumerate(few) if not is_few]
+        index = torch.tensor(kept, device=packed.device)
+        drawn = torch.zeros(len(kept), dtype=torch.long, device=packed.device)
+        trusted = torch.zeros(len(kept), dtype=torch.bool, device=packed.device)
+        if sparse:
+            owners, allowed = self.masks.allowed_tokens(packed[sparse])
+            drawn[sparse], trusted[sparse] = distributions.redraw_among(index[sparse], owners, allowed,
+                                                                        uniforms[sparse])
+        if dense:
+            drawn[dense], trusted[dense] = distributions.redraw(index[dense], self.masks.kept(packed[dense]),
+                                                                uniforms[dense])
+        return {row: token for row, token, ok in zip(kept, drawn.tolist(), trusted.tolist()) if ok}
 
-    def redraw(self, rows: torch.Tensor, kept: torch.Tensor, uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw again for `rows` of the last `sample` of a whole batch (rows with temperature > 0 and no
-        truncation) from their probabilities times `kept` (1 allowed, 0 not): the masked distribution,
-        without a second softmax. Returns the tokens and, per row, whether the kept mass reached
-        MIN_KEPT_MASS; below it float32 underflow may have erased allowed tokens, and the row must draw
-        from its masked logits instead."""
-        weights = torch.index_select(self._weights, 0, rows, out=self._kept[: rows.numel()]).mul_(kept)
-        return _draw(weights, _block_cdf(weights), uniforms), weights.sum(dim=-1) >= MIN_KEPT_MASS
-
-    def redraw_among(self, rows: torch.Tensor, owners: torch.Tensor, tokens: torch.Tensor,
-                     uniforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`redraw` for rows that allow few tokens, drawn among those alone: `owners` and `tokens` list
-        each allowed token's index into `rows` and its id, by row, then id (BatchMasks.allowed_tokens).
-        A row's draw is trusted when its allowed mass reached MIN_KEPT_MASS and the token drawn has
-        a positive probability."""
-        counts = torch.bincount(owners, minlength=len(rows))
-        column = torch.arange(len(owners), device=owners.device) - (torch.cumsum(counts, 0) - counts)[owners]
-        shape = (len(rows), max(int(counts.max()), 1))
-        mass = torch.zeros(shape, dtype=torch.float64, device=owners.device)
-        mass[owners, column] = self._weights[rows[owners], tokens].double()
-        ids = torch.zeros(shape, dtype=torch.long, device=owners.device)
-        ids[owners, column] = tokens
-        cdf = torch.cumsum(mass, dim=1)
-        targets = uniforms.to(cdf.device, torch.float64)[:, None] * cdf[:, -1:]
-        drawn = torch.minimum(torch.searchsorted(cdf, targets, right=True), (counts - 1).clamp(min=0)[:, None])
-        landed = mass.gather(1, drawn).squeeze(1) > 0
-        return ids.gather(1, drawn).squeeze(1), landed & (cdf[:, -1] >= MIN_KEPT_MASS)
-
-
-def _draw(weights: torch.Tensor, block_cdf: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """Token ids [rows] drawn from `weights` (probabilities, not necessarily normalised, with block
-    CDFs `block_cdf`), one uniform per row."""
-    drawn = _inverse_cdf(weights, block_cdf, uniforms[:, None].to(weights.device)).squeeze(1)
-    landed = weights.gather(1, drawn[:, None]).squeeze(1) > 0
-    if not bool(landed.all()):  # float rounding at the very top of the CDF hit a zero-probability token
-        drawn = torch.where(landed, drawn, torch.argmax(weights, dim=-1))
-    return drawn
-
-
-def _block_cdf(weights: torch.Tensor) -> torch.Tensor:
-    """[rows, blocks] float64 running sums of the masses of BLOCK-token blocks.
-
-    A float32 running sum over 150k entries drifts enough that logits equal to 1e-7 (batched vs
-    alone) pick different tokens; running sums here are float64 over block masses, then over one
-    block (_inverse_cdf), which keeps that exactness for a fraction of a full float64 CDF. The last
-    block may be short: it is summed apart, never padded (a padded copy costs a pass over the batch).
-    """
-    vocab = weights.shape[1]
-    full = vocab - vocab % BLOCK
-    block_mass = weights[:, :full].unflatten(1, (-1, BLOCK)).sum(dim=-1)
-    if full < vocab:
-        block_mass = torch.cat([block_mass, weights[:, full:].sum(dim=-1, keepdim=True)], dim=1)
-    return torch.cumsum(block_mass.double(), dim=-1)
+    def _mask_rows_(self, logits: torch.Tensor, rows: Sequence[SamplingRow], chosen: list[int]) -> None:
+        """Add the masks of the `chosen` rows to their logits, in place: -inf on every token their matcher
+        forbids."""
+        apply_mask_bias_(logits, self.masks.bias([rows[row].matcher for row in chosen]), chosen)
 
 
-def _inverse_cdf(weights: torch.Tensor, block_cdf: torch.Tensor, uniforms: torch.Tensor,
-                 rows: torch.Tensor | None = None) -> torch.Tensor:
-    """Token ids [n, k] at `uniforms` [n, k] of the CDFs of `weights` rows (all, or `rows`), whose
-    block CDFs are `block_cdf` [n, blocks]: the block first, then the token within it."""
-    vocab = weights.shape[1]
-    targets = uniforms.to(torch.float64) * block_cdf[:, -1:]  # [n, k]
-    chosen = torch.searchsorted(block_cdf, targets, right=True).clamp_(max=block_cdf.shape[1] - 1)
-    before = torch.where(chosen > 0, block_cdf.gather(1, (chosen - 1).clamp(min=0)), 0.0)
-    # Each chosen block is read as one window of BLOCK tokens, a view of `weights`: the short last block's
-    # window starts early, and the tokens before the block are zeroed.
-    window = min(BLOCK, vocab)
-    start = (chosen * BLOCK).clamp_(max=vocab - window)
-    row = torch.arange(len(block_cdf), device=weights.device) if rows is None else rows
-    inside = weights.unfold(1, window, 1)[row[:, None], start].double()  # [n, k, window]
-    inside.masked_fill_(torch.arange(window, device=weights.device) < (chosen * BLOCK - start)[:, :, None], 0.0)
-    inner_cdf = torch.cumsum(inside, dim=-1)
-    inner = torch.searchsorted(inner_cdf, (targets - before)[:, :, None], right=True).clamp_(max=window - 1)
-    return start + inner.squeeze(2)
+def draws_under_mask(row: SamplingRow) -> bool:
+    """Whether a constrained row draws under its mask up front instead of testing an unmasked draw: logprobs
+    report the masked distribution, and top_k, top_p and min_p cut its tail (as vLLM, which masks before it
+    truncates); and without fast-forward a forced stretch is sampled, where llguidance's mask allows only the
+    canonical split of the forced text while its matcher accepts any split."""
+    return (row.params.logprobs or row.params.truncates
+            or (not row.fast_forward and bool(row.matcher.forced_tokens())))
+
+
+def penalize_(logits: torch.Tensor, row: SamplingRow) -> None:
+    """logit_bias, then the penalties, on one row in place. vLLM's order: the bias, then repetition_penalty
+    (which scales it), then presence and frequency."""
+    params = row.params
+    apply_logit_bias_(logits, row.logit_bias)
+    if params.repetition_penalty != 1.0:
+        apply_repetition_penalty_(logits, row.seen_ids(), params.repetition_penalty)
+    if params.has_penalties:
+        apply_penalties_(logits, row.output_ids, params.presence_penalty, params.frequency_penalty)
 
 
 def logprobs_of(logits: torch.Tensor, token_id: int, top: int) -> SampledToken:
@@ -238,5 +178,5 @@ def logprobs_of(logits: torch.Tensor, token_id: int, top: int) -> SampledToken:
     alternatives = ()
     if top:
         values, ids = torch.topk(logprobs, top)
-        alternatives = tuple(TokenLogprob(int(i), float(v)) for i, v in zip(ids, values))
+        alternatives = tuple(SampledToken(int(i), float(v)) for i, v in zip(ids, values))
     return SampledToken(token_id, float(logprobs[token_id]), alternatives)

@@ -105,25 +105,16 @@ class Sequence:
             text += self._push(token)
         return self._output(text, taken, None)
 
-    def draws_under_mask(self) -> bool:
-        """Whether this constrained row draws under its mask up front instead of testing an unmasked
-        draw (masks.py): logprobs report the masked distribution and top_k, top_p and min_p cut its
-        tail (as vLLM, which masks before it truncates); and without fast-forward a forced stretch is
-        sampled, where llguidance's mask allows only the canonical split of the forced text while its
-        matcher accepts any split."""
-        return (self.params.logprobs or self.params.truncates
-                or (not self.fast_forward and bool(self.matcher.forced_tokens())))
-
     def seen_ids(self) -> torch.Tensor:
         """Ids of the tokens seen so far, prompt and output (output repeats left in: they do no harm),
         for a choice whose repetition_penalty is on."""
         return torch.cat([self.prompt_seen, torch.tensor(self.output_ids, dtype=torch.long, device=self.device)])
 
     def draw_uniforms(self, count: int = 1) -> torch.Tensor:
-        """This output position's randomness: `count` float64 draws in [0, 1). One per position
-        (sampler.split_uniforms), and engine.CANDIDATES more when its first token was forbidden. They
-        depend only on this choice's own history, so a seed gives one output, batched or alone, and
-        with or without fast-forward (which never redraws a forced token)."""
+        """This output position's randomness: `count` float64 draws in [0, 1). One per position, and
+        sampler.CANDIDATES more when its first token was forbidden. They depend only on this choice's own
+        history, so a seed gives one output, batched or alone, and with or without fast-forward (a forced
+        token consumes one draw, as it would sampled, and is never redrawn)."""
         return torch.rand(count, dtype=torch.float64, generator=self.generator)
 
     def _push(self, token: int) -> str:
