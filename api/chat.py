@@ -6,7 +6,8 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from api.chat_stream import chat_completion_frames, tool_call_id
+from api.call_fields import chat_finish_reason, tool_call_id
+from api.chat_stream import chat_completion_frames
 from api.pipeline import CollectedChoice, EngineRequest, Pipeline
 from api.protocol.base import new_id
 from api.protocol.chat import (
@@ -69,7 +70,7 @@ def _choice(choice: CollectedChoice, request: EngineRequest, pipeline: Pipeline 
     made = parser.calls + ([parser.unfinished_call] if parser.unfinished_call is not None else [])
     calls = [ResponseToolCall(id=tool_call_id(), function=ResponseFunction(name=c.name, arguments=c.arguments))
              for c in made]
-    finish = "tool_calls" if calls and choice.finish_reason == "stop" else choice.finish_reason
+    finish = chat_finish_reason(choice.finish_reason, bool(calls))
     message = AssistantMessage(content=(piece.content or None) if calls else piece.content, tool_calls=calls or None,
                                reasoning_content=piece.reasoning if request.reasoning else None)
     logprobs = ChoiceLogprobs(content=pipeline.logprobs.entries(choice.sampled)) if pipeline is not None else None

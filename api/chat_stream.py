@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from api.call_fields import chat_finish_reason, tool_call_id
 from api.errors import to_api_error
 from api.logprobs import LogprobFormatter
 from api.pipeline import EngineRequest
@@ -56,9 +56,7 @@ class ChoiceStream:
         entries = logprobs.entries(out.logprobs) if logprobs is not None and out.logprobs else None
         piece = self.parser.feed(out.text, final=out.finish_reason is not None)
         if out.finish_reason is not None:
-            self.finish_reason = out.finish_reason.value
-            if self.parser.calls and self.finish_reason == "stop":
-                self.finish_reason = "tool_calls"
+            self.finish_reason = chat_finish_reason(out.finish_reason.value, bool(self.parser.calls))
         chunks = [ChunkChoice(index=self.index, delta=Delta(reasoning_content=piece.reasoning))] \
             if piece.reasoning else []
         chunks += [ChunkChoice(index=self.index, delta=Delta(tool_calls=[_tool_delta(d)])) for d in piece.calls]
@@ -70,10 +68,6 @@ class ChoiceStream:
                 logprobs=ChoiceLogprobs(content=entries) if entries else None,
             ))
         return chunks
-
-
-def tool_call_id() -> str:
-    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def _tool_delta(delta: CallDelta) -> DeltaToolCall:

@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from api.chat_stream import tool_call_id
+from api.call_fields import tool_call_id
 from api.errors import to_api_error
 from api.pipeline import EngineRequest, Pipeline
 from api.protocol.base import new_id

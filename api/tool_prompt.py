@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from constrained.tool_calls import call_block
+from constrained.tool_calls import CALL_SEPARATOR, CLOSE, OPEN, call_block
 
 _INSTRUCTIONS = """# Tools
 
@@ -18,10 +18,10 @@ You are provided with function signatures within <tools></tools> XML tags:
 {tools}
 </tools>
 
-For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:
-<tool_call>
+For each function call, return a json object with function name and arguments within {open}{close} XML tags:
+{open}
 {{"name": <function-name>, "arguments": <args-json-object>}}
-</tool_call>"""
+{close}"""  # Qwen's own words; the call layout itself is `call_block`'s
 
 
 def inline_tools(turns: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -30,7 +30,8 @@ def inline_tools(turns: list[dict[str, Any]], tools: list[dict[str, Any]] | None
     results as `<tool_response>` blocks in one user turn."""
     out: list[dict[str, Any]] = []
     if tools:
-        listing = _INSTRUCTIONS.format(tools="\n".join(json.dumps(tool, ensure_ascii=False) for tool in tools))
+        listing = _INSTRUCTIONS.format(tools="\n".join(json.dumps(tool, ensure_ascii=False) for tool in tools),
+                                       open=OPEN, close=CLOSE)
         if turns and turns[0]["role"] == "system":
             out.append({"role": "system", "content": f"{turns[0]['content']}\n\n{listing}"})
             turns = turns[1:]
@@ -46,7 +47,7 @@ def inline_tools(turns: list[dict[str, Any]], tools: list[dict[str, Any]] | None
                 out.append({"role": "user", "content": response})
         elif turn.get("tool_calls"):
             blocks = [call_block(c["function"]["name"], c["function"]["arguments"]) for c in turn["tool_calls"]]
-            out.append({"role": "assistant", "content": "\n".join(filter(None, [turn["content"], *blocks]))})
+            out.append({"role": "assistant", "content": CALL_SEPARATOR.join(filter(None, [turn["content"], *blocks]))})
         else:
             out.append({"role": turn["role"], "content": turn["content"]})
         previous = turn["role"]

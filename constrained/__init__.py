@@ -2,7 +2,8 @@
 
 Where to start reading: `models/` (loading), `constraints.py` (what a request asks for), `compiler/`
 (validation and compilation into token masks), `matcher.py` (the per-request contract), `engine/`
-(`engine.py` holds `step()`). `reasoning.py` wraps a request's matcher in a think
-block; `answer.py` splits generated text into reasoning, content and tool calls (`tool_calls.py`).
+(`engine.py` holds `step()`). `compiler/reasoning_grammar.py` wraps a request's matcher in a think
+block; `answer.py` splits generated text into reasoning (`reasoning_text.py`), content and tool calls
+(`tool_calls.py`).
 `check/` is `constrained check` for schema authors. The HTTP service lives in the top-level `api/` package.
 """

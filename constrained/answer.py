@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from constrained.reasoning import ReasoningSplitter
+from constrained.reasoning_text import ReasoningSplitter
 from constrained.tool_calls import CallDelta, ParsedCall, ToolCallParser
 
 

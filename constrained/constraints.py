@@ -28,7 +28,7 @@ class Constraint:
       instance of the ``answer`` schema when one is given;
     - ``reasoning``: ``value`` is ``{"budget": int, "answer": [kind, value, backend] | None}``: a
       ``<think>`` block of at most ``budget`` tokens, then the ``answer`` constraint (None: free text),
-      see constrained/reasoning.py.
+      see constrained/compiler/reasoning_grammar.py.
 
     ``backend`` names the compiler backend ("auto" lets the compiler choose).
     """

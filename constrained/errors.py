@@ -10,16 +10,24 @@ class ConstrainedError(Exception):
 class InvalidConstraint(ConstrainedError):
     """The constraint cannot be accepted: invalid, too large, or uses a keyword we cannot enforce.
 
-    `path` is a JSON pointer into the schema (``""`` for the root), `keyword` the offending keyword.
+    `path` is a JSON pointer into the schema (``""`` for the root), `keyword` the offending keyword; `tool`
+    the index of the tool whose parameters schema failed (None: not a tool's schema).
     """
 
-    def __init__(self, message: str, *, path: str = "", keyword: str | None = None, hint: str | None = None):
+    def __init__(self, message: str, *, path: str = "", keyword: str | None = None, hint: str | None = None,
+                 tool: int | None = None):
         self.path = path
         self.keyword = keyword
         self.hint = hint
+        self.tool = tool
         where = f" at '{path or '/'}'" if keyword or path else ""
         what = f"'{keyword}'{where}: " if keyword else (f"at '{path}': " if path else "")
         super().__init__(f"{what}{message}" + (f" ({hint})" if hint else ""))
+
+    @classmethod
+    def in_tool(cls, index: int, name: str, exc: InvalidConstraint) -> InvalidConstraint:
+        """`exc`, raised by the parameters schema of tool number `index` (function `name`), placed in the tools."""
+        return cls(f"function '{name}': {exc}", path=f"/tools/{index}/parameters{exc.path}", tool=index)
 
 
 class CompileTimeout(ConstrainedError):

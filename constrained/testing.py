@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
@@ -42,17 +43,33 @@ def validation_errors(schema: Any, text: str) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(instance)]
 
 
-def run_until_idle(engine: Engine, submissions: list[Submission]) -> dict[tuple[str, int], dict]:
-    """Submit, then step `engine` until idle: {"tokens", "text", "finish"} per (request id, choice index)."""
+class IdleRun(dict):
+    """run_until_idle's result: a dict per (request id, choice index), plus `steps`, the engine steps taken."""
+
+    steps: int = 0
+
+
+def run_until_idle(engine: Engine, submissions: list[Submission],
+                   after_step: Callable[[int], None] | None = None) -> IdleRun:
+    """Submit, then step `engine` until idle: {"tokens", "text", "finish", "logprobs", "usage"} per
+    (request id, choice index), for these submissions and any the engine already held; "usage" is the completion
+    tokens reported. `after_step(steps so far)` runs after each step (to abort mid-run, say)."""
+    def empty() -> dict:
+        return {"tokens": [], "text": "", "finish": None, "logprobs": [], "usage": 0}
+
     ids = [engine.submit(s) for s in submissions]
-    results = {(i, k): {"tokens": [], "text": "", "finish": None} for i, s in zip(ids, submissions)
-               for k in range(s.params.n)}
+    results = IdleRun({(i, k): empty() for i, s in zip(ids, submissions) for k in range(s.params.n)})
     while engine.has_work():
         for out in engine.step():
-            slot = results[(out.request_id, out.index)]
+            slot = results.setdefault((out.request_id, out.index), empty())
             slot["tokens"] += out.token_ids
             slot["text"] += out.text
+            slot["logprobs"] += out.logprobs
+            slot["usage"] = out.completion_tokens
             slot["finish"] = out.finish_reason or slot["finish"]
+        results.steps += 1
+        if after_step is not None:
+            after_step(results.steps)
     return results
 
 
@@ -60,11 +77,13 @@ def first_draw_distribution(model: LoadedModel, grammar: Grammar, prompt_ids: li
                             bias: dict[int, float]) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, allowed) of the first output position, computed without the engine: the model's logits plus
     `bias`, and which tokens `grammar` allows there. What a constrained draw must follow."""
+    from constrained.compiler.backends.base import bitmask_width  # not at the top: the compiler imports this module
+
     with torch.no_grad():
         logits = model.model(torch.tensor([prompt_ids])).logits[0, -1].float()
     for token, value in bias.items():
         logits[token] += value
-    bitmask = torch.zeros(1, (model.vocab_rows + 31) // 32, dtype=torch.int32)
+    bitmask = torch.zeros(1, bitmask_width(model.vocab_rows), dtype=torch.int32)
     grammar.matcher().fill_bitmask(bitmask, 0)
     ids = torch.arange(logits.numel())
     return logits, ((bitmask[0, ids // 32] >> (ids % 32)) & 1).bool()

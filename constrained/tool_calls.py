@@ -15,10 +15,18 @@ import json
 import re
 from dataclasses import dataclass
 
+from constrained.text_tail import partial_suffix
+
+# The layout, spelled here only: OPEN TAG_PAD {"name": "NAME", "arguments": ARGUMENTS} TAG_PAD CLOSE, blocks
+# joined by CALL_SEPARATOR. The grammar (tool_grammar.py) and the prompts (`call_block`) write it from these.
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
-_NAME = re.compile(r'\s*\{"name": ("[^"\\]*")')
+TAG_PAD = "\n"  # between each tag and the call object
+CALL_SEPARATOR = "\n"  # between one call's block and the next
+CALL_END = "}"  # closes the call object after its arguments
+_NAME_KEY = '{"name": '
 _ARGUMENTS = ', "arguments": '
-_END = "}\n" + CLOSE  # closes the call object, then the block
+_NAME = re.compile(r"\s*" + re.escape(_NAME_KEY) + r'("[^"\\]*")')
+_END = CALL_END + TAG_PAD + CLOSE  # closes the call object, then the block
 
 
 @dataclass(frozen=True)
@@ -80,13 +88,13 @@ class ToolCallParser:
 
     def _text(self) -> str:
         if self.calls:  # only the "\n" between calls follows the first one
-            self._pending = self._pending.lstrip("\n")
+            self._pending = self._pending.lstrip(CALL_SEPARATOR)
         start = self._pending.find(OPEN)
         if start >= 0:
             content, self._pending, self._state = self._pending[:start], self._pending[start + len(OPEN):], "name"
             return content.rstrip()
         # held back: what may begin the tag, and the whitespace before it (dropped if a call follows)
-        keep = len(self._pending[:len(self._pending) - _partial_suffix(self._pending, OPEN)].rstrip())
+        keep = len(self._pending[:len(self._pending) - partial_suffix(self._pending, OPEN)].rstrip())
         content, self._pending = self._pending[:keep], self._pending[keep:]
         return content
 
@@ -109,7 +117,7 @@ class ToolCallParser:
             self._arguments.append(fragment)
             self.calls.append(ParsedCall(self._name, "".join(self._arguments)))
             return [CallDelta(len(self.calls) - 1, arguments=fragment)]
-        keep = len(self._pending) - _partial_suffix(self._pending, _END)
+        keep = len(self._pending) - partial_suffix(self._pending, _END)
         fragment, self._pending = self._pending[:keep], self._pending[keep:]
         self._arguments.append(fragment)
         return [CallDelta(len(self.calls), arguments=fragment)]
@@ -117,12 +125,12 @@ class ToolCallParser:
 
 def call_prefix(name: str) -> str:
     """The call object up to its arguments, as the grammar writes it: `{"name": "NAME", "arguments": `."""
-    return f"{{\"name\": {json.dumps(name)}{_ARGUMENTS}"
+    return f"{_NAME_KEY}{json.dumps(name)}{_ARGUMENTS}"
 
 
 def call_block(name: str, arguments: str) -> str:
     """One call as the grammar writes it (what `ToolCallParser` reads back); `arguments` a JSON string."""
-    return f"{OPEN}\n{call_prefix(name)}{arguments}{_END}"
+    return f"{OPEN}{TAG_PAD}{call_prefix(name)}{arguments}{_END}"
 
 
 def parse_tool_calls(text: str) -> tuple[str, list[ParsedCall]]:
@@ -130,8 +138,3 @@ def parse_tool_calls(text: str) -> tuple[str, list[ParsedCall]]:
     parser = ToolCallParser()
     content, _ = parser.feed(text)
     return content + parser.finish()[0], parser.calls
-
-
-def _partial_suffix(text: str, tag: str) -> int:
-    """Length of the longest end of `text` that begins `tag` (a tag possibly cut between pieces)."""
-    return next((k for k in range(min(len(tag) - 1, len(text)), 0, -1) if text.endswith(tag[:k])), 0)

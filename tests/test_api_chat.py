@@ -21,8 +21,6 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from constrained.testing import validation_errors
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 MODEL = "tiny-qwen3"
 USER = [{"role": "user", "content": "Describe a thing in JSON."}]
 
@@ -60,7 +58,7 @@ def assert_finished_outputs_validate(choices, schema: dict, *, at_least: int) ->
     assert all(c.finish_reason in ("stop", "length") for c in choices)
 
 
-@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("strict", [True, pytest.param(False, marks=pytest.mark.slow)])
 async def test_json_schema_outputs_validate(openai_client, finishing_bias, strict):
     response = await openai_client.chat.completions.create(
         model=MODEL, messages=USER, response_format=json_schema_format(SCHEMA, strict=strict),

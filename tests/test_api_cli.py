@@ -59,6 +59,7 @@ def test_serve_run_options_are_the_cli_options():
         app_builder({"no_such_option": "1"})
 
 
+@pytest.mark.slow  # a live `python -m api serve` process
 def test_cli_serves_until_interrupted(tmp_path):
     """`python -m api serve` loads the model (in the dtype asked for), answers, and stops cleanly on Ctrl-C."""
     sock = socket.socket()
@@ -88,6 +89,7 @@ def test_cli_serves_until_interrupted(tmp_path):
     assert len([p for p in grammars.rglob("*") if p.is_file()]) == 2  # the warm-up schema and json_object
 
 
+@pytest.mark.slow  # a live `python -m api serve` process, sent SIGTERM mid-request
 def test_sigterm_drains_the_requests_in_flight_then_exits_0(tmp_path):
     """On SIGTERM: /health and new requests get 503 with Retry-After while a long request in flight runs to its
     end; then the process exits 0. Its JSON log lines carry each request's id."""

@@ -12,8 +12,6 @@ import pytest
 
 from constrained.testing import validation_errors
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 MODEL = "tiny-qwen3"
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}}, "required": ["n"],
           "additionalProperties": False}

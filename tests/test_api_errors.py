@@ -16,8 +16,6 @@ from api.app import create_app
 from constrained.compiler import Compiler
 from constrained.engine.async_engine import AsyncEngine
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 MODEL = "tiny-qwen3"
 USER = [{"role": "user", "content": "hi"}]
 OBJECT = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"], "additionalProperties": False}

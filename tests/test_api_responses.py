@@ -12,8 +12,6 @@ from pydantic import BaseModel
 
 from constrained.testing import validation_errors
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 MODEL = "tiny-qwen3-json"
 
 

@@ -11,8 +11,6 @@ import pytest
 
 from constrained.testing import validation_errors
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 MODEL = "tiny-qwen3"
 USER = [{"role": "user", "content": "A record, please."}]
 SCHEMA = {

@@ -13,8 +13,6 @@ from pydantic import BaseModel, StringConstraints
 from constrained.engine.sequence import SequenceOutput
 from constrained.testing import validation_errors
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 MODEL = "tiny-qwen3"
 USER = [{"role": "user", "content": "Give me a record."}]
 SCHEMA = {

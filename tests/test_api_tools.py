@@ -15,8 +15,6 @@ from constrained.errors import InvalidConstraint
 from constrained.testing import validation_errors
 from constrained.tool_calls import ToolCallParser, parse_tool_calls
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 MODEL = "tiny-qwen3"
 USER = [{"role": "user", "content": "What is the weather in Paris?"}]
 GLAIVE = "/work/shared/data/jsonschemabench/Glaiveai2K.jsonl"
@@ -173,6 +171,7 @@ def glaive_tools(compiler) -> list[dict]:
     return tools
 
 
+@pytest.mark.slow  # a sweep: 112 runs per mode; the other tests here keep tools in the fast tier
 @pytest.mark.parametrize("mode", ["auto", "required"])
 async def test_arguments_always_validate(openai_client, finishing_bias, compiler, mode):
     """>= 100 seeded runs over varied Glaive tools (3 per request): every call's arguments validate against

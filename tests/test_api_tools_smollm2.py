@@ -19,6 +19,8 @@ ADD = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": 
 TOOLS = [{"type": "function", "function": {"name": "add", "description": "Add two integers", "parameters": ADD}}]
 USER = [{"role": "user", "content": "What is 2 plus 3? Use the add tool."}]
 
+pytestmark = pytest.mark.slow  # real weights (SmolLM2 135M); test_api_tools.py covers tools in the fast tier
+
 
 @pytest.fixture(scope="module")
 def smollm2():
@@ -67,7 +69,6 @@ def test_auto_text_never_spells_an_unconstrained_call(smollm2):
         assert (matcher.validate_tokens(ids) == len(ids)) is valid, text
 
 
-@pytest.mark.asyncio(loop_scope="session")
 async def test_stream_helper_accumulates_calls(client):
     """One real request (SmolLM2 is slow on a CPU): the tags come as text, the call is streamed and valid."""
     async with client.chat.completions.stream(model=MODEL, messages=USER, tools=TOOLS, tool_choice="required",

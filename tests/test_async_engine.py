@@ -125,6 +125,7 @@ async def test_a_constraint_past_the_backend_limits_fails_its_request_alone(engi
         compiler.compile(Constraint.regex("((a{100}){100}){100}"))
 
 
+@pytest.mark.slow  # a fresh Python process importing torch
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc")
 def test_starting_releases_the_callers_idle_openmp_workers():
     """The thread that loaded the model leaves OpenMP workers behind; they must be gone once the engine

@@ -41,7 +41,9 @@ def write(tmp_path: Path, name: str, value) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("path", sorted(p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.glob("*/*.json")))
+@pytest.mark.parametrize("path", [  # one example in the fast tier, every one in the slow tier
+    p if p == "nested_document/schema.json" else pytest.param(p, marks=pytest.mark.slow)
+    for p in sorted(p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.glob("*/*.json"))])
 def test_every_example_schema_is_accepted_and_its_samples_validate(path, tiny_model, compiler, finishing_bias):
     report = check(str(EXAMPLES / path), tiny_model, compiler, finishing_bias, seed=1)
     assert report.accepted and report.exit_code == 0, report.render()
@@ -77,6 +79,7 @@ def test_keyword_uses_say_what_is_enforced_and_what_asserts_nothing():
     assert analyze_schema({"type": "object", "required": "x"}, LLGUIDANCE).uses == []  # malformed: no walk
 
 
+@pytest.mark.slow  # a sweep over JSONSchemaBench
 @pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
 async def test_verdict_agrees_with_the_server_on_jsonschemabench(tiny_model, compiler, openai_client):
     rows = [json.loads(line) for path in sorted(DATA.glob("*.jsonl"))
@@ -169,6 +172,7 @@ def test_cli_exit_codes_and_json_report(tmp_path, capsys):
     assert "neither a file nor a pydantic model" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a live `python -m api check` process; test_cli_exit_codes_and_json_report runs it in-process
 def test_python_m_api_check_runs_as_a_process():
     done = subprocess.run([sys.executable, "-m", "api", "check", str(EXAMPLES / "streaming" / "schema.json"),
                            "--model", MODEL, "--device", "cpu", "--samples", "1", "--max-tokens", "8"],

@@ -20,8 +20,8 @@ SCHEMA = {"type": "object", "properties": {"id": {"type": "integer"}, "tags": {"
           "required": ["id", "tags"], "additionalProperties": False}
 
 
-def new_compiler(tiny_model, directory) -> Compiler:
-    return Compiler(tiny_model.tokenizer, vocab_rows=tiny_model.vocab_rows, eos_token_ids=tiny_model.eos_token_ids,
+def new_compiler(tiny_vocab, directory) -> Compiler:
+    return Compiler(tiny_vocab.tokenizer, vocab_rows=tiny_vocab.vocab_rows, eos_token_ids=tiny_vocab.eos_token_ids,
                     disk_cache=DiskCache(directory))
 
 
@@ -47,35 +47,38 @@ def refuse_to_compile(monkeypatch) -> None:
 
 @pytest.mark.parametrize("constraint, good, bad", [
     (Constraint.json_schema(SCHEMA), '{"id": 7, "tags": ["a", "b"]}', '{"id": 7, "tags": ["c"]}'),
-    (Constraint.regex(r"[a-z]{2,5}-[0-9]{1,3}", backend="outlines_core"), "abc-42", "abc-4242"),
+    pytest.param(Constraint.regex(r"[a-z]{2,5}-[0-9]{1,3}", backend="outlines_core"), "abc-42", "abc-4242",
+                 marks=pytest.mark.slow),  # each new compiler builds its backend: seconds apiece
 ])
-def test_a_second_compiler_loads_from_disk_without_compiling(tiny_model, tmp_path, monkeypatch, constraint, good, bad):
-    compiled = new_compiler(tiny_model, tmp_path).compile(constraint)
+def test_a_second_compiler_loads_from_disk_without_compiling(tiny_vocab, tmp_path, monkeypatch, constraint, good, bad):
+    compiled = new_compiler(tiny_vocab, tmp_path).compile(constraint)
     assert len(list(tmp_path.rglob("*"))) == 2  # a shard folder and one entry
     refuse_to_compile(monkeypatch)
-    reloaded = new_compiler(tiny_model, tmp_path).compile(constraint)
+    reloaded = new_compiler(tiny_vocab, tmp_path).compile(constraint)
     assert reloaded is not compiled and reloaded.backend == compiled.backend
-    accepted, masks = walk(reloaded, tiny_model, good)
-    assert accepted and not walk(reloaded, tiny_model, bad)[0]
-    assert all(torch.equal(a, b) for a, b in zip(masks, walk(compiled, tiny_model, good)[1]))
+    accepted, masks = walk(reloaded, tiny_vocab, good)
+    assert accepted and not walk(reloaded, tiny_vocab, bad)[0]
+    assert all(torch.equal(a, b) for a, b in zip(masks, walk(compiled, tiny_vocab, good)[1]))
 
 
-def test_a_damaged_entry_is_compiled_again(tiny_model, tmp_path):
+@pytest.mark.slow  # two compilers, each building its backend
+def test_a_damaged_entry_is_compiled_again(tiny_vocab, tmp_path):
     constraint = Constraint.json_schema(SCHEMA)
-    new_compiler(tiny_model, tmp_path).compile(constraint)
+    new_compiler(tiny_vocab, tmp_path).compile(constraint)
     (entry,) = [p for p in tmp_path.rglob("*") if p.is_file()]
     entry.write_bytes(entry.read_bytes()[:-3])
     assert DiskCache(tmp_path).get("anything") is None
-    grammar = new_compiler(tiny_model, tmp_path).compile(constraint)
-    assert walk(grammar, tiny_model, '{"id": 1, "tags": []}')[0]
+    grammar = new_compiler(tiny_vocab, tmp_path).compile(constraint)
+    assert walk(grammar, tiny_vocab, '{"id": 1, "tags": []}')[0]
     assert entry.read_bytes()[32:] == grammar.to_bytes()  # written again, whole, after its checksum
 
 
-def test_disk_entries_depend_on_the_tokenizer_setup(tiny_model, tmp_path):
+@pytest.mark.slow  # two more compilers, each building its backend
+def test_disk_entries_depend_on_the_tokenizer_setup(tiny_vocab, tmp_path):
     """Another EOS set (or tokenizer, or vocabulary size) must not reuse the entry."""
     constraint = Constraint.json_schema(SCHEMA)
-    new_compiler(tiny_model, tmp_path).compile(constraint)
-    other = Compiler(tiny_model.tokenizer, vocab_rows=tiny_model.vocab_rows, eos_token_ids=tiny_model.eos_token_ids[:1],
+    new_compiler(tiny_vocab, tmp_path).compile(constraint)
+    other = Compiler(tiny_vocab.tokenizer, vocab_rows=tiny_vocab.vocab_rows, eos_token_ids=tiny_vocab.eos_token_ids[:1],
                      disk_cache=DiskCache(tmp_path))
     other.compile(constraint)
     assert len([p for p in tmp_path.rglob("*") if p.is_file()]) == 2
@@ -97,12 +100,12 @@ def test_warmup_schemas_are_compiled_and_unenforceable_ones_skipped(compiler, tm
 # --- bounds in bytes, stale temp files, entries that fail to load -------------------------------------------
 
 
-def test_memory_cache_evicts_by_estimated_bytes(tiny_model, compiler):
+def test_memory_cache_evicts_by_estimated_bytes(tiny_vocab, compiler):
     constraints = [Constraint.regex(r"[a-z]{2}"), Constraint.choice([f"option {i}" for i in range(200)]),
                    Constraint.regex(r"[0-9]{3}")]
     sizes = [Compiler.grammar_bytes(compiler.compile(c)) for c in constraints]
     assert sizes[1] > 4 * sizes[0]  # the estimate grows with the grammar
-    bounded = Compiler(tiny_model.tokenizer, vocab_rows=tiny_model.vocab_rows, eos_token_ids=tiny_model.eos_token_ids,
+    bounded = Compiler(tiny_vocab.tokenizer, vocab_rows=tiny_vocab.vocab_rows, eos_token_ids=tiny_vocab.eos_token_ids,
                        cache_bytes=sizes[1] + sizes[2])
     grammars = [bounded.compile(c) for c in constraints]
     assert len(bounded._grammars) == 2 and bounded._cached_bytes == sizes[1] + sizes[2]
@@ -142,15 +145,16 @@ def test_stale_temp_files_are_removed_at_start(tmp_path):
     assert not stale.exists() and fresh.exists()
 
 
-def test_an_entry_that_fails_to_load_is_dropped_and_compiled_again(tiny_model, tmp_path, monkeypatch):
+@pytest.mark.slow  # three compilers, each building its backend
+def test_an_entry_that_fails_to_load_is_dropped_and_compiled_again(tiny_vocab, tmp_path, monkeypatch):
     """Checksum-valid but wrong bytes must not fail the constraint (with a 400) forever."""
     constraint = Constraint.json_schema(SCHEMA)
-    new_compiler(tiny_model, tmp_path).compile(constraint)
+    new_compiler(tiny_vocab, tmp_path).compile(constraint)
     (entry,) = [p for p in tmp_path.rglob("*") if p.is_file()]
     bad = b"start: this is not ( a grammar"
     entry.write_bytes(hashlib.sha256(bad).digest() + bad)
-    grammar = new_compiler(tiny_model, tmp_path).compile(constraint)
-    assert walk(grammar, tiny_model, '{"id": 1, "tags": ["a"]}')[0]
+    grammar = new_compiler(tiny_vocab, tmp_path).compile(constraint)
+    assert walk(grammar, tiny_vocab, '{"id": 1, "tags": ["a"]}')[0]
     assert entry.read_bytes()[32:] == grammar.to_bytes()  # replaced by the compiled grammar
     refuse_to_compile(monkeypatch)
-    assert new_compiler(tiny_model, tmp_path).compile(constraint).to_bytes() == grammar.to_bytes()
+    assert new_compiler(tiny_vocab, tmp_path).compile(constraint).to_bytes() == grammar.to_bytes()

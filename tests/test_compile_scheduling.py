@@ -35,8 +35,8 @@ def live_children() -> list[int]:
 
 
 @pytest.fixture
-def slow_compiler(tiny_model):
-    compiler = Compiler(tiny_model.tokenizer, vocab_rows=tiny_model.vocab_rows, eos_token_ids=tiny_model.eos_token_ids,
+def slow_compiler(tiny_vocab):
+    compiler = Compiler(tiny_vocab.tokenizer, vocab_rows=tiny_vocab.vocab_rows, eos_token_ids=tiny_vocab.eos_token_ids,
                         deadline_s=2.0, slow_workers=2)
     compiler._backend("llguidance"), compiler._backend("outlines_core")  # built once each, before timing
     compiler.compile(Constraint.regex("[0-9]", backend="outlines_core"))
@@ -74,6 +74,7 @@ def test_slow_compiles_neither_starve_a_small_one_nor_run_past_their_deadline(sl
     assert live_children() == []  # the builds were killed: nothing keeps using CPU
 
 
+@pytest.mark.slow  # each slow_compiler builds both backends first
 def test_a_compile_that_waited_past_its_deadline_is_not_remembered(slow_compiler):
     constraint = Constraint.regex("(red|green|blue)")
     with pytest.raises(CompileTimeout, match="waited for a compile worker"):
@@ -81,6 +82,7 @@ def test_a_compile_that_waited_past_its_deadline_is_not_remembered(slow_compiler
     assert slow_compiler.compile(constraint).backend == "llguidance"
 
 
+@pytest.mark.slow  # each slow_compiler builds both backends first
 def test_a_runaway_build_past_its_deadline_is_killed(slow_compiler):
     children_cpu = os.times().children_user + os.times().children_system
     start = time.perf_counter()

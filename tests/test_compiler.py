@@ -285,6 +285,7 @@ def test_a_failure_is_remembered(compiler):
     assert time.perf_counter() - start < 0.005 and str(second.value) == str(first.value)
 
 
+@pytest.mark.slow  # seconds of a runaway compile; test_compile_scheduling.py checks deadlines in the fast tier
 def test_deadline_holds_for_a_runaway_compile(qwen_tokenizer, compiler):
     quick = Compiler(qwen_tokenizer, vocab_rows=compiler.spec.vocab_rows, eos_token_ids=compiler.spec.eos_token_ids,
                      deadline_s=1.0)
@@ -318,6 +319,7 @@ def test_deadline_holds_for_a_runaway_compile(qwen_tokenizer, compiler):
 # --- JSONSchemaBench sample --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a sweep over JSONSchemaBench
 @pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
 def test_jsonschemabench_sample(compiler, qwen_tokenizer):
     rows = [json.loads(line) for path in sorted(DATA.glob("*.jsonl"))

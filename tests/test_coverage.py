@@ -20,11 +20,11 @@ FIGURES = {"schemas", "compiled", "coverage", "refused", "timeouts", "errors", "
            "cached_compile_ms", "mask_us"}
 
 
-@pytest.fixture(scope="module", params=["constrained", "llguidance"])
-def adapter(request, tiny_model):
+@pytest.fixture(scope="module", params=["constrained", pytest.param("llguidance", marks=pytest.mark.slow)])  # a peer
+def adapter(request, tiny_vocab):
     from benchmarks.coverage.pool import adapter_class
 
-    return adapter_class(request.param)(tiny_model, 10.0)
+    return adapter_class(request.param)(tiny_vocab, 10.0)  # tokenizer, vocab_rows, eos ids: no weights needed
 
 
 def test_serialisations_cover_compact_and_spaced_forms():
@@ -57,6 +57,7 @@ def test_refusal_is_recorded_with_its_reason(adapter):
     assert row["status"] == "refused" and "not" in row["reason"]
 
 
+@pytest.mark.slow  # a live `python -m benchmarks.coverage` with two worker processes; the adapters are tested above
 @pytest.mark.skipif(not DEFAULT_DATA_DIR.exists(), reason="../shared/data is not beside the checkout")
 def test_harness_on_a_fixed_sample_finds_no_invalidation_error():
     command = [sys.executable, "-m", "benchmarks.coverage", "--backend", "constrained", "--limit", "3",

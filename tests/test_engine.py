@@ -39,9 +39,10 @@ def encode(tiny_model, text="Give me JSON."):
     return tiny_model.tokenizer.encode(prompt(tiny_model, text))
 
 
-def test_sixteen_mixed_requests_batched_equal_each_alone(tiny_model, compiler, bias):
+@pytest.mark.parametrize("requests, queue_batch", [(4, 2), pytest.param(16, 5, marks=pytest.mark.slow)])
+def test_mixed_requests_batched_equal_each_alone(tiny_model, compiler, bias, requests, queue_batch):
     submissions = []
-    for i in range(16):
+    for i in range(requests):
         schema = SCHEMAS[i % len(SCHEMAS)]
         grammar = compiler.compile(Constraint.json_schema(schema)) if i % 4 != 3 else None  # some unconstrained
         params = SamplingParams(max_tokens=24 + i, seed=100 + i, logit_bias=bias, temperature=1.0)
@@ -51,12 +52,13 @@ def test_sixteen_mixed_requests_batched_equal_each_alone(tiny_model, compiler, b
         alone = run_until_idle(Engine(tiny_model, max_batch_size=1), [sub])
         assert alone[(sub.request_id, 0)]["tokens"] == batched[(sub.request_id, 0)]["tokens"], sub.request_id
     # a batch smaller than the load queues requests and admits them as others finish: still identical
-    queued = run_until_idle(Engine(tiny_model, max_batch_size=5), submissions)
+    queued = run_until_idle(Engine(tiny_model, max_batch_size=queue_batch), submissions)
     assert {k: v["tokens"] for k, v in queued.items()} == {k: v["tokens"] for k, v in batched.items()}
 
 
-@pytest.mark.parametrize("extras", [{}, dict(top_k=5), dict(min_p=0.1), dict(top_k=40, min_p=0.05, top_p=0.9)],
-                         ids=["plain", "top_k", "min_p", "all_cuts"])
+@pytest.mark.parametrize("extras", [  # all_cuts covers top_k and min_p in the fast tier
+    {}, pytest.param(dict(top_k=5), marks=pytest.mark.slow), pytest.param(dict(min_p=0.1), marks=pytest.mark.slow),
+    dict(top_k=40, min_p=0.05, top_p=0.9)], ids=["plain", "top_k", "min_p", "all_cuts"])
 def test_constrained_outputs_that_stop_validate(tiny_model, compiler, bias, extras):
     """With or without vLLM's truncations (they cut among the allowed tokens), every finished output validates."""
     submissions = [
@@ -132,7 +134,8 @@ def test_seed_reproducible_and_n_choices_differ(tiny_model):
 
 def test_logprobs_and_top_logprobs(tiny_model):
     params = SamplingParams(max_tokens=4, temperature=0, logprobs=True, top_logprobs=3)
-    sampled = run_until_idle(Engine(tiny_model), [Submission(encode(tiny_model), params, None, "lp")])[("lp", 0)]["logprobs"]
+    results = run_until_idle(Engine(tiny_model), [Submission(encode(tiny_model), params, None, "lp")])
+    sampled = results[("lp", 0)]["logprobs"]
     assert len(sampled) == 4
     for lp in sampled:
         assert lp.logprob <= 0 and len(lp.top) == 3
@@ -178,7 +181,8 @@ def test_runner_logits_are_the_models_for_prompts_and_forced_runs(tiny_model):
             assert torch.allclose(logits[row], expected, atol=1e-4)
 
 
-@pytest.mark.parametrize("temperature, underflow", [(1.0, False), (0.0, False), (1.0, True)])
+@pytest.mark.parametrize("temperature, underflow", [(1.0, False), (0.0, False),
+                                                    pytest.param(1.0, True, marks=pytest.mark.slow)])  # 4000 draws
 def test_constrained_draws_follow_the_masked_distribution(tiny_model, compiler, temperature, underflow):
     """A row draws unmasked and draws again under its mask only if the token is forbidden: the
     tokens must still follow softmax over the allowed tokens alone (greedy: the allowed argmax).

@@ -10,7 +10,7 @@ from constrained.constraints import Constraint
 from constrained.engine.engine import Engine, Submission
 from constrained.engine.params import SamplingParams
 from constrained.engine.sequence import FinishReason
-from constrained.testing import json_finishing_bias, validation_errors
+from constrained.testing import json_finishing_bias, run_until_idle, validation_errors
 
 KEY_HEAVY = {
     "type": "object",
@@ -37,23 +37,6 @@ def bias(tiny_model):
 def prompt(tiny_model):
     return tiny_model.tokenizer.encode(tiny_model.tokenizer.apply_chat_template(
         [{"role": "user", "content": "An order as JSON."}], add_generation_prompt=True, tokenize=False))
-
-
-def run(engine: Engine, submissions: list[Submission]) -> tuple[dict[str, dict], int]:
-    """Step until idle: per request its tokens, streamed text, finish and usage; and the step count."""
-    results = {engine.submit(s): {"tokens": [], "text": "", "finish": None, "usage": 0, "logprobs": 0}
-               for s in submissions}
-    steps = 0
-    while engine.has_work():
-        steps += 1
-        for out in engine.step():
-            slot = results[out.request_id]
-            slot["tokens"] += out.token_ids
-            slot["text"] += out.text
-            slot["logprobs"] += len(out.logprobs)
-            slot["finish"] = out.finish_reason or slot["finish"]
-            slot["usage"] = out.completion_tokens
-    return results, steps
 
 
 def submissions(prompt, compiler, bias, schemas, *, max_tokens=64, **params) -> list[Submission]:
@@ -83,10 +66,10 @@ def test_outputs_validate_and_forced_runs_are_the_tokenizers_own(tiny_model, com
     tokenizer = tiny_model.tokenizer
     schemas = [KEY_HEAVY, NESTED] * 3
     subs = submissions(prompt, compiler, bias, schemas, temperature=1.0)
-    results, _ = run(Engine(tiny_model), subs)
+    results = run_until_idle(Engine(tiny_model), subs)
     stopped = 0
     for sub, schema in zip(subs, schemas):
-        out = results[sub.request_id]
+        out = results[(sub.request_id, 0)]
         assert out["text"] == tokenizer.decode(out["tokens"])  # streamed deltas add up to the tokens
         assert out["usage"] == len(out["tokens"])  # forced tokens count in usage
         if out["finish"] is FinishReason.STOP:
@@ -99,40 +82,40 @@ def test_outputs_validate_and_forced_runs_are_the_tokenizers_own(tiny_model, com
     assert stopped >= len(subs) // 2
 
 
-@pytest.mark.parametrize("temperature", [0.0, 1.0])
+@pytest.mark.parametrize("temperature", [0.0, pytest.param(1.0, marks=pytest.mark.slow)])
 def test_same_text_with_and_without_fast_forward_in_fewer_steps(tiny_model, compiler, bias, prompt, temperature):
     """Greedy and seeded choices: forced tokens consume their uniform, so the sampled positions draw
     the same randomness either way. The texts match because at each forced position this model
     (with the finishing bias) picks the same token the matcher forces; float differences between one
     multi-token forward and several single ones are far below what flips a choice here."""
     subs = submissions(prompt, compiler, bias, [KEY_HEAVY, NESTED] * 2, max_tokens=48, temperature=temperature)
-    on, steps_on = run(Engine(tiny_model, fast_forward=True), subs)
-    off, steps_off = run(Engine(tiny_model, fast_forward=False), subs)
+    on = run_until_idle(Engine(tiny_model, fast_forward=True), subs)
+    off = run_until_idle(Engine(tiny_model, fast_forward=False), subs)
     assert {k: v["text"] for k, v in on.items()} == {k: v["text"] for k, v in off.items()}
     assert {k: v["finish"] for k, v in on.items()} == {k: v["finish"] for k, v in off.items()}
-    assert steps_on < steps_off
+    assert on.steps < off.steps
 
 
 def test_forced_run_cut_by_max_tokens_says_length(tiny_model, compiler, prompt):
     """`{"customer_name":` is forced from the start: two tokens of it end the choice before any forward."""
     engine = Engine(tiny_model)
-    results, steps = run(engine, submissions(prompt, compiler, None, [KEY_HEAVY], max_tokens=2))
-    out = results["ff0"]
+    results = run_until_idle(engine, submissions(prompt, compiler, None, [KEY_HEAVY], max_tokens=2))
+    out = results[("ff0", 0)]
     assert out["finish"] is FinishReason.LENGTH and len(out["tokens"]) == 2 and out["usage"] == 2
     assert out["text"] == tiny_model.tokenizer.decode(out["tokens"]) and out["text"].startswith('{"')
-    assert steps == 1 and engine.cache.num_rows == 0
+    assert results.steps == 1 and engine.cache.num_rows == 0
 
 
 def test_fully_forced_output_stops_without_sampling(tiny_model, compiler, prompt):
     schema = {"type": "object", "properties": {"status": {"const": "accepted"}}, "required": ["status"],
               "additionalProperties": False}
-    results, steps = run(Engine(tiny_model), submissions(prompt, compiler, None, [schema], max_tokens=32))
-    out = results["ff0"]
+    results = run_until_idle(Engine(tiny_model), submissions(prompt, compiler, None, [schema], max_tokens=32))
+    out = results[("ff0", 0)]
     assert out["finish"] is FinishReason.STOP and json.loads(out["text"]) == {"status": "accepted"}
-    assert steps == 1
+    assert results.steps == 1
 
 
 def test_logprobs_choices_sample_every_token(tiny_model, compiler, bias, prompt):
     subs = submissions(prompt, compiler, bias, [KEY_HEAVY], logprobs=True, temperature=0.0)
-    out = run(Engine(tiny_model), subs)[0]["ff0"]
-    assert out["logprobs"] == len(out["tokens"]) > 0
+    out = run_until_idle(Engine(tiny_model), subs)[("ff0", 0)]
+    assert len(out["logprobs"]) == len(out["tokens"]) > 0

@@ -8,7 +8,7 @@ from constrained.constraints import Constraint
 from constrained.engine.engine import Engine, Submission
 from constrained.engine.params import SamplingParams
 from constrained.engine.sequence import FinishReason
-from constrained.testing import json_finishing_bias, validation_errors
+from constrained.testing import json_finishing_bias, run_until_idle, validation_errors
 
 pytestmark = pytest.mark.gpu
 
@@ -33,22 +33,12 @@ def test_batch_on_cuda_validates_and_matches_alone(dtype):
     subs = [Submission(prompt, SamplingParams(max_tokens=48, seed=s, logit_bias=bias), grammar if s % 2 else None, f"g{s}")
             for s in range(16)]
 
-    def run(engine, submissions):
-        for s in submissions:
-            engine.submit(s)
-        texts, tokens, finish = {}, {}, {}
-        while engine.has_work():
-            for out in engine.step():
-                texts[out.request_id] = texts.get(out.request_id, "") + out.text
-                tokens.setdefault(out.request_id, []).extend(out.token_ids)
-                finish[out.request_id] = out.finish_reason or finish.get(out.request_id)
-        return texts, tokens, finish
-
-    texts, tokens, finish = run(Engine(cuda_model, max_batch_size=16), subs)
-    stopped = [r for r in finish if finish[r] is FinishReason.STOP and int(r[1:]) % 2]
+    batched = run_until_idle(Engine(cuda_model, max_batch_size=16), subs)
+    stopped = [key for key, out in batched.items() if out["finish"] is FinishReason.STOP and int(key[0][1:]) % 2]
     assert stopped, "no constrained generation finished"
-    for rid in stopped:
-        assert validation_errors(SCHEMA, texts[rid]) == []
+    for key in stopped:
+        assert validation_errors(SCHEMA, batched[key]["text"]) == []
     if dtype == "float32":  # bf16 rounding differs with the batch shape; fp32 agrees
         for sub in subs[:4]:
-            assert run(Engine(cuda_model, max_batch_size=1), [sub])[1] == {sub.request_id: tokens[sub.request_id]}
+            alone = run_until_idle(Engine(cuda_model, max_batch_size=1), [sub])
+            assert alone[(sub.request_id, 0)]["tokens"] == batched[(sub.request_id, 0)]["tokens"]

@@ -19,8 +19,6 @@ from constrained.engine.async_engine import AsyncEngine
 from constrained.engine.params import SamplingParams
 from constrained.engine.stats import Histogram
 
-session_loop = pytest.mark.asyncio(loop_scope="session")
-
 MODEL = "tiny-qwen3"
 USER = [{"role": "user", "content": "hi"}]
 SCHEMA = {"type": "object", "properties": {"alpha": {"type": "integer"}, "beta": {"type": "boolean"}},
@@ -67,7 +65,6 @@ async def idle(engine: AsyncEngine) -> None:
     raise AssertionError("the engine never went idle")
 
 
-@session_loop
 async def test_counts_move_with_real_requests(api_engine):
     app = make_app(api_engine)
     async with running(app) as http:
@@ -125,7 +122,6 @@ async def test_counts_move_with_real_requests(api_engine):
     assert delta(before, after, "constrained_aborted_requests_total") == 0
 
 
-@session_loop
 async def test_abort_and_gauges_while_running(api_engine):
     app = make_app(api_engine)
     async with running(app) as http:
@@ -143,7 +139,6 @@ async def test_abort_and_gauges_while_running(api_engine):
     assert value(after, "constrained_sequences_running") == 0
 
 
-@session_loop
 async def test_full_queue_counts_a_429(tiny_model, compiler):
     engine = AsyncEngine(tiny_model, compiler=compiler, max_batch_size=1, max_waiting=1)
     app = make_app(engine)
@@ -160,7 +155,6 @@ async def test_full_queue_counts_a_429(tiny_model, compiler):
                  constraint="none") == 1
 
 
-@session_loop
 async def test_metrics_need_the_key_when_the_app_has_one(api_engine):
     app = make_app(api_engine, api_key="sekret")
     async with running(app) as http:
@@ -169,15 +163,15 @@ async def test_metrics_need_the_key_when_the_app_has_one(api_engine):
     assert value(samples, "constrained_requests_total", route="/metrics", status="401", constraint="none") == 1
 
 
-@session_loop
 async def test_each_app_has_its_own_registry(api_engine):
     first, second = make_app(api_engine), make_app(api_engine)
     assert first.state.metrics.registry is not second.state.metrics.registry
 
 
-def test_compile_cache_counters_memory_and_disk(tiny_model, tmp_path):
+@pytest.mark.slow  # three compilers, each building its backend
+def test_compile_cache_counters_memory_and_disk(tiny_vocab, tmp_path):
     def compiler(**kwargs) -> Compiler:
-        return Compiler(tiny_model.tokenizer, vocab_rows=tiny_model.vocab_rows, eos_token_ids=tiny_model.eos_token_ids,
+        return Compiler(tiny_vocab.tokenizer, vocab_rows=tiny_vocab.vocab_rows, eos_token_ids=tiny_vocab.eos_token_ids,
                         disk_cache=DiskCache(tmp_path), **kwargs)
 
     first = compiler(cache_size=1)

@@ -285,6 +285,7 @@ def _weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+@pytest.mark.slow  # builds tiny-qwen3 twice from scratch; the fast tier loads it from the cache throughout
 def test_tiny_qwen3_loads_and_rebuilds_identically(cache_a, tmp_path_factory):
     start = time.perf_counter()
     loaded = _in_cache(cache_a, lambda: load_model("tiny-qwen3", device="cpu"))
@@ -308,6 +309,13 @@ def test_tiny_qwen3_loads_and_rebuilds_identically(cache_a, tmp_path_factory):
     torch.manual_seed(1234)  # the build must not depend on the global RNG state
     rebuilt = _in_cache(tmp_path_factory.mktemp("cache_b"), lambda: load_model("tiny-qwen3", device="cpu"))
     assert _weights_digest(rebuilt.model) == _weights_digest(loaded.model)
+
+
+def test_the_weight_free_fixtures_match_tiny_qwen3(tiny_model, tiny_vocab):
+    """Grammar-only tests compile with conftest's tiny_vocab (no weights): the same setup the model loads with."""
+    assert (tiny_vocab.vocab_rows, tiny_vocab.eos_token_ids) == (tiny_model.vocab_rows, tiny_model.eos_token_ids)
+    assert tiny_vocab.tokenizer.get_vocab() == tiny_model.tokenizer.get_vocab()
+    assert tiny_vocab.tokenizer.chat_template == tiny_model.tokenizer.chat_template
 
 
 def test_qwen3_06b_random_has_qwen3_06b_shape():
@@ -353,6 +361,7 @@ def test_smollm2_without_its_wheel_says_how_to_install(monkeypatch, tmp_path):
         builtin_model_dir(SMOLLM2)
 
 
+@pytest.mark.slow  # real weights (SmolLM2 135M)
 def test_smollm2_answers_a_short_chat_greedily():
     assert DEFAULT_MODEL == SMOLLM2
     loaded = load_model(device="cpu")  # real cache: ~15 s the first time on a machine, then ~0.3 s

@@ -113,7 +113,8 @@ def shapes(tmp_path, monkeypatch):
     return "outlines_shapes"
 
 
-@pytest.mark.parametrize(("attribute", "kind"), [("Color", "choice"), ("Plate", "regex")])
+@pytest.mark.parametrize(("attribute", "kind"), [("Color", "choice"),
+                                                  pytest.param("Plate", "regex", marks=pytest.mark.slow)])
 def test_check_cli_on_an_outlines_type_exits_0_and_names_its_kind(
         shapes, attribute, kind, tiny_model, monkeypatch, capsys):
     monkeypatch.setattr(api.cli, "load_model", lambda *args, **kwargs: tiny_model)  # the session's model

@@ -7,11 +7,10 @@ import openai
 import pytest
 import torch
 
+from constrained.compiler.reasoning_grammar import thinking_budget
 from constrained.constraints import Constraint
-from constrained.reasoning import ReasoningSplitter, thinking_budget
+from constrained.reasoning_text import ReasoningSplitter
 from constrained.testing import validation_errors
-
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 MODEL = "tiny-qwen3"
 USER = [{"role": "user", "content": "Name a city and its population."}]

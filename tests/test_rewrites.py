@@ -46,8 +46,8 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def ours(tiny_model):
-    return OursAdapter(tiny_model, 10.0)
+def ours(tiny_vocab):
+    return OursAdapter(tiny_vocab, 10.0)  # tokenizer, vocab_rows, eos ids: no weights needed
 
 
 @pytest.mark.parametrize("schema,instances", CASES)

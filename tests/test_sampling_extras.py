@@ -188,6 +188,7 @@ def test_truncation_applies_among_the_allowed_tokens(tiny_model, compiler, cut):
     assert total_variation(drawn, expected) < 0.06, (drawn, expected[expected > 0])
 
 
+@pytest.mark.slow  # many engine runs; test_engine.py's batched-equals-alone test stays in the fast tier
 def test_seeded_extras_give_the_same_tokens_alone_and_batched(tiny_model, compiler, bias):
     """Each request's extras cut its own row alone: batched beside requests with other extras or none,
     a seeded request draws what it draws alone."""

@@ -17,10 +17,12 @@ from api.protocol.base import (
 from api.protocol.extras import one_constraint_error
 from api.protocol.sampling import SamplingRequest
 from constrained.constraints import Constraint
+from constrained.compiler.reasoning_grammar import THINKING_BUDGETS
 from constrained.engine.params import SamplingParams
-from constrained.reasoning import THINKING_BUDGETS
 
-FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+# What OpenAI's clients read in a choice: the engine's stop or length (engine.sequence.FinishReason, whose abort
+# and failed never reach a response), or tool_calls for a stop after calls (api.call_fields).
+ChoiceFinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 NO_ARGUMENTS = {"type": "object", "properties": {}, "additionalProperties": False}  # a function without parameters
 
 
@@ -277,7 +279,7 @@ class AssistantMessage(BaseModel):
 
 
 class Choice(BaseModel):
-    finish_reason: FinishReason
+    finish_reason: ChoiceFinishReason
     index: int
     logprobs: ChoiceLogprobs | None = None
     message: AssistantMessage
@@ -326,7 +328,7 @@ class Delta(BaseModel):
 
 class ChunkChoice(BaseModel):
     delta: Delta
-    finish_reason: FinishReason | None = None
+    finish_reason: ChoiceFinishReason | None = None
     index: int
     logprobs: ChoiceLogprobs | None = None
 

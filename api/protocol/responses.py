@@ -15,9 +15,9 @@ from api.errors import APIError
 from api.protocol.base import JSONSchemaFormat, StrictRequest, WholeInt, new_id, now, or_default, refuse
 from api.protocol.chat import NO_ARGUMENTS, ChatMessage, FunctionCall, ToolCall
 from api.protocol.extras import EngineExtras, one_constraint_error
+from constrained.compiler.reasoning_grammar import THINKING_BUDGETS
 from constrained.constraints import Constraint
 from constrained.engine.params import SamplingParams
-from constrained.reasoning import THINKING_BUDGETS
 
 # --- request -------------------------------------------------------------------------------------
 

@@ -26,27 +26,16 @@ from transformers import PreTrainedTokenizerFast
 from constrained.compiler.backends import BACKENDS, Backend, Grammar, TokenizerSpec
 from constrained.compiler.backends.base import CompiledGrammar
 from constrained.compiler.disk_cache import DiskCache
+from constrained.compiler.reasoning_grammar import ReasoningGrammar, think_token_ids
 from constrained.compiler.vocabulary import tokenizer_hash
 from constrained.constraints import Constraint
 from constrained.engine.stats import CompileStats
 from constrained.errors import CompileTimeout, ConstrainedError, InvalidConstraint
-from constrained import reasoning  # a module import: constrained.reasoning imports the backends' base
 
 log = logging.getLogger(__name__)
 
-# What "auto" picks, per constraint kind (measured on the Qwen 151,936-token vocabulary, 2 CPU cores):
-# - JSON: llguidance. On 200 JSONSchemaBench schemas (STACK.md) it compiled 168 in ms and accepted 0 invalid
-#   instances; outlines-core compiled 130 in 0.6-27 s and accepted 58 invalid ones. Its keywords are a strict
-#   subset of llguidance's, so it is never the better fallback either.
-#   Checked per schema with the coverage harness (benchmarks/RESULTS.md): of the 104 schemas llguidance refuses
-#   in a seeded sample of 1,000 JSONSchemaBench schemas (100 per subset), outlines-core's table admits none, so
-#   "auto" has no per-schema fallback.
-# - regex / choice: llguidance. Compile 1.3-7 ms against 50-250 ms for outlines-core on small patterns, and
-#   6.1 s for \w+( \w+){0,20}\., 11.5 s for [^\n]{0,200}, over 10 s for (a|b)*a(a|b){20}. outlines-core
-#   also cuts continuations after an accepting state: it rejects "3.14" for [0-9]+(\.[0-9]+)?, "yes please"
-#   among ["yes", "yes please"], "option number 42" among 100 options. Per-row mask fill (median per
-#   pattern): llguidance 6-180 µs, outlines-core 3-360 µs; neither wins everywhere.
-# Both validate the same Rust regex syntax, so outlines-core stays available by name only.
+# What "auto" picks, per constraint kind: llguidance everywhere. It compiles faster and enforces more (the
+# figures: benchmarks/RESULTS.md, "Backend choice"); outlines-core stays available by name only.
 AUTO = {"json_schema": "llguidance", "json_object": "llguidance", "regex": "llguidance", "choice": "llguidance",
         "grammar": "llguidance", "tool_calls": "llguidance"}
 
@@ -98,7 +87,7 @@ class Compiler:
     def validate(self, constraint: Constraint) -> None:
         """Raise InvalidConstraint (with the path, keyword and a fix) unless `constraint` can be enforced. Cheap."""
         if constraint.kind == "reasoning":
-            if reasoning.think_token_ids(self.spec.tokenizer) is None:
+            if think_token_ids(self.spec.tokenizer) is None:
                 raise InvalidConstraint("the model's vocabulary has no <think> tokens: it cannot reason")
             if constraint.answer is not None:
                 self.validate(constraint.answer)
@@ -209,8 +198,8 @@ class Compiler:
         deleted and the constraint compiled again, so it cannot fail its constraint forever."""
         if constraint.kind == "reasoning":  # the think block wraps the answer's own (cached) grammar
             answer = constraint.answer
-            return reasoning.ReasoningGrammar(self.spec, constraint.value["budget"],
-                                              None if answer is None else self.compile(answer, deadline))
+            return ReasoningGrammar(self.spec, constraint.value["budget"],
+                                    None if answer is None else self.compile(answer, deadline))
         selected, start = self._select(constraint).name, time.monotonic()
         backend = self._backend(selected)
         deadline += time.monotonic() - start  # building a backend (once per tokenizer) is not this compile's time

@@ -198,7 +198,7 @@ def check_tool_calls(value: Any, table: KeywordTable, limits: Limits = LIMITS) -
         try:
             check_schema(schema, table, limits)
         except InvalidConstraint as exc:
-            raise InvalidConstraint(f"function '{name}': {exc}", path=f"/tools/{i}/parameters{exc.path}") from exc
+            raise InvalidConstraint.in_tool(i, name, exc) from exc
     if value.get("answer") is not None:  # the text answer's schema (response_format): its own paths
         check_schema(value["answer"], table, limits)
 
@@ -252,11 +252,10 @@ def _check_encodable(value: Any) -> None:
 
 
 def _surely_well_formed(schema: dict, nodes: list[tuple[str, int, dict]], validator: type) -> bool:
-    """jsonschema-rs's meta-validation: ~200x faster than jsonschema's (~8 ms per real-world schema, most of
-    a cold compile). Trusted when it says valid for a draft jsonschema knows (an unknown `$schema` would make
-    it fetch one) and Python's `re` compiles every pattern, as jsonschema's "regex" format asks; otherwise
-    jsonschema decides and names the error. On the 9,557 JSONSchemaBench schemas the verdicts differ only on
-    three draft-4 enums listing a value twice, which this lets through (harmless: the enum still holds)."""
+    """jsonschema-rs's meta-validation, far faster than jsonschema's (which would be most of a cold compile).
+    Trusted when it says valid for a draft jsonschema knows (an unknown `$schema` would make it fetch one) and
+    Python's `re` compiles every pattern, as jsonschema's "regex" format asks; otherwise jsonschema decides and
+    names the error. Where their verdicts differ (benchmarks/RESULTS.md, "Backend choice") it is harmless."""
     declared = schema.get("$schema")
     if declared is not None and str(declared).rstrip("#") != validator.ID_OF(validator.META_SCHEMA).rstrip("#"):
         return False

@@ -2,7 +2,7 @@
 
 The linear layers (projections and MLP: most of a forward pass) then compute real tokens only. Padding
 a batch to its widest input instead made one newcomer's prompt or one 16-token forced run cost every row
-that many positions: a batch-32 SmolLM2 step went from 88 to 480 ms. Attention still needs each row's
+that many positions (benchmarks/SPEED.md, "The forward pass", has the figures). Attention still needs each row's
 own keys, so it runs per group of rows of similar width (groups.py): the group's queries are scattered
 into a [rows, width] block, attend to their rows' cached keys through transformers' sdpa, and are
 gathered back. The model runner sets the step (`packed`) around its forward pass. Any other call of the

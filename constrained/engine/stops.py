@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from constrained.text_tail import partial_suffix
+
 
 class StopStringMatcher:
     """Feeds text deltas; returns the text safe to emit and whether a stop string was hit."""
@@ -18,7 +20,7 @@ class StopStringMatcher:
         if hits:
             emit, self._pending = self._pending[: min(hits)], ""
             return emit, True
-        keep = max((_overlap(self._pending, s) for s in self._stops), default=0)
+        keep = max((partial_suffix(self._pending, s) for s in self._stops), default=0)
         emit = self._pending[: len(self._pending) - keep]
         self._pending = self._pending[len(emit):]
         return emit, False
@@ -27,11 +29,3 @@ class StopStringMatcher:
         """Held-back text, emitted when the sequence ends for another reason."""
         text, self._pending = self._pending, ""
         return text
-
-
-def _overlap(text: str, stop: str) -> int:
-    """Length of the longest suffix of `text` that is a proper prefix of `stop`."""
-    for size in range(min(len(text), len(stop) - 1), 0, -1):
-        if text.endswith(stop[:size]):
-            return size
-    return 0

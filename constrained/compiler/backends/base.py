@@ -11,7 +11,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, ClassVar, TypeVar
+from typing import Callable, ClassVar, Iterable, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -37,13 +37,18 @@ class TokenizerSpec:
     @property
     def bitmask_width(self) -> int:
         """int32 words per bitmask row: ceil(vocab_rows / 32)."""
-        return (self.vocab_rows + 31) // 32
+        return bitmask_width(self.vocab_rows)
 
     def eos_only_row(self) -> torch.Tensor:
         """A bitmask row allowing the EOS tokens alone: the mask of a finished sequence."""
         row = torch.zeros(self.bitmask_width, dtype=torch.int32)
         set_bits(row.numpy(), self.eos_token_ids)
         return row
+
+
+def bitmask_width(vocab_rows: int) -> int:
+    """int32 words per row of a token bitmask over `vocab_rows` logits rows: ceil(vocab_rows / 32)."""
+    return (vocab_rows + 31) // 32
 
 
 class Grammar(ABC):
@@ -82,6 +87,77 @@ class Backend(ABC):
     @abstractmethod
     def load(self, data: bytes, deadline: float) -> CompiledGrammar:
         """Rebuild a grammar from its `to_bytes()`, made by this backend for the same tokenizer."""
+
+
+class EosMatcher(Matcher):
+    """A matcher over a grammar that knows nothing of EOS. EOS is accepted where the grammar accepts; it ends
+    the sequence (no other token after it, a mask of EOS alone) until a rollback takes it back. Subclasses
+    give the grammar's side: `_consume`, `_validate`, `_rollback`, `_fill`, `_accepting`, `_terminated`."""
+
+    def __init__(self, eos_token_ids: Iterable[int], eos_only: torch.Tensor):
+        self._eos = frozenset(eos_token_ids)
+        self._eos_only = eos_only  # the mask of an ended sequence
+        self._ended = False  # EOS accepted
+
+    @abstractmethod
+    def _consume(self, token_id: int) -> bool:
+        """Advance the grammar by one token that is not EOS; False (state unchanged) if it forbids it."""
+
+    @abstractmethod
+    def _validate(self, token_ids: list[int], eos_follows: bool) -> int:
+        """Dry run over `token_ids` (none of them EOS): how many the grammar accepts in a row, plus one when
+        it accepts them all, `eos_follows` and it is accepting after them. State unchanged."""
+
+    @abstractmethod
+    def _rollback(self, num_tokens: int) -> None:
+        """Undo the grammar's last `num_tokens` tokens (at least one)."""
+
+    @abstractmethod
+    def _fill(self, target: torch.Tensor) -> None:
+        """Write the grammar's allowed tokens (EOS bits iff accepting) into the bitmask row `target`."""
+
+    @abstractmethod
+    def _accepting(self) -> bool:
+        """The grammar is at a complete match."""
+
+    @abstractmethod
+    def _terminated(self) -> bool:
+        """The grammar admits no further token."""
+
+    def accept_token(self, token_id: int) -> bool:
+        if self._ended:
+            return False
+        if token_id in self._eos:
+            self._ended = self._accepting()
+            return self._ended
+        return self._consume(token_id)
+
+    def validate_tokens(self, token_ids: Sequence[int]) -> int:
+        if self._ended:
+            return 0
+        tokens = list(token_ids)
+        end = next((i for i, t in enumerate(tokens) if t in self._eos), len(tokens))
+        return self._validate(tokens[:end], end < len(tokens))
+
+    def rollback(self, num_tokens: int) -> None:
+        if num_tokens and self._ended:
+            self._ended = False
+            num_tokens -= 1
+        if num_tokens:
+            self._rollback(num_tokens)
+
+    def fill_bitmask(self, bitmask: torch.Tensor, row: int) -> None:
+        target = mask_row(bitmask, row)
+        if self._ended:
+            target.copy_(self._eos_only)
+        else:
+            self._fill(target)
+
+    def is_accepting(self) -> bool:
+        return self._ended or self._accepting()
+
+    def is_terminated(self) -> bool:
+        return self._ended or self._terminated()
 
 
 def mask_row(bitmask: torch.Tensor, row: int) -> torch.Tensor:

@@ -8,16 +8,17 @@ own resource limits, so a thread with a deadline is enough.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+import functools
+from dataclasses import dataclass, field
 from importlib import resources
-from typing import ClassVar, Sequence
 
 import llguidance
 import llguidance.hf
 import torch
 
-from constrained.compiler.backends.base import Backend, CompiledGrammar, TokenizerSpec, mask_row, call_with_deadline, choice_regex
+from constrained.compiler.backends.base import (
+    Backend, CompiledGrammar, EosMatcher, TokenizerSpec, call_with_deadline, choice_regex,
+)
 from constrained.compiler.backends.exact_formats import with_exact_formats
 from constrained.compiler.backends.spelling import check_spellable
 from constrained.compiler.backends.tool_grammar import tool_calls_lark
@@ -26,7 +27,6 @@ from constrained.compiler.rewrites import llguidance_equivalent
 from constrained.compiler.schema_check import enforceable_schema
 from constrained.constraints import Constraint
 from constrained.errors import InvalidConstraint
-from constrained.matcher import Matcher
 from constrained.tool_calls import CLOSE, OPEN
 
 JSON_OPTIONS = {
@@ -50,10 +50,6 @@ PARSER_LIMITS = llguidance.LLParserLimits(max_items_in_row=10_000)
 class LlguidanceBackend(Backend):
     name = "llguidance"
     table = LLGUIDANCE
-    # A request's schema is validated, then compiled: prepared once (rewrites are ~1 ms), by constraint key.
-    _prepared: ClassVar[OrderedDict[str, object]] = OrderedDict()
-    _prepared_lock: ClassVar[threading.Lock] = threading.Lock()  # requests compile on several threads
-    _PREPARED_KEPT = 64
 
     def __init__(self, spec: TokenizerSpec):
         self.spec = spec
@@ -69,33 +65,13 @@ class LlguidanceBackend(Backend):
     def validate(cls, constraint: Constraint) -> None:
         super().validate(constraint)
         if constraint.kind == "json_schema":
-            cls._prepared_schema(constraint)
+            _prepared_schema(constraint)
         elif constraint.kind == "tool_calls":
             for i, (name, schema) in enumerate(constraint.value["tools"]):
                 try:
-                    cls._prepare(schema)
+                    prepare_schema(schema)
                 except InvalidConstraint as exc:
-                    raise InvalidConstraint(f"function '{name}': {exc}", path=f"/tools/{i}/parameters{exc.path}") from exc
-
-    @classmethod
-    def _prepared_schema(cls, constraint: Constraint) -> object:
-        """`_prepare` of a json_schema constraint, kept for the compile that follows its validation."""
-        with cls._prepared_lock:
-            prepared = cls._prepared.get(constraint.key)
-        if prepared is None:
-            prepared = cls._prepare(constraint.value)  # raises InvalidConstraint: nothing kept
-            with cls._prepared_lock:
-                cls._prepared[constraint.key] = prepared
-                while len(cls._prepared) > cls._PREPARED_KEPT:
-                    cls._prepared.popitem(last=False)
-        return prepared
-
-    @classmethod
-    def _prepare(cls, schema: object) -> object:
-        """The schema llguidance gets: annotations dropped, unimplemented keywords rewritten, exact date formats."""
-        enforceable = enforceable_schema(schema, cls.table)
-        check_spellable(enforceable)
-        return with_exact_formats(llguidance_equivalent(enforceable))
+                    raise InvalidConstraint.in_tool(i, name, exc) from exc
 
     def compile(self, constraint: Constraint, deadline: float) -> "LlguidanceGrammar":
         return self._build(self._grammar_text(constraint), deadline, f"a {constraint.kind} constraint")
@@ -126,12 +102,12 @@ class LlguidanceBackend(Backend):
 
     def _grammar_text(self, constraint: Constraint) -> str:
         if constraint.kind == "json_schema":
-            return llguidance.LLMatcher.grammar_from_json_schema(self._prepared_schema(constraint), overrides=JSON_OPTIONS)
+            return llguidance.LLMatcher.grammar_from_json_schema(_prepared_schema(constraint), overrides=JSON_OPTIONS)
         if constraint.kind == "json_object":
             lark = resources.files("grammars").joinpath("json_object.lark").read_text(encoding="utf-8")
             return llguidance.LLMatcher.grammar_from_lark(lark)
         if constraint.kind == "tool_calls":
-            lark = tool_calls_lark(constraint.value, self._prepare, JSON_OPTIONS,
+            lark = tool_calls_lark(constraint.value, prepare_schema, JSON_OPTIONS,
                                    tags_are_tokens=self._tool_tags_are_tokens)
             return llguidance.LLMatcher.grammar_from_lark(lark)
         if constraint.kind == "regex":
@@ -139,6 +115,31 @@ class LlguidanceBackend(Backend):
         if constraint.kind == "grammar":
             return llguidance.LLMatcher.grammar_from_lark(constraint.value)
         return llguidance.LLMatcher.grammar_from_regex(choice_regex(constraint.value))
+
+
+def prepare_schema(schema: object) -> object:
+    """The schema llguidance gets: annotations dropped, unimplemented keywords rewritten, exact date formats."""
+    enforceable = enforceable_schema(schema, LLGUIDANCE)
+    check_spellable(enforceable)
+    return with_exact_formats(llguidance_equivalent(enforceable))
+
+
+@dataclass(frozen=True)
+class _Keyed:
+    """A schema under its constraint's key (the hash of its canonical JSON): equal and hashed by the key."""
+
+    key: str
+    schema: object = field(compare=False)
+
+
+def _prepared_schema(constraint: Constraint) -> object:
+    """`prepare_schema` of a json_schema constraint, kept for the compile that follows its validation."""
+    return _prepare_keyed(_Keyed(constraint.key, constraint.value))
+
+
+@functools.lru_cache(maxsize=64)  # rewrites take ~1 ms; thread-safe, and a schema that raises is not kept
+def _prepare_keyed(keyed: _Keyed) -> object:
+    return prepare_schema(keyed.schema)
 
 
 class LlguidanceGrammar(CompiledGrammar):
@@ -158,56 +159,39 @@ class LlguidanceGrammar(CompiledGrammar):
         return self._grammar_text.encode()
 
 
-class LlguidanceMatcher(Matcher):
+class LlguidanceMatcher(EosMatcher):
     """EOS is handled here, not by llguidance: a token llguidance rejects would put it in a permanent
     error state, so tokens are tried with `try_consume_tokens`, which leaves the state unchanged."""
 
     def __init__(self, matcher: llguidance.LLMatcher, eos_token_ids: tuple[int, ...], eos_only: torch.Tensor):
+        super().__init__(eos_token_ids, eos_only)
         self._m = matcher
-        self._eos = frozenset(eos_token_ids)
-        self._eos_only = eos_only
-        self._ended = False  # EOS accepted
 
-    def accept_token(self, token_id: int) -> bool:
-        if self._ended:
-            return False
-        if token_id in self._eos:
-            self._ended = self._m.is_accepting()
-            return self._ended
+    def _consume(self, token_id: int) -> bool:
         return self._m.try_consume_tokens([token_id]) == 1
 
-    def validate_tokens(self, token_ids: Sequence[int]) -> int:
-        if self._ended:
-            return 0
-        tokens = list(token_ids)
-        end = next((i for i, t in enumerate(tokens) if t in self._eos), len(tokens))
-        valid = self._m.validate_tokens(tokens[:end])
-        if valid < end or end == len(tokens):
+    def _validate(self, token_ids: list[int], eos_follows: bool) -> int:
+        valid = self._m.validate_tokens(token_ids)
+        if valid < len(token_ids) or not eos_follows:
             return valid
-        self._m.consume_tokens(tokens[:end])  # EOS is valid after them iff they reach an accepting state
+        self._m.consume_tokens(token_ids)  # EOS is valid after them iff they reach an accepting state
         accepting = self._m.is_accepting()
-        self._m.rollback(end)
-        return end + accepting
+        self._m.rollback(len(token_ids))
+        return len(token_ids) + accepting
 
-    def rollback(self, num_tokens: int) -> None:
-        if num_tokens and self._ended:
-            self._ended = False
-            num_tokens -= 1
-        if num_tokens and not self._m.rollback(num_tokens):
+    def _rollback(self, num_tokens: int) -> None:
+        if not self._m.rollback(num_tokens):
             raise ValueError(f"cannot roll back {num_tokens} tokens: {self._m.get_error()}")
 
-    def fill_bitmask(self, bitmask: torch.Tensor, row: int) -> None:
-        target = mask_row(bitmask, row)
-        if self._ended:
-            target.copy_(self._eos_only)
-        else:  # writes the whole row: EOS bits iff accepting, ids past the tokenizer cleared
-            self._m.unsafe_compute_mask_ptr(target.data_ptr(), target.numel() * 4)
+    def _fill(self, target: torch.Tensor) -> None:
+        # writes the whole row: EOS bits iff accepting, ids past the tokenizer cleared
+        self._m.unsafe_compute_mask_ptr(target.data_ptr(), target.numel() * 4)
 
-    def is_accepting(self) -> bool:
-        return self._ended or self._m.is_accepting()
+    def _accepting(self) -> bool:
+        return self._m.is_accepting()
 
-    def is_terminated(self) -> bool:
-        return self._ended or self._m.is_stopped()
+    def _terminated(self) -> bool:
+        return self._m.is_stopped()
 
     def forced_tokens(self) -> list[int]:
         # llguidance stops the run where a longer token could still cross the forced text's end. Its forced

@@ -1,10 +1,10 @@
 """The outlines-core backend: a regex compiled ahead of time into a token-level automaton (an Index).
 
-Its JSON Schema support is narrow, so everything it would get wrong is refused up front (STACK.md):
-numeric bounds, formats whose regex breaks the JSON (email, uri) or is wrong (date-time), recursive $ref
-(its recursion limit emits invalid JSON), keywords it drops beside anyOf/$ref/enum, property names it
-does not escape, and generic JSON (a bare {"type": "object"} takes 7.7 s). Index builds can run for
-minutes and tens of GB, so each runs in a child process that is killed at the deadline.
+Its JSON Schema support is narrow, so everything it would get wrong is refused up front: numeric bounds,
+formats whose regex breaks the JSON (email, uri) or is wrong (date-time), recursive $ref (its recursion
+limit emits invalid JSON), keywords it drops beside anyOf/$ref/enum, property names it does not escape,
+and generic JSON (seconds to compile). Index builds can run for minutes and tens of GB, so each runs in a
+child process that is killed at the deadline.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
 
 import jsonschema
 import outlines_core
@@ -23,14 +22,15 @@ import torch
 from outlines_core import Guide, Index
 from outlines_core.json_schema import build_regex_from_schema
 
-from constrained.compiler.backends.base import Backend, CompiledGrammar, TokenizerSpec, mask_row, choice_regex, set_bits
+from constrained.compiler.backends.base import (
+    Backend, CompiledGrammar, EosMatcher, TokenizerSpec, choice_regex, set_bits,
+)
 from constrained.compiler.keywords import ASSERTIONS, OUTLINES_CORE
 from constrained.compiler.schema_check import enforceable_schema, is_no_op
 from constrained.compiler.schema_walk import children, reachable, resolve_local
 from constrained.compiler.vocabulary import added_token_ids, token_bytes
 from constrained.constraints import Constraint
 from constrained.errors import CompileError, CompileTimeout, InvalidConstraint
-from constrained.matcher import Matcher
 
 _WORKER = Path(__file__).with_name("outlines_worker.py")
 _MEMORY_CAP = 8 << 30  # bytes of address space for one Index build
@@ -173,60 +173,40 @@ class OutlinesCoreGrammar(CompiledGrammar):
         return pickle.dumps((self._index, self._terminal))
 
 
-class OutlinesCoreMatcher(Matcher):
+class OutlinesCoreMatcher(EosMatcher):
     """A Guide writes the mask; EOS is handled here (the Guide has no EOS transition, and knows one EOS id)."""
 
     def __init__(self, index: Index, terminal: frozenset[int], eos_token_ids: tuple[int, ...], eos_only: torch.Tensor):
+        super().__init__(eos_token_ids, eos_only)
         self._index = index
         self._guide = Guide(index, max_rollback=_MAX_ROLLBACK)
         self._terminal = terminal
         self._eos_ids = eos_token_ids
-        self._eos = frozenset(eos_token_ids)
-        self._eos_only = eos_only
-        self._ended = False
 
-    def accept_token(self, token_id: int) -> bool:
-        if self._ended:
-            return False
-        state = self._guide.get_state()
-        if token_id in self._eos:
-            self._ended = self._index.is_final_state(state)
-            return self._ended
-        if self._index.get_next_state(state, token_id) is None:
+    def _consume(self, token_id: int) -> bool:
+        if self._index.get_next_state(self._guide.get_state(), token_id) is None:
             return False
         self._guide.advance(token_id, return_tokens=False)
         return True
 
-    def validate_tokens(self, token_ids: Sequence[int]) -> int:
-        if self._ended:
-            return 0
+    def _validate(self, token_ids: list[int], eos_follows: bool) -> int:
         state = self._guide.get_state()
         for count, token_id in enumerate(token_ids):
-            if token_id in self._eos:
-                return count + self._index.is_final_state(state)
             state = self._index.get_next_state(state, token_id)
             if state is None:
                 return count
-        return len(token_ids)
+        return len(token_ids) + (eos_follows and self._index.is_final_state(state))
 
-    def rollback(self, num_tokens: int) -> None:
-        if num_tokens and self._ended:
-            self._ended = False
-            num_tokens -= 1
-        if num_tokens:
-            self._guide.rollback_state(num_tokens)
+    def _rollback(self, num_tokens: int) -> None:
+        self._guide.rollback_state(num_tokens)
 
-    def fill_bitmask(self, bitmask: torch.Tensor, row: int) -> None:
-        target = mask_row(bitmask, row)
-        if self._ended:
-            target.copy_(self._eos_only)
-            return
+    def _fill(self, target: torch.Tensor) -> None:
         self._guide.write_mask_into(target.data_ptr(), target.numel(), 4)  # zeroes the row first
-        if self.is_accepting():
+        if self._accepting():
             set_bits(target.numpy(), self._eos_ids)
 
-    def is_accepting(self) -> bool:
-        return self._ended or self._index.is_final_state(self._guide.get_state())
+    def _accepting(self) -> bool:
+        return self._index.is_final_state(self._guide.get_state())
 
-    def is_terminated(self) -> bool:
-        return self._ended or self._guide.get_state() in self._terminal
+    def _terminated(self) -> bool:
+        return self._guide.get_state() in self._terminal

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from constrained.tool_calls import CLOSE, OPEN, call_prefix
+from constrained.tool_calls import CALL_END, CALL_SEPARATOR, CLOSE, OPEN, TAG_PAD, call_prefix
 
 _TEXT = f"TEXT: /(.|\\n)*/ & ~/(.|\\n)*{OPEN}(.|\\n)*/"  # any text without the opening tag
 
@@ -33,10 +33,11 @@ def tool_calls_lark(value: dict[str, Any], prepare: Callable[[Any], Any], option
     chosen = [(n, s) for n, s in value["tools"] if n == mode] if named else value["tools"]
     lines = ["%llguidance {}", f"body: {' | '.join(f'body_{i}' for i in range(len(chosen)))}"]
     for i, (name, schema) in enumerate(chosen):
-        lines += [f"body_{i}: {json.dumps(call_prefix(name))} arguments_{i} \"}}\"",
+        lines += [f"body_{i}: {json.dumps(call_prefix(name))} arguments_{i} {json.dumps(CALL_END)}",
                   f"arguments_{i}: %json {json.dumps({**prepare(schema), 'x-guidance': options})}"]
-    more = '("\\n" call)*' if value["parallel"] and not named else ""
-    lines += [f'rest: "\\n" body "\\n" {close} {more}', f"call: {open_} rest"]
+    pad = json.dumps(TAG_PAD)
+    more = f"({json.dumps(CALL_SEPARATOR)} call)*" if value["parallel"] and not named else ""
+    lines += [f"rest: {pad} body {pad} {close} {more}", f"call: {open_} rest"]
     if mode == "auto" and value.get("answer") is not None:  # a JSON answer or calls, not both
         answer = {**prepare(value["answer"]), "x-guidance": options}
         lines += [f"answer: %json {json.dumps(answer)}", "start: answer | call"]

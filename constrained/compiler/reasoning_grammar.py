@@ -3,8 +3,7 @@
 `ReasoningGrammar` wraps the answer's grammar (or none, for free text): its matcher forces `<think>`,
 lets the model think freely (no end of sequence before `</think>`), forces `</think>` once the budget
 is spent, forces the "\\n\\n" the model's template puts after it, and only then hands every token to
-the answer's matcher. `ReasoningSplitter` routes the generated text the same way: the thoughts
-become `reasoning_content`, what follows `</think>` the answer.
+the answer's matcher. constrained/reasoning_text.py splits the generated text the same way.
 """
 
 from __future__ import annotations
@@ -15,11 +14,11 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from constrained.compiler.backends.base import Grammar, TokenizerSpec, mask_row
+from constrained.compiler.backends.base import EosMatcher, Grammar, TokenizerSpec, mask_row
 from constrained.errors import InvalidConstraint
 from constrained.matcher import Matcher
+from constrained.reasoning_text import CLOSE, OPEN
 
-OPEN, CLOSE = "<think>", "</think>"
 SEPARATOR = "\n\n"  # what Qwen3 writes between `</think>` and the answer
 
 # Thinking tokens per OpenAI `reasoning_effort`; 0 is no thinking. max_tokens bounds thinking too.
@@ -135,101 +134,34 @@ class ReasoningMatcher(Matcher):
         return self._block_row() is None and self._answer.is_terminated()
 
 
-class AnyText(Matcher):
+class AnyText(EosMatcher):
     """The answer when nothing constrains it: any token of the tokenizer but the think tags, EOS whenever
     the model likes."""
 
     def __init__(self, grammar: ReasoningGrammar):
+        super().__init__(grammar.spec.eos_token_ids, grammar.eos_row)
         self._g = grammar
-        self._eos = frozenset(grammar.spec.eos_token_ids)
-        self._ended = False
 
-    def accept_token(self, token_id: int) -> bool:
-        if self._ended or not _allows(self._g.answer_row, token_id):
-            return False
-        self._ended = token_id in self._eos
-        return True
+    def _consume(self, token_id: int) -> bool:
+        return _allows(self._g.answer_row, token_id)
 
-    def validate_tokens(self, token_ids: Sequence[int]) -> int:
-        if self._ended:
-            return 0
+    def _validate(self, token_ids: list[int], eos_follows: bool) -> int:
         for i, token_id in enumerate(token_ids):
             if not _allows(self._g.answer_row, token_id):
                 return i
-            if token_id in self._eos:
-                return i + 1
-        return len(token_ids)
+        return len(token_ids) + eos_follows
 
-    def rollback(self, num_tokens: int) -> None:
-        if num_tokens and self._ended:
-            self._ended = False
+    def _rollback(self, num_tokens: int) -> None:
+        pass  # free text has no state to undo
 
-    def fill_bitmask(self, bitmask: torch.Tensor, row: int) -> None:
-        mask_row(bitmask, row).copy_(self._g.eos_row if self._ended else self._g.answer_row)
+    def _fill(self, target: torch.Tensor) -> None:
+        target.copy_(self._g.answer_row)
 
-    def is_accepting(self) -> bool:
+    def _accepting(self) -> bool:
         return True
 
-    def is_terminated(self) -> bool:
-        return self._ended
-
-
-class ReasoningSplitter:
-    """Generated text -> (reasoning, answer) deltas, fed piece by piece (a stream) or at once.
-
-    Drops the tags and the newlines around the thoughts and before the answer, exactly as the template
-    writes them back (`<think>\\nthoughts\\n</think>\\n\\nanswer`); holds back what may still turn out to be
-    a tag or such a newline, so the concatenated deltas are the same however the text was cut.
-    """
-
-    def __init__(self) -> None:
-        self._pending = ""
-        self._state = "open"  # "open": before `<think>`; "think"; "answer"
-        self._thinking_started = False
-        self._answer_started = False
-
-    def feed(self, text: str) -> tuple[str, str]:
-        """(reasoning delta, answer delta) for the next piece of generated text."""
-        self._pending += text
-        reasoning = answer = ""
-        if self._state == "open":
-            if OPEN.startswith(self._pending):
-                return "", ""  # not decided yet
-            if self._pending.startswith(OPEN):
-                self._pending, self._state = self._pending[len(OPEN):], "think"
-            else:
-                self._state = "answer"
-        if self._state == "think":
-            end = self._pending.find(CLOSE)
-            if end >= 0:
-                reasoning = self._pending[:end].rstrip("\n")
-                self._pending, self._state = self._pending[end + len(CLOSE):], "answer"
-            else:
-                body = self._pending[:len(self._pending) - _partial_suffix(self._pending, CLOSE)].rstrip("\n")
-                reasoning, self._pending = body, self._pending[len(body):]
-            reasoning = self._start(reasoning, "_thinking_started")
-        if self._state == "answer":
-            answer, self._pending = self._start(self._pending, "_answer_started"), ""
-        return reasoning, answer
-
-    def finish(self) -> tuple[str, str]:
-        """What is still held back, once the text is complete (cut short inside the think block, say)."""
-        rest, self._pending = self._pending, ""
-        if self._state != "think":
-            return "", rest
-        return self._start(rest.rstrip("\n"), "_thinking_started"), ""
-
-    def _start(self, text: str, flag: str) -> str:
-        """Leading newlines are dropped until the part (thoughts or answer) has begun."""
-        if not getattr(self, flag):
-            text = text.lstrip("\n") if flag == "_thinking_started" else text.lstrip()
-            setattr(self, flag, bool(text))
-        return text
-
-
-def _partial_suffix(text: str, tag: str) -> int:
-    """Length of the longest end of `text` that begins `tag` (a tag possibly cut between pieces)."""
-    return next((k for k in range(min(len(tag) - 1, len(text)), 0, -1) if text.endswith(tag[:k])), 0)
+    def _terminated(self) -> bool:
+        return False
 
 
 def _row(spec: TokenizerSpec, allowed: np.ndarray | list[int]) -> torch.Tensor:
