@@ -59,6 +59,9 @@ class RequestRecord:
     first_token: float | None = None  # time.perf_counter() of the first output token
     last_token: float | None = None
     output_tokens: int = 0  # of its longest choice
+    output_checks: int = 0  # finished choices validated by the last line of defence (constrained/output_check.py)
+    output_check_failures: int = 0  # of those, refused
+    output_check_seconds: float = 0.0
 
 
 _current: ContextVar[RequestRecord | None] = ContextVar("constrained_request_metrics", default=None)
@@ -84,6 +87,15 @@ def note_output(output: SequenceOutput) -> None:
     record.output_tokens = max(record.output_tokens, output.completion_tokens)
 
 
+def note_output_check(failed: bool, seconds: float) -> None:
+    """Record one finished choice validated before it left (failed: refused). No-op outside a request."""
+    record = _current.get()
+    if record is not None:
+        record.output_checks += 1
+        record.output_check_failures += failed
+        record.output_check_seconds += seconds
+
+
 class Metrics:
     """The HTTP-layer metrics of one app, in its own registry (`registry`), beside the engine's collector."""
 
@@ -103,6 +115,14 @@ class Metrics:
             "constrained_time_per_output_token_seconds",
             "Mean time between output tokens after the first, per request (its longest choice).",
             buckets=TPOT_BUCKETS, registry=self.registry)
+        self.output_checks = Counter(
+            "constrained_output_checks", "Finished choices validated against their constraint before they left.",
+            registry=self.registry)
+        self.output_check_failures = Counter(
+            "constrained_output_check_failures", "Finished choices that failed that validation (never returned: HTTP "
+            "500 constraint_failed). Zero unless a grammar backend has a bug.", registry=self.registry)
+        self.output_check_seconds = Counter(
+            "constrained_output_check_seconds", "Time spent validating finished choices.", registry=self.registry)
         if engine is not None:
             self.registry.register(EngineCollector(engine))
 
@@ -119,6 +139,10 @@ class Metrics:
     def finish(self, route: str, status: int | str, record: RequestRecord) -> None:
         """Every observation of one finished request."""
         self.observe_request(route, status, record.constraint, time.perf_counter() - record.start)
+        if record.output_checks:
+            self.output_checks.inc(record.output_checks)
+            self.output_check_failures.inc(record.output_check_failures)
+            self.output_check_seconds.inc(record.output_check_seconds)
         if record.first_token is not None:
             self.observe_first_token(record.first_token - record.start)
             if record.output_tokens > 1:
@@ -194,6 +218,14 @@ class EngineCollector(Collector):
                        "sibling choice failed).", stats.aborted_requests)
         yield _counter("constrained_constraint_failures", "Requests failed because a matcher could not go on "
                        "(ConstraintFailed: a grammar backend limit).", stats.constraint_failures)
+        prefixes = core.prefix_cache
+        prefix_stats = prefixes.stats if prefixes is not None else None
+        yield _counter("constrained_prefix_cache_queried_tokens", "Prompt tokens of the sequences looked up in the "
+                       "prefix cache.", prefix_stats.queried_tokens if prefix_stats else 0)
+        yield _counter("constrained_prefix_cache_hit_tokens", "Prompt tokens whose keys and values came from the "
+                       "prefix cache (not computed).", prefix_stats.hit_tokens if prefix_stats else 0)
+        yield _gauge("constrained_prefix_cache_bytes", "Bytes of keys and values the prefix cache holds.",
+                     prefixes.bytes if prefixes is not None else 0)
         yield _histogram("constrained_engine_step_duration_seconds", "Duration of one engine step (a batched "
                          "forward pass and sampling).", stats.step_seconds)
         yield _histogram("constrained_queue_wait_seconds", "Time a sequence waited from submission to a batch slot.",

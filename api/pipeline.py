@@ -22,19 +22,20 @@ from typing import TypeVar
 
 from api.errors import APIError, to_api_error
 from api.logprobs import LogprobFormatter
-from api.metrics import note_constraint, note_output
+from api.metrics import note_constraint, note_output, note_output_check
 from api.prompt import render_prompt
 from api.protocol.base import ModelCard
 from api.protocol.chat import ChatMessage
 from api.request_ids import claim_request_id
 from constrained.answer import AnswerParser
+from constrained.compiler.reasoning_grammar import THINKING_BUDGETS, think_token_ids, thinking_budget
 from constrained.constraints import Constraint
 from constrained.engine.async_engine import AsyncEngine
 from constrained.engine.params import SamplingParams
 from constrained.engine.sampler import SampledToken
-from constrained.engine.sequence import SequenceOutput
+from constrained.engine.sequence import FinishReason, SequenceOutput
 from constrained.errors import ConstrainedError, InvalidConstraint
-from constrained.reasoning import THINKING_BUDGETS, think_token_ids, thinking_budget
+from constrained.output_check import OutputCheck
 
 log = logging.getLogger(__name__)
 Body = TypeVar("Body")
@@ -69,7 +70,7 @@ class EngineRequest:
         """The client's error for `exc`, naming the field whose constraint failed: a tool's parameters, a
         schema (in OpenAI's wording), or another constraint."""
         if isinstance(exc, InvalidConstraint):
-            if self.tools_param is not None and (exc.path.startswith("/tools/") or self.constraint_param is None):
+            if self.tools_param is not None and (exc.tool is not None or self.constraint_param is None):
                 return APIError(400, f"Invalid tools: {str(exc).splitlines()[0]}", param=self.tools_param)
             answer = self.constraint.answer if self.constraint is not None else None
             if answer is not None and answer.kind not in ("json_schema", "tool_calls"):
@@ -113,6 +114,7 @@ class Pipeline:
         config = f"{model_name}|{version('constrained')}|{loaded.dtype}|{loaded.device}"
         self.fingerprint = "fp_" + hashlib.sha256(config.encode()).hexdigest()[:10]
         self.logprobs = LogprobFormatter(loaded.tokenizer, engine.engine.token_bytes)
+        self.output_check = OutputCheck()
 
     async def prepare(self, build: Callable[["Pipeline", Body], Prepared], body: Body) -> Prepared:
         """`build(self, body)` in a worker thread: templating and tokenising a huge prompt (and a big schema's
@@ -172,13 +174,33 @@ class Pipeline:
         """The engine's outputs; closing this aborts the request. Errors name the field that caused them."""
         outputs = self.engine.generate(request.prompt_ids, request.params, request.constraint,
                                        request_id=request.request_id)
+        checked = OutputCheck.applies(request.constraint)
+        texts: dict[int, str] = {}
         try:
             async with aclosing(outputs):
                 async for out in outputs:
                     note_output(out)
+                    if checked:
+                        texts[out.index] = texts.get(out.index, "") + out.text
+                        if out.finish_reason is FinishReason.STOP:
+                            self._check(request, texts.pop(out.index))
                     yield out
         except ConstrainedError as exc:
             raise request.error(exc) from exc
+
+    def _check(self, request: EngineRequest, text: str) -> None:
+        """The last line of defence (constrained/output_check.py): a finished choice that does not match its
+        constraint is never returned; 500 constraint_failed instead, logged with the constraint's hash."""
+        start = time.perf_counter()
+        errors = self.output_check.errors(request.constraint, text, reasoning=request.reasoning,
+                                          tools=request.tools_param is not None)
+        note_output_check(bool(errors), time.perf_counter() - start)
+        if errors:
+            log.error("%s: an output failed its own constraint %s and was withheld: %s", request.request_id,
+                      request.constraint.key[:16], "; ".join(errors[:3]))
+            raise APIError(500, "The generated output failed validation against its constraint, so it was withheld. "
+                                "This is a bug in the server: please report it.", type="server_error",
+                           code="constraint_failed")
 
     async def collect(self, request: EngineRequest) -> list[CollectedChoice]:
         """Every choice, finished."""

@@ -18,11 +18,11 @@ from fastapi import FastAPI
 from api.app import DEFAULT_MAX_BODY_BYTES, create_app
 from constrained.compiler import Compiler
 from constrained.compiler.disk_cache import DiskCache, default_compile_cache_dir
+from constrained.compiler.reasoning_grammar import THINKING_BUDGETS
 from constrained.compiler.warmup import compile_warmup_schemas
 from constrained.engine.async_engine import AsyncEngine
 from constrained.errors import ModelLoadError
 from constrained.models import DEFAULT_MODEL, load_model
-from constrained.reasoning import THINKING_BUDGETS
 
 log = logging.getLogger("constrained.serve")
 DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -63,6 +63,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="threads compiling with outlines-core, whose builds take seconds (default %(default)s)")
     parser.add_argument("--warmup-schemas", metavar="FILE",
                         help="JSON Lines file of JSON Schemas to compile before serving")
+    parser.add_argument("--prefix-cache-bytes", type=int, default=1 << 30,
+                        help="keys and values of prompt blocks kept for prompts that start with them (0: off; "
+                             "default %(default)s)")
     parser.add_argument("--no-fast-forward", dest="fast_forward", action="store_false",
                         help="sample every token, even those the constraint forces (for comparisons)")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413")
@@ -111,7 +114,8 @@ def build_server(args: argparse.Namespace, *, warm_before_serving: bool = False)
         except (OSError, ValueError) as exc:
             raise ServerSetupError(f"cannot read warm-up schemas: {exc}") from exc
     engine = AsyncEngine(loaded, compiler=compiler, max_batch_size=args.max_batch_size,
-                         max_waiting=args.max_waiting, fast_forward=args.fast_forward)
+                         max_waiting=args.max_waiting, fast_forward=args.fast_forward,
+                         prefix_cache_bytes=args.prefix_cache_bytes)
     try:
         app = create_app(engine, model_name=args.model, api_key=args.api_key, max_body_bytes=args.max_body_bytes,
                          reasoning_effort=args.reasoning_effort, warm_before_serving=warm_before_serving)

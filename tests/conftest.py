@@ -25,15 +25,28 @@ def tiny_model():
 
 
 @pytest.fixture(scope="session")
-def qwen_tokenizer(tiny_model):
-    return tiny_model.tokenizer
+def qwen_tokenizer():
+    """The real Qwen3 tokenizer alone (tiny-qwen3's), built offline from `qwen-tokenizer`: no weights loaded."""
+    from constrained.models.qwen_tokenizer import build_qwen_tokenizer
+
+    return build_qwen_tokenizer()
 
 
 @pytest.fixture(scope="session")
-def compiler(tiny_model):
+def tiny_vocab(qwen_tokenizer):
+    """What grammar-only code reads of tiny-qwen3 (tokenizer, vocab_rows, eos_token_ids), without its weights.
+    tests/test_models.py checks these against the loaded model."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(tokenizer=qwen_tokenizer, vocab_rows=151936, eos_token_ids=(151643, 151645))
+
+
+@pytest.fixture(scope="session")
+def compiler(tiny_vocab):
+    """The compiler tiny-qwen3's engine gets (same tokenizer, vocab_rows and eos ids), built without the weights."""
     from constrained.compiler import Compiler
 
-    return Compiler(tiny_model.tokenizer, vocab_rows=tiny_model.vocab_rows, eos_token_ids=tiny_model.eos_token_ids)
+    return Compiler(tiny_vocab.tokenizer, vocab_rows=tiny_vocab.vocab_rows, eos_token_ids=tiny_vocab.eos_token_ids)
 
 
 # --- HTTP API (tests/test_api*.py): one engine and one ready app for the session ---------------
@@ -43,7 +56,7 @@ def compiler(tiny_model):
 def api_engine(tiny_model, compiler):
     from constrained.engine.async_engine import AsyncEngine
 
-    engine = AsyncEngine(tiny_model, compiler=compiler, max_batch_size=32)
+    engine = AsyncEngine(tiny_model, compiler=compiler, max_batch_size=32, prefix_cache_bytes=64 << 20)  # as served
     engine.start()
     yield engine
     engine.shutdown()

@@ -33,8 +33,8 @@ def release_openmp_workers() -> None:
     Each thread that runs parallel torch ops keeps a team of OpenMP workers. The thread that loaded
     the model keeps one idle; beside the engine thread's own, the process then holds more OpenMP
     threads than cores, so libgomp stops spin-waiting between parallel regions, and each of a forward
-    pass's hundreds of regions pays for waking a sleeping worker. On the 2-core CPU a SmolLM2 batch-1
-    step (bfloat16) took 63 ms in the server, against 41 ms once the idle team was released.
+    pass's hundreds of regions pays for waking a sleeping worker, which made the server's steps much
+    slower than a script's (figures in benchmarks/SPEED.md, "The engine thread and OpenMP").
     """
     with contextlib.suppress(AttributeError, OSError, TypeError):  # no OpenMP runtime, or an older one
         ctypes.CDLL(None).omp_pause_resource_all(1)  # 1: omp_pause_soft
@@ -42,9 +42,11 @@ def release_openmp_workers() -> None:
 
 class AsyncEngine:
     def __init__(self, loaded: LoadedModel, *, compiler: Compiler | None = None, max_batch_size: int = 32,
-                 max_waiting: int = 256, compile_deadline_s: float = 10.0, fast_forward: bool = True):
+                 max_waiting: int = 256, compile_deadline_s: float = 10.0, fast_forward: bool = True,
+                 prefix_cache_bytes: int = 0):
         self.loaded = loaded
-        self.engine = Engine(loaded, max_batch_size=max_batch_size, max_waiting=max_waiting, fast_forward=fast_forward)
+        self.engine = Engine(loaded, max_batch_size=max_batch_size, max_waiting=max_waiting, fast_forward=fast_forward,
+                             prefix_cache_bytes=prefix_cache_bytes)
         self.compiler = compiler or Compiler(
             loaded.tokenizer, vocab_rows=loaded.vocab_rows, eos_token_ids=loaded.eos_token_ids,
             deadline_s=compile_deadline_s,

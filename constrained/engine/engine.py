@@ -22,6 +22,7 @@ import torch
 from constrained.engine.detokenizer import IncrementalDetokenizer
 from constrained.engine.model_runner import ModelRunner
 from constrained.engine.params import SamplingParams
+from constrained.engine.prefix_cache import PrefixCache
 from constrained.engine.sampler import SampledToken, Sampler
 from constrained.engine.groups import plan_groups
 from constrained.engine.scheduler import Scheduler
@@ -51,7 +52,7 @@ class Engine:
     sample every token (their forced tokens then come with the logprobs they had)."""
 
     def __init__(self, loaded: LoadedModel, *, max_batch_size: int = 32, max_waiting: int = 256,
-                 fast_forward: bool = True):
+                 fast_forward: bool = True, prefix_cache_bytes: int = 0):
         self.loaded = loaded
         self.fast_forward = fast_forward
         self.runner = ModelRunner(loaded)
@@ -62,6 +63,7 @@ class Engine:
         self.stats = EngineStats()  # counters for monitoring (api/metrics.py reads them)
         self.sampler = Sampler(max_rows=max_batch_size, vocab_rows=loaded.vocab_rows, device=loaded.device,
                                real_vocab=min(len(loaded.tokenizer), loaded.vocab_rows), stats=self.stats)
+        self.prefix_cache = PrefixCache(max_bytes=prefix_cache_bytes) if prefix_cache_bytes > 0 else None
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._submitted = 0  # sequences put in the inbox and not yet drained into the scheduler
         self._submit_lock = threading.Lock()
@@ -134,6 +136,8 @@ class Engine:
             self.cache.keep_rows(plan.order)
             inputs = [inputs[row] for row in plan.order]
         logits = self.runner.forward(self.cache, inputs, plan.groups)
+        if self.prefix_cache is not None:
+            self._remember_prompt_blocks(batch)
         sampled = self.sampler.sample(logits, batch)
         outputs += self._advance(batch, sampled)
         self.cache.keep_rows(self.scheduler.retire_finished())
@@ -144,7 +148,8 @@ class Engine:
         forward pass); one forced to its end leaves at once. The cache grows rows for the batch."""
         outputs = []
         now = time.perf_counter()
-        for seq in self.scheduler.admit():
+        newcomers = self.scheduler.admit()
+        for seq in newcomers:
             self.stats.queue_wait_seconds.observe(now - seq.submitted_at)
             forced = seq.forced_run()
             self.stats.tokens_forced += len(forced.token_ids)
@@ -154,7 +159,32 @@ class Engine:
         running = len(self.scheduler.running)
         if running > self.cache.num_rows:
             self.cache.add_rows(running - self.cache.num_rows)
+        if self.prefix_cache is not None and newcomers:
+            self._load_cached_prefixes(newcomers)
         return outputs
+
+    def _load_cached_prefixes(self, newcomers: list[Sequence]) -> None:
+        """Newcomers whose prompt starts with cached blocks get them in their cache row, and skip them."""
+        joined = {id(seq) for seq in newcomers}
+        for row, seq in enumerate(self.scheduler.running):
+            if id(seq) in joined:
+                blocks = self.prefix_cache.lookup(seq.prompt_ids)
+                if blocks:
+                    self.cache.load_prefix(row, blocks)
+                    seq.fed = seq.prompt_blocks_cached = len(blocks) * self.prefix_cache.block_tokens
+
+    def _remember_prompt_blocks(self, batch: list[Sequence]) -> None:
+        """Put the prompt blocks this step completed in the prefix cache."""
+        size = self.prefix_cache.block_tokens
+        for row, seq in enumerate(batch):
+            done = min(seq.fed, len(seq.prompt_ids)) // size * size  # prompt tokens in full blocks, computed
+            if done > seq.prompt_blocks_cached:
+                keys = self.prefix_cache.keys(seq.prompt_ids[:done])
+                for block in range(seq.prompt_blocks_cached // size, done // size):
+                    if keys[block] not in self.prefix_cache:
+                        start = block * size
+                        self.prefix_cache.insert(keys[block], self.cache.read_columns(row, start, start + size))
+                seq.prompt_blocks_cached = done
 
     def _advance(self, batch: list[Sequence], sampled: list[SampledToken]) -> list[SequenceOutput]:
         """Each sequence takes its sampled token, then (fast-forward) the tokens its constraint forces after it."""

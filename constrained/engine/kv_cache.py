@@ -43,6 +43,19 @@ class BatchKVCache:
         """Record the step: row r gained widths[r] tokens."""
         self.lengths = self.lengths + widths
 
+    def load_prefix(self, row: int, blocks: list[torch.Tensor]) -> None:
+        """Fill the empty row `row` with cached blocks of keys and values (prefix_cache.py; each [layers, 2, heads,
+        block, dim]) as its first columns."""
+        prefix = torch.cat(blocks, dim=3).to(self.device)
+        for layer, kv in zip(self.kv.layers, prefix):
+            layer.write_columns(row, self.num_rows, kv)
+        self.lengths[row] = prefix.shape[3]
+
+    def read_columns(self, row: int, start: int, end: int) -> torch.Tensor:
+        """A copy of row `row`'s columns start..end: [layers, 2, heads, end - start, dim]."""
+        return torch.stack([torch.stack([layer.key_store[row, :, start:end], layer.value_store[row, :, start:end]])
+                            for layer in self.kv.layers])
+
     def keep_rows(self, rows: list[int]) -> None:
         """Row i becomes former row rows[i]; rows not listed are dropped. Only rows that move are copied,
         and only their columns in use."""
@@ -82,6 +95,14 @@ class _InPlaceLayer(DynamicLayer):
 
     def get_seq_length(self) -> int:
         return int(self.cache.lengths.max()) if self.cache.num_rows else 0
+
+    def write_columns(self, row: int, rows: int, kv: torch.Tensor) -> None:
+        """Keys kv[0] and values kv[1] ([heads, columns, dim]) as row `row`'s first columns, of `rows` rows."""
+        if not self.is_initialized:
+            self.lazy_initialization(kv[0][None], kv[1][None])
+        self._reserve(rows, kv.shape[2])
+        self.key_store[row, :, : kv.shape[2]] = kv[0]
+        self.value_store[row, :, : kv.shape[2]] = kv[1]
 
     def move_rows(self, destination: torch.Tensor, source: torch.Tensor, columns: int) -> None:
         """Rows `source` to rows `destination`: their first `columns` columns."""

@@ -50,6 +50,7 @@ class Sequence:
     fast_forward: bool = False  # append the tokens the matcher forces without sampling them (needs a matcher)
     output_ids: list[int] = field(default_factory=list)
     fed: int = 0  # prompt + output tokens already in the KV cache
+    prompt_blocks_cached: int = 0  # prompt tokens known to the prefix cache (whole blocks)
     finish_reason: FinishReason | None = None
     submitted_at: float = 0.0  # time.perf_counter() when the engine accepted it (for the queue-wait histogram)
 
