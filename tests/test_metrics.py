@@ -74,8 +74,11 @@ async def test_counts_move_with_real_requests(api_engine):
         schema = {**SCHEMA, "properties": {**SCHEMA["properties"], "metrics_only": {"type": "string"}}}
         json_schema = {"model": MODEL, "messages": USER, "max_tokens": 40, "seed": 1,
                        "response_format": {"type": "json_schema", "json_schema": {"name": "m", "schema": schema}}}
+        finishes = []
         for _ in range(2):
-            assert (await http.post("/v1/chat/completions", json=json_schema)).status_code == 200
+            response = await http.post("/v1/chat/completions", json=json_schema)
+            assert response.status_code == 200
+            finishes.append(response.json()["choices"][0]["finish_reason"])
         stream = {"model": MODEL, "messages": USER, "max_tokens": 5, "seed": 2, "stream": True}
         async with http.stream("POST", "/v1/chat/completions", json=stream) as response:
             assert response.status_code == 200
@@ -83,7 +86,10 @@ async def test_counts_move_with_real_requests(api_engine):
         regex = {"model": MODEL, "prompt": "x", "max_tokens": 5, "structured_outputs": {"regex": r"[a-c]{2}\d"}}
         assert (await http.post("/v1/completions", json=regex)).status_code == 200
         choice = {"model": MODEL, "prompt": "x", "max_tokens": 5, "structured_outputs": {"choice": ["red", "blue"]}}
-        assert (await http.post("/v1/completions", json=choice)).status_code == 200
+        response = await http.post("/v1/completions", json=choice)
+        assert response.status_code == 200
+        finishes.append(response.json()["choices"][0]["finish_reason"])
+        checkable = finishes.count("stop")
         assert (await http.post("/v1/chat/completions", json={**stream, "model": "nope"})).status_code == 404
         assert (await http.get("/v1/models")).status_code == 200
         assert (await http.get("/no/such/route")).status_code == 404
@@ -112,7 +118,10 @@ async def test_counts_move_with_real_requests(api_engine):
     sampled = delta(before, after, "constrained_output_tokens_total", source="sampled")
     forced = delta(before, after, "constrained_output_tokens_total", source="forced")
     assert sampled >= generations and forced > 0  # keys and punctuation of the schema are forced
-    assert delta(before, after, "constrained_masked_redraws_total") >= 0
+    assert value(after, "constrained_masked_redraws_total") == api_engine.engine.stats.redraws  # read at scrape
+    assert delta(before, after, "constrained_prefix_cache_queried_tokens_total") > 0  # every prompt is looked up
+    assert delta(before, after, "constrained_output_checks_total") == checkable  # json_schema and choice, if "stop"
+    assert delta(before, after, "constrained_output_check_failures_total") == 0
     assert delta(before, after, "constrained_compile_cache_misses_total", cache="memory") >= 1  # this schema
     assert delta(before, after, "constrained_compile_cache_hits_total", cache="memory") >= 1  # it again
     assert delta(before, after, "constrained_compile_duration_seconds_count") >= 1

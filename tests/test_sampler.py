@@ -12,15 +12,7 @@ from constrained.constraints import Constraint
 from constrained.engine.params import SamplingParams
 from constrained.engine.sampler import CANDIDATES, Sampler
 from constrained.matcher import Matcher
-
-SCHEMAS = [
-    {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"], "additionalProperties": False},
-    {"type": "object", "properties": {"ok": {"type": "boolean"}, "n": {"type": "number", "minimum": 0, "maximum": 9}},
-     "required": ["ok", "n"], "additionalProperties": False},
-    {"type": "array", "items": {"enum": ["x", "y", 3]}, "minItems": 1, "maxItems": 4},
-    {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "integer"}, "maxItems": 3}},
-     "required": ["tags"], "additionalProperties": False},
-]
+from tests.test_engine import SCHEMAS
 
 
 @dataclass

@@ -15,15 +15,8 @@ from constrained.engine.penalties import apply_repetition_penalty_
 from constrained.engine.sampler import penalize_
 from constrained.errors import InvalidSamplingParams
 from constrained.testing import first_draw_distribution, json_finishing_bias, run_until_idle
+from tests.test_engine import SCHEMAS
 
-SCHEMAS = [
-    {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"], "additionalProperties": False},
-    {"type": "object", "properties": {"ok": {"type": "boolean"}, "n": {"type": "number", "minimum": 0, "maximum": 9}},
-     "required": ["ok", "n"], "additionalProperties": False},
-    {"type": "array", "items": {"enum": ["x", "y", 3]}, "minItems": 1, "maxItems": 4},
-    {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "integer"}, "maxItems": 3}},
-     "required": ["tags"], "additionalProperties": False},
-]
 EXTRAS = [dict(top_k=5), dict(min_p=0.1), dict(top_k=40, min_p=0.05, top_p=0.9), dict(repetition_penalty=1.3)]
 
 
