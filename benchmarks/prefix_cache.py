@@ -3,7 +3,7 @@ engine without the cache, side by side in one run.
 
     python -m benchmarks.prefix_cache [--model tiny-qwen3] [--prefix-tokens 2048] [--requests 5]
 
-The prefix is real text (the package descriptions of installed dependencies); each request adds a few tokens of
+The prefix is real text (benchmarks/documents.py); each request adds a few tokens of
 its own after it and asks for one token, one request at a time. Each engine first serves one warm-up request
 (which fills the cache on the caching engine). Reports the median TTFT of each and their ratio; the last line
 is one JSON object.
@@ -15,21 +15,10 @@ import argparse
 import json
 import statistics
 import time
-from importlib.metadata import metadata
-
+from benchmarks.documents import corpus_ids, document_ids
 from constrained.engine.engine import Engine, Submission
 from constrained.engine.params import SamplingParams
 from constrained.models import load_model
-
-TEXT_SOURCES = ("fastapi", "pydantic", "transformers", "torch", "uvicorn", "jsonschema", "openai")
-
-
-def document_tokens(tokenizer, count: int) -> list[int]:
-    """`count` tokens of the installed packages' descriptions (repeated if they are shorter)."""
-    text = "\n\n".join(metadata(name).get_payload() or "" for name in TEXT_SOURCES)
-    ids = tokenizer.encode(text)
-    return (ids * (count // len(ids) + 1))[:count]
-
 
 def ttft(engine: Engine, prompt: list[int]) -> float:
     engine.submit(Submission(prompt, SamplingParams(max_tokens=1, seed=0)))
@@ -44,9 +33,10 @@ def main() -> None:
     parser.add_argument("--model", default="tiny-qwen3")
     parser.add_argument("--prefix-tokens", type=int, default=2048)
     parser.add_argument("--requests", type=int, default=5)
+    parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     args = parser.parse_args()
-    loaded = load_model(args.model, device="cpu")
-    prefix = document_tokens(loaded.tokenizer, args.prefix_tokens)
+    loaded = load_model(args.model, device=args.device)
+    prefix = document_ids(corpus_ids(loaded.tokenizer), args.prefix_tokens)
     engines = {"no_cache": Engine(loaded, max_batch_size=4),
                "cache": Engine(loaded, max_batch_size=4, prefix_cache_bytes=4 << 30)}
     medians = {}
@@ -57,7 +47,7 @@ def main() -> None:
     ratio = medians["cache"] / medians["no_cache"]
     print(f"{args.model}: TTFT with {args.prefix_tokens} prompt tokens cached {1000 * medians['cache']:.1f} ms, "
           f"without {1000 * medians['no_cache']:.1f} ms: ratio {ratio:.3f}")
-    print(json.dumps({"model": args.model, "prefix_tokens": args.prefix_tokens, "requests": args.requests,
+    print(json.dumps({"model": args.model, "device": str(loaded.device), "prefix_tokens": args.prefix_tokens, "requests": args.requests,
                       "ttft_ms": {k: round(1000 * v, 1) for k, v in medians.items()}, "ratio": round(ratio, 4)}))
 
 

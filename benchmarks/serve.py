@@ -43,13 +43,15 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import openai
 import torch
 
 from api.serve_options import DTYPES
+from benchmarks.documents import corpus_ids, document_ids
 from benchmarks.engine import KEY_HEAVY, STRING_SCHEMA, compiling_schemas
 from constrained.compiler import Compiler
 from constrained.models import load_model
@@ -94,7 +96,12 @@ def server(model: str, device: str, dtype: str, *, fast_forward: bool) -> contex
                     "--port", str(port), "--log-level", "warning"] + ([] if fast_forward else ["--no-fast-forward"]), port)
 
 
-async def one_request(client: openai.AsyncOpenAI, model: str, i: int, schemas: list[dict], shared: dict) -> dict:
+def short_messages(i: int) -> list[dict]:
+    return [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]
+
+
+async def one_request(client: openai.AsyncOpenAI, model: str, i: int, schemas: list[dict], shared: dict,
+                      messages: Callable[[int], list[dict]] = short_messages) -> dict:
     kwargs = dict(shared)
     if schemas:
         kwargs["response_format"] = {"type": "json_schema", "json_schema": {
@@ -104,7 +111,7 @@ async def one_request(client: openai.AsyncOpenAI, model: str, i: int, schemas: l
     tokens = 0
     try:
         stream = await client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}], seed=i, stream=True,
+            model=model, messages=messages(i), seed=i, stream=True,
             stream_options={"include_usage": True}, **kwargs)
         async for chunk in stream:
             if first is None and chunk.choices and chunk.choices[0].delta.content:
@@ -119,7 +126,7 @@ async def one_request(client: openai.AsyncOpenAI, model: str, i: int, schemas: l
 
 
 async def run_cell(base_url: str, model: str, schemas: list[dict], concurrency: int, requests: int,
-                   shared: dict) -> tuple[list[dict], float]:
+                   shared: dict, messages: Callable[[int], list[dict]] = short_messages) -> tuple[list[dict], float]:
     """Every request's figures and the wall time, C clients keeping C requests in flight.
 
     A client (connection pool) per cell: a connection left idle while the other server works would
@@ -129,7 +136,7 @@ async def run_cell(base_url: str, model: str, schemas: list[dict], concurrency: 
     async with openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0) as client:
         async def worker() -> None:
             for i in pending:
-                results.append(await one_request(client, model, i, schemas, shared))
+                results.append(await one_request(client, model, i, schemas, shared, messages))
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -148,39 +155,98 @@ def summarise(runs: list[tuple[list[dict], float]]) -> dict:
     wall = sum(w for _, w in runs)
     tpots = [r["tpot"] for r in results if r["tpot"] is not None]
     tokens = sum(r["tokens"] for r in results)
+    ttfts = sorted(r["ttft"] for r in results)
     return {"requests": len(results), "tokens": tokens,
-            "ttft_ms": round(1000 * statistics.mean(r["ttft"] for r in results), 2),
+            "ttft_ms": round(1000 * statistics.mean(ttfts), 2),
+            "ttft_p50_ms": round(1000 * ttfts[len(ttfts) // 2], 2),
+            "ttft_p99_ms": round(1000 * ttfts[min(len(ttfts) - 1, round(0.99 * (len(ttfts) - 1)))], 2),
             "tpot_ms": round(1000 * statistics.mean(tpots), 3) if tpots else None,
             "tokens_per_s": round(tokens / wall, 1), "requests_per_s": round(len(results) / wall, 2),
             **({"failed": failed} if failed else {})}
 
 
-def add_ratios(cells: dict) -> None:
-    """Each workload vs the unconstrained cell of the same concurrency."""
-    base = cells["unconstrained"]
+class Workload(NamedTuple):
+    """Requests of one cell: their schemas (none: unconstrained), which server (fast-forward or not), their
+    messages, and the workload their ratios are against."""
+
+    schemas: list[dict]
+    fast_forward: bool = True
+    messages: Callable[[int], list[dict]] = short_messages
+    baseline: str = "unconstrained"
+
+
+EXTRACT_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "required": ["title", "kind", "language", "license", "summary", "topics", "mentions_gpu", "python_versions",
+                 "install_command", "sections"],
+    "properties": {
+        "title": {"type": "string", "maxLength": 60},
+        "kind": {"enum": ["library", "framework", "tool", "service", "other"]},
+        "language": {"enum": ["python", "c++", "rust", "mixed", "unknown"]},
+        "license": {"type": "string", "maxLength": 30},
+        "summary": {"type": "string", "maxLength": 160},
+        "topics": {"type": "array", "items": {"type": "string", "maxLength": 20}, "maxItems": 4},
+        "mentions_gpu": {"type": "boolean"},
+        "python_versions": {"type": "array", "items": {"type": "string", "pattern": "^3\\.[0-9]{1,2}$"},
+                            "maxItems": 3},
+        "install_command": {"type": "string", "maxLength": 60},
+        "sections": {"type": "integer", "minimum": 0, "maximum": 100},
+    },
+}
+EXTRACT_SYSTEM = (
+    "You are a careful information-extraction system. You read one document, the description of a software "
+    "package, and you return a single JSON object that follows the schema you were given, and nothing else. Use "
+    "only facts stated in the document. When the document does not state a value, use an empty string, an empty "
+    "list, false or 0. Keep the summary to one sentence. Topics are short lowercase nouns. The install command is "
+    "the exact command the document shows, if any. Count the document's top-level sections. Do not explain.")
+
+
+def extract_messages(tokenizer, document_tokens: int) -> Callable[[int], list[dict]]:
+    """The same system prompt on every request, then a document of about `document_tokens` tokens of its own."""
+    corpus = corpus_ids(tokenizer)
+
+    def messages(i: int) -> list[dict]:
+        document = tokenizer.decode(document_ids(corpus, document_tokens, i))
+        return [{"role": "system", "content": EXTRACT_SYSTEM},
+                {"role": "user", "content": f"Document:\n{document}\n\nExtract the record."}]
+
+    return messages
+
+
+def add_ratios(cells: dict, workloads: dict[str, Workload]) -> None:
+    """Each workload vs its baseline cell (an unconstrained one) of the same concurrency."""
     for name, cell in cells.items():
-        if name != "unconstrained":
+        base = cells[workloads[name].baseline]
+        if base is not cell:
             cell["tpot_ratio"] = round(cell["tpot_ms"] / base["tpot_ms"], 3) if cell["tpot_ms"] else None
             cell["tokens_per_s_ratio"] = round(cell["tokens_per_s"] / base["tokens_per_s"], 3)
             cell["ttft_ratio"] = round(cell["ttft_ms"] / base["ttft_ms"], 3)
 
 
-async def run_all(urls: dict[bool, str], args, workloads: dict[str, tuple[list[dict], bool]], shared: dict) -> dict:
+async def run_all(urls: dict[bool, str], args, workloads: dict[str, Workload], shared: dict) -> dict:
     """Per concurrency, per workload: the summary of its rounds, with ratios."""
-    for schemas, ff in workloads.values():  # warm the compile caches: compiles are not timed
-        for schema in schemas:
-            await run_cell(urls[ff], args.model, [schema], 1, 1, {**shared, "max_tokens": 1})
+    for workload in workloads.values():  # warm the compile caches: compiles are not timed
+        for schema in workload.schemas:
+            await run_cell(urls[workload.fast_forward], args.model, [schema], 1, 1, {**shared, "max_tokens": 1})
     figures = {}
     for concurrency in args.concurrency:
         runs: dict[str, list] = {name: [] for name in workloads}
         for _ in range(args.rounds):
-            for name, (schemas, ff) in workloads.items():
-                runs[name].append(await run_cell(urls[ff], args.model, schemas, concurrency,
-                                                 concurrency * args.requests_per_client, shared))
+            for name, workload in workloads.items():
+                runs[name].append(await run_cell(urls[workload.fast_forward], args.model, workload.schemas,
+                                                 concurrency, concurrency * args.requests_per_client, shared,
+                                                 workload.messages))
         cells = {name: summarise(cell_runs) for name, cell_runs in runs.items()}
-        add_ratios(cells)
+        add_ratios(cells, workloads)
         figures[str(concurrency)] = cells
     return figures
+
+
+def extract_headline(figures: dict) -> dict:
+    """Per concurrency and document length: TTFT p50 and p99, and the extraction's TPOT ratio."""
+    return {f"{name}_c{c}_{field}": cell[key] for c, cells in figures.items() for name, cell in cells.items()
+            for field, key in (("ttft_p50_ms", "ttft_p50_ms"), ("ttft_p99_ms", "ttft_p99_ms"),
+                               ("tpot_ratio", "tpot_ratio")) if key in cell}
 
 
 def headline(figures: dict) -> dict:
@@ -210,35 +276,50 @@ def main() -> None:
     parser.add_argument("--schemas", type=int, default=16, help="distinct schemas per real-schema workload")
     parser.add_argument("--no-finishing-bias", action="store_true",
                         help="send no logit_bias (for a trained model, which closes its JSON itself)")
+    parser.add_argument("--workloads", default="short", choices=("short", "extract"),
+                        help="short prompts (default), or extraction: long documents, short JSON (see above)")
+    parser.add_argument("--document-tokens", type=lambda text: [int(n) for n in text.split(",")], default=[1024, 4096],
+                        help="extract: comma-separated document lengths")
     args = parser.parse_args()
 
     # Only the tokenizer matters here (which schemas compile, the bias ids): bf16 on the CPU keeps it small.
     loaded = load_model(args.model, device="cpu", dtype=torch.bfloat16)
     compiler = Compiler(loaded.tokenizer, vocab_rows=loaded.vocab_rows, eos_token_ids=loaded.eos_token_ids)
-    keys = compiling_schemas(compiler, args.schemas, min_required=6)
-    workloads = {"unconstrained": ([], True), "string": ([STRING_SCHEMA], True),
-                 "schemas": (compiling_schemas(compiler, args.schemas), True), "keys": (keys, True),
-                 "keys_no_ff": (keys, False), "key_heavy": ([KEY_HEAVY], True)}
+    if args.workloads == "extract":
+        workloads = {}
+        for length in args.document_tokens:
+            messages = extract_messages(loaded.tokenizer, length)
+            free = f"unconstrained_{length}"
+            workloads[free] = Workload([], messages=messages, baseline=free)
+            workloads[f"extract_{length}"] = Workload([EXTRACT_SCHEMA], messages=messages, baseline=free)
+    else:
+        keys = compiling_schemas(compiler, args.schemas, min_required=6)
+        workloads = {"unconstrained": Workload([]), "string": Workload([STRING_SCHEMA]),
+                     "schemas": Workload(compiling_schemas(compiler, args.schemas)), "keys": Workload(keys),
+                     "keys_no_ff": Workload(keys, fast_forward=False), "key_heavy": Workload([KEY_HEAVY])}
     shared = shared_settings(loaded.tokenizer, args.max_tokens, finishing_bias=not args.no_finishing_bias)
     del loaded, compiler
 
-    with server(args.model, args.device, args.dtype, fast_forward=True) as ff_url, \
-            server(args.model, args.device, args.dtype, fast_forward=False) as no_ff_url:
-        figures = asyncio.run(run_all({True: ff_url, False: no_ff_url}, args, workloads, shared))
+    with contextlib.ExitStack() as servers:
+        urls = {ff: servers.enter_context(server(args.model, args.device, args.dtype, fast_forward=ff))
+                for ff in {workload.fast_forward for workload in workloads.values()}}
+        figures = asyncio.run(run_all(urls, args, workloads, shared))
 
     print(f"model {args.model}, device {args.device}, dtype {args.dtype}, max_tokens {args.max_tokens}, {args.rounds} rounds x "
           f"{args.requests_per_client} requests per client; ratios vs unconstrained at the same concurrency"
           + ("" if not args.no_finishing_bias else "; no logit_bias"))
-    print(f"{'C':>3} {'workload':>13} {'TTFT ms':>9} {'TPOT ms':>9} {'tok/s':>8} {'req/s':>7} "
+    print(f"{'C':>3} {'workload':>20} {'TTFT ms':>9} {'p50':>9} {'p99':>9} {'TPOT ms':>9} {'tok/s':>8} {'req/s':>7} "
           f"{'TPOT ratio':>10} {'tok/s ratio':>11}")
     for concurrency, cells in figures.items():
         for name, cell in cells.items():
-            print(f"{concurrency:>3} {name:>13} {cell['ttft_ms']:>9} {cell['tpot_ms']:>9} {cell['tokens_per_s']:>8} "
-                  f"{cell['requests_per_s']:>7} {cell.get('tpot_ratio', ''):>10} {cell.get('tokens_per_s_ratio', ''):>11}"
+            print(f"{concurrency:>3} {name:>20} {cell['ttft_ms']:>9} {cell['ttft_p50_ms']:>9} {cell['ttft_p99_ms']:>9} "
+                  f"{cell['tpot_ms']:>9} {cell['tokens_per_s']:>8} {cell['requests_per_s']:>7} "
+                  f"{cell.get('tpot_ratio', ''):>10} {cell.get('tokens_per_s_ratio', ''):>11}"
                   + (f"  ({cell['failed']} failed)" if cell.get("failed") else ""))
-    summary = headline(figures)
+    summary = extract_headline(figures) if args.workloads == "extract" else headline(figures)
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
-    print(json.dumps({"model": args.model, "device": args.device, "dtype": args.dtype, "max_tokens": args.max_tokens, "rounds": args.rounds,
+    print(json.dumps({"model": args.model, "device": args.device, "dtype": args.dtype, "max_tokens": args.max_tokens,
+                      "rounds": args.rounds, "workloads": args.workloads,
                       "finishing_bias": not args.no_finishing_bias,
                       "requests_per_client": args.requests_per_client, "headline": summary, "figures": figures}))
 
