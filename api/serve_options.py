@@ -66,6 +66,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefix-cache-bytes", type=int, default=1 << 30,
                         help="keys and values of prompt blocks kept for prompts that start with them (0: off; "
                              "default %(default)s)")
+    parser.add_argument("--max-step-tokens", type=int, default=512,
+                        help="tokens one forward pass takes: a longer prompt joins in chunks while the others keep "
+                             "decoding (0: whole prompts at once; default %(default)s)")
     parser.add_argument("--no-fast-forward", dest="fast_forward", action="store_false",
                         help="sample every token, even those the constraint forces (for comparisons)")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413")
@@ -115,7 +118,7 @@ def build_server(args: argparse.Namespace, *, warm_before_serving: bool = False)
             raise ServerSetupError(f"cannot read warm-up schemas: {exc}") from exc
     engine = AsyncEngine(loaded, compiler=compiler, max_batch_size=args.max_batch_size,
                          max_waiting=args.max_waiting, fast_forward=args.fast_forward,
-                         prefix_cache_bytes=args.prefix_cache_bytes)
+                         prefix_cache_bytes=args.prefix_cache_bytes, max_step_tokens=args.max_step_tokens or None)
     try:
         app = create_app(engine, model_name=args.model, api_key=args.api_key, max_body_bytes=args.max_body_bytes,
                          reasoning_effort=args.reasoning_effort, warm_before_serving=warm_before_serving)

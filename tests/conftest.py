@@ -56,7 +56,8 @@ def compiler(tiny_vocab):
 def api_engine(tiny_model, compiler):
     from constrained.engine.async_engine import AsyncEngine
 
-    engine = AsyncEngine(tiny_model, compiler=compiler, max_batch_size=32, prefix_cache_bytes=64 << 20)  # as served
+    engine = AsyncEngine(tiny_model, compiler=compiler, max_batch_size=32, prefix_cache_bytes=64 << 20,
+                         max_step_tokens=512)  # as served
     engine.start()
     yield engine
     engine.shutdown()

@@ -52,7 +52,7 @@ class Engine:
     sample every token (their forced tokens then come with the logprobs they had)."""
 
     def __init__(self, loaded: LoadedModel, *, max_batch_size: int = 32, max_waiting: int = 256,
-                 fast_forward: bool = True, prefix_cache_bytes: int = 0):
+                 fast_forward: bool = True, prefix_cache_bytes: int = 0, max_step_tokens: int | None = None):
         self.loaded = loaded
         self.fast_forward = fast_forward
         self.runner = ModelRunner(loaded)
@@ -64,6 +64,7 @@ class Engine:
         self.sampler = Sampler(max_rows=max_batch_size, vocab_rows=loaded.vocab_rows, device=loaded.device,
                                real_vocab=min(len(loaded.tokenizer), loaded.vocab_rows), stats=self.stats)
         self.prefix_cache = PrefixCache(max_bytes=prefix_cache_bytes) if prefix_cache_bytes > 0 else None
+        self.max_step_tokens = max_step_tokens  # chunked prefill: tokens one forward pass takes (None: no bound)
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._submitted = 0  # sequences put in the inbox and not yet drained into the scheduler
         self._submit_lock = threading.Lock()
@@ -129,7 +130,7 @@ class Engine:
         batch = self.scheduler.running
         if not batch:
             return outputs
-        inputs = [seq.take_input() for seq in batch]
+        inputs = self._inputs(batch)
         plan = plan_groups([len(tokens) for tokens in inputs])
         if len(plan.groups) > 1:  # rows that attend together sit together in the cache
             batch = self.scheduler.reorder(plan.order)
@@ -138,10 +139,30 @@ class Engine:
         logits = self.runner.forward(self.cache, inputs, plan.groups)
         if self.prefix_cache is not None:
             self._remember_prompt_blocks(batch)
-        sampled = self.sampler.sample(logits, batch)
-        outputs += self._advance(batch, sampled)
+        ready = [row for row, seq in enumerate(batch) if seq.all_fed]  # not those midway through their prompt
+        if len(ready) < len(batch):
+            logits, batch = logits[ready], [batch[row] for row in ready]
+        if batch:
+            outputs += self._advance(batch, self.sampler.sample(logits, batch))
         self.cache.keep_rows(self.scheduler.retire_finished())
         return outputs
+
+    def _inputs(self, batch: list[Sequence]) -> list[list[int]]:
+        """Each row's tokens for this step. With `max_step_tokens` (chunked prefill), decoding rows take theirs and
+        prompts share what is left, first come first served, at least one token each: a long prompt joins in
+        chunks while the other rows keep their pace."""
+        if self.max_step_tokens is None:
+            return [seq.take_input() for seq in batch]
+        left = self.max_step_tokens - sum(len(seq.prompt_ids) + len(seq.output_ids) - seq.fed
+                                          for seq in batch if not seq.prefilling)
+        inputs = []
+        for seq in batch:
+            if seq.prefilling:
+                inputs.append(seq.take_input(max(left, 1)))
+                left -= len(inputs[-1])
+            else:
+                inputs.append(seq.take_input())
+        return inputs
 
     def _admit(self) -> list[SequenceOutput]:
         """Newcomers join the batch, each with the run its constraint forces first (it joins the prompt's

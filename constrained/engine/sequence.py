@@ -66,13 +66,25 @@ class Sequence:
         self.prompt_seen = (torch.tensor(sorted(set(self.prompt_ids)), dtype=torch.long, device=self.device)
                             if self.params.repetition_penalty != 1.0 else None)
 
-    def take_input(self) -> list[int]:
+    def take_input(self, limit: int | None = None) -> list[int]:
         """Tokens to feed this step, now marked fed: those not yet in the KV cache (the prompt, then
-        the last sampled token and the run of forced tokens after it)."""
+        the last sampled token and the run of forced tokens after it), at most `limit` of them."""
         start = self.fed - len(self.prompt_ids)
         unfed = self.prompt_ids[self.fed:] + self.output_ids if start < 0 else self.output_ids[start:]
+        if limit is not None:
+            unfed = unfed[:limit]
         self.fed += len(unfed)
         return unfed
+
+    @property
+    def prefilling(self) -> bool:
+        """Part of the prompt is not in the KV cache yet."""
+        return self.fed < len(self.prompt_ids)
+
+    @property
+    def all_fed(self) -> bool:
+        """Every token so far is in the KV cache: the last forward pass's logits are for the next token."""
+        return self.fed == len(self.prompt_ids) + len(self.output_ids)
 
     def append(self, sampled: SampledToken) -> SequenceOutput:
         """Take the sampled token, advance the matcher and the text, decide whether we are done;
