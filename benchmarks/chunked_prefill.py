@@ -23,6 +23,7 @@ from benchmarks.documents import corpus_ids, document_ids
 from constrained.engine.engine import Engine, Submission
 from constrained.engine.params import SamplingParams
 from constrained.models import load_model
+from constrained.testing import run_until_idle
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -33,9 +34,7 @@ def percentile(values: list[float], q: float) -> float:
 def measure(loaded, streams: int, prompt: list[int] | None, chunk: int, window: int, warm_up: list[int]) -> dict:
     """Token gaps of the decoding streams over `window` steps (plus the long prompt's prefill, when it is)."""
     engine = Engine(loaded, max_batch_size=streams + 1, max_step_tokens=chunk or None)
-    engine.submit(Submission(warm_up, SamplingParams(max_tokens=1)))  # the KV storage grown as in a warm server
-    while engine.has_work():
-        engine.step()
+    run_until_idle(engine, [Submission(warm_up, SamplingParams(max_tokens=1))])  # KV storage grown, as when warm
     short = loaded.tokenizer.encode("Tell me a long story.")
     ids = {engine.submit(Submission(short, SamplingParams(max_tokens=100_000, seed=i))) for i in range(streams)}
     for _ in range(3):  # all streams decoding

@@ -19,12 +19,11 @@ from benchmarks.documents import corpus_ids, document_ids
 from constrained.engine.engine import Engine, Submission
 from constrained.engine.params import SamplingParams
 from constrained.models import load_model
+from constrained.testing import run_until_idle
 
 def ttft(engine: Engine, prompt: list[int]) -> float:
-    engine.submit(Submission(prompt, SamplingParams(max_tokens=1, seed=0)))
     start = time.perf_counter()
-    while engine.has_work():
-        engine.step()
+    run_until_idle(engine, [Submission(prompt, SamplingParams(max_tokens=1, seed=0))])
     return time.perf_counter() - start
 
 
@@ -47,7 +46,8 @@ def main() -> None:
     ratio = medians["cache"] / medians["no_cache"]
     print(f"{args.model}: TTFT with {args.prefix_tokens} prompt tokens cached {1000 * medians['cache']:.1f} ms, "
           f"without {1000 * medians['no_cache']:.1f} ms: ratio {ratio:.3f}")
-    print(json.dumps({"model": args.model, "device": str(loaded.device), "prefix_tokens": args.prefix_tokens, "requests": args.requests,
+    print(json.dumps({"model": args.model, "device": str(loaded.device), "prefix_tokens": args.prefix_tokens,
+                      "requests": args.requests,
                       "ttft_ms": {k: round(1000 * v, 1) for k, v in medians.items()}, "ratio": round(ratio, 4)}))
 
 

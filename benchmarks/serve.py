@@ -24,6 +24,11 @@ drops it for a trained model, which closes its JSON itself):
 - `key_heavy`: benchmarks.engine's KEY_HEAVY (long required keys, enums, booleans), where the grammar
   forces most tokens: what fast-forward is for. Its JSON is longer than the default max_tokens, so
   like `unconstrained` it runs to max_tokens.
+With `--workloads extract` (what extraction apps send), instead, per `--document-tokens` length N:
+- `unconstrained_N`: the same system prompt (EXTRACT_SYSTEM), then a document of N tokens of real text
+  (benchmarks/documents.py), a new one for every request, so only the system prompt can come from the prefix
+  cache; `extract_N`: the same with EXTRACT_SCHEMA (10 fields) as strict json_schema; ratios against
+  `unconstrained_N`. Use `--max-tokens 128 --concurrency 1,16`.
 Per request: TTFT (request sent -> first content delta) and time per output token (after the first,
 to the end, over usage.completion_tokens); per cell output tokens/s and requests/s over the wall time.
 Ratios are against `unconstrained` at the same concurrency (`keys_no_ff` too: both servers decode
@@ -36,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import socket
 import statistics
@@ -201,12 +207,14 @@ EXTRACT_SYSTEM = (
     "the exact command the document shows, if any. Count the document's top-level sections. Do not explain.")
 
 
-def extract_messages(tokenizer, document_tokens: int) -> Callable[[int], list[dict]]:
-    """The same system prompt on every request, then a document of about `document_tokens` tokens of its own."""
+def extract_messages(tokenizer, document_tokens: int, first: int) -> Callable[[int], list[dict]]:
+    """The same system prompt on every request, then a document of about `document_tokens` tokens of its own: a
+    new one at each call (numbered from `first`), so only the system prompt is ever in the prefix cache."""
     corpus = corpus_ids(tokenizer)
+    numbers = itertools.count(first)
 
     def messages(i: int) -> list[dict]:
-        document = tokenizer.decode(document_ids(corpus, document_tokens, i))
+        document = tokenizer.decode(document_ids(corpus, document_tokens, next(numbers)))
         return [{"role": "system", "content": EXTRACT_SYSTEM},
                 {"role": "user", "content": f"Document:\n{document}\n\nExtract the record."}]
 
@@ -287,11 +295,13 @@ def main() -> None:
     compiler = Compiler(loaded.tokenizer, vocab_rows=loaded.vocab_rows, eos_token_ids=loaded.eos_token_ids)
     if args.workloads == "extract":
         workloads = {}
-        for length in args.document_tokens:
-            messages = extract_messages(loaded.tokenizer, length)
+        for k, length in enumerate(args.document_tokens):
             free = f"unconstrained_{length}"
-            workloads[free] = Workload([], messages=messages, baseline=free)
-            workloads[f"extract_{length}"] = Workload([EXTRACT_SCHEMA], messages=messages, baseline=free)
+            workloads[free] = Workload([], messages=extract_messages(loaded.tokenizer, length, 20_000 * k),
+                                       baseline=free)
+            workloads[f"extract_{length}"] = Workload(
+                [EXTRACT_SCHEMA], messages=extract_messages(loaded.tokenizer, length, 20_000 * k + 10_000),
+                baseline=free)
     else:
         keys = compiling_schemas(compiler, args.schemas, min_required=6)
         workloads = {"unconstrained": Workload([]), "string": Workload([STRING_SCHEMA]),

@@ -23,7 +23,7 @@ from constrained.engine.engine import Engine, Submission
 from constrained.engine.params import SamplingParams
 from constrained.errors import ConstrainedError, InvalidCheckInput
 from constrained.models import LoadedModel
-from constrained.testing import validation_errors
+from constrained.testing import run_until_idle, validation_errors
 from constrained.tool_calls import parse_tool_calls
 
 # The serialisation of an instance: the separators the llguidance grammar emits (json.dumps' defaults too).
@@ -79,16 +79,11 @@ def _compile_timed(compiler: Compiler, constraint: Constraint) -> tuple[Grammar,
 
 
 def _samples(source: Source, loaded: LoadedModel, grammar: Grammar, n: int, params: SamplingParams) -> list[Sample]:
-    engine = Engine(loaded, max_batch_size=n)
-    engine.submit(Submission(_prompt(source, loaded), params, grammar))
-    texts, finish = [""] * n, [""] * n
-    while engine.has_work():
-        for out in engine.step():
-            texts[out.index] += out.text
-            if out.finish_reason is not None:
-                finish[out.index] = out.finish_reason.value
-    return [Sample(text, reason, _errors(source, text) if reason == "stop" else [])
-            for text, reason in zip(texts, finish)]
+    submission = Submission(_prompt(source, loaded), params, grammar, "sample")
+    results = run_until_idle(Engine(loaded, max_batch_size=n), [submission])
+    choices = [results[("sample", index)] for index in range(n)]
+    return [Sample(c["text"], c["finish"].value, _errors(source, c["text"]) if c["finish"].value == "stop" else [])
+            for c in choices]
 
 
 def _prompt(source: Source, loaded: LoadedModel) -> list[int]:
