@@ -104,14 +104,14 @@ def server_url(api_engine):
 
 
 @pytest.fixture(scope="session")
-async def json_model_app():
+async def json_model_app(compiler):
     """The app on tiny-qwen3-json, whose own head finishes JSON and text: for clients that send no logit_bias
-    (the Responses API has none)."""
+    (the Responses API has none). Same vocabulary as tiny-qwen3: it shares the session's compiler."""
     from api.app import create_app, serving
     from constrained.engine.async_engine import AsyncEngine
     from constrained.models import load_model
 
-    engine = AsyncEngine(load_model("tiny-qwen3-json", device="cpu"), max_batch_size=16)
+    engine = AsyncEngine(load_model("tiny-qwen3-json", device="cpu"), compiler=compiler, max_batch_size=16)
     async with serving(create_app(engine, model_name="tiny-qwen3-json")) as app:
         yield app
     engine.shutdown()

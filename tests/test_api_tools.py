@@ -198,6 +198,7 @@ async def test_arguments_always_validate(openai_client, finishing_bias, compiler
     assert runs == 112 and finished >= 15 and calls >= 15, (runs, finished, calls)
 
 
+@pytest.mark.slow  # streamed calls stay fast in test_reasoning's stream-equals-whole test
 async def test_stream_helper_accumulates_parallel_calls(openai_client, finishing_bias):
     """The SDK's stream helper rebuilds exactly the calls of the same seeded request, unstreamed; the
     arguments arrive in several fragments, id and name once per call, indices 0, 1, ..."""

@@ -157,6 +157,7 @@ def test_instances_valid_accepted_invalid_rejected(tmp_path, tiny_model, compile
         load_instances(write(tmp_path, "cases.jsonl", '{"data": 1}'))
 
 
+@pytest.mark.slow  # run_check in-process stays fast (the tests above)
 def test_cli_exit_codes_and_json_report(tmp_path, capsys):
     good, bad = str(EXAMPLES / "classification" / "schema.json"), write(tmp_path, "bad.json", REFUSED)
     common = ["--model", MODEL, "--device", "cpu", "--samples", "0"]

@@ -44,6 +44,7 @@ def slow_compiler(tiny_vocab):
     compiler.shutdown()
 
 
+@pytest.mark.slow  # builds a compiler of its own and waits out a deadline
 def test_slow_compiles_neither_starve_a_small_one_nor_run_past_their_deadline(slow_compiler, monkeypatch):
     """Eight runaway builds in flight: a one-property schema compiles at once, the builds stop at their
     requests' deadline, and those still queued then never start (on the default executor, the small one

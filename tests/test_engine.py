@@ -122,6 +122,7 @@ def test_stop_strings_with_a_constraint_are_refused():
     assert err.value.param == "stop"
 
 
+@pytest.mark.slow  # seeds stay covered fast by test_mixed_requests_batched_equal_each_alone
 def test_seed_reproducible_and_n_choices_differ(tiny_model):
     params = SamplingParams(max_tokens=12, seed=7, n=2)
     first = run_until_idle(Engine(tiny_model), [Submission(encode(tiny_model), params, None, "n")])
@@ -143,6 +144,7 @@ def test_logprobs_and_top_logprobs(tiny_model):
         assert [t.logprob for t in lp.top] == sorted((t.logprob for t in lp.top), reverse=True)
 
 
+@pytest.mark.slow  # penalize_ and the penalties stay fast in test_sampling_extras and test_engine_parts
 def test_logit_bias_and_penalties_steer_sampling(tiny_model):
     token = tiny_model.tokenizer.encode("hello")[0]
     biased = run_until_idle(Engine(tiny_model), [Submission(encode(tiny_model), SamplingParams(max_tokens=6, temperature=0, logit_bias={token: 100}), None, "b")])

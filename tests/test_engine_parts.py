@@ -120,3 +120,21 @@ def test_top_p_keeps_the_smallest_head_reaching_p():
     probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
     top_p_filter_(probs, 0.75)
     assert torch.nonzero(probs).flatten().tolist() == [0, 1]
+
+
+def test_reordering_moves_rows_past_the_storage_and_keeps_their_state(tiny_model):
+    """Rows added since the last forward pass (no storage yet, no tokens) may be reordered before it, beside
+    rows that hold tokens: the held rows keep their keys and values wherever they land."""
+    from constrained.engine.model_runner import ModelRunner
+
+    runner = ModelRunner(tiny_model)
+    reference, cache = runner.new_cache(), runner.new_cache()
+    for kv in (reference, cache):
+        kv.add_rows(2)
+        runner.forward(kv, [[11, 12, 13], [14, 15]])
+    cache.add_rows(3)
+    cache.keep_rows([4, 1, 0, 2, 3])  # an empty newcomer first, the first held row to the middle
+    assert cache.lengths.tolist() == [0, 2, 3, 0, 0]
+    after = runner.forward(cache, [[7, 8], [16], [17], [9], [10]])
+    expected = runner.forward(reference, [[17], [16]])
+    assert torch.allclose(after[2], expected[0], atol=1e-4) and torch.allclose(after[1], expected[1], atol=1e-4)

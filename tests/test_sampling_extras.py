@@ -147,6 +147,7 @@ def test_repetition_penalty_steers_greedy_away_from_repeats(tiny_model):
     assert greedy[0] in prompt_ids and penalised[0] != greedy[0]  # the prompt's tokens count from the first step
 
 
+@pytest.mark.slow  # truncation among allowed tokens stays fast (top_k=1 below)
 def test_top_k_one_is_greedy_with_and_without_a_constraint(tiny_model, compiler, bias):
     prompt_ids = encode(tiny_model)
     grammar = compiler.compile(Constraint.json_schema(SCHEMAS[1]))
@@ -159,7 +160,8 @@ def test_top_k_one_is_greedy_with_and_without_a_constraint(tiny_model, compiler,
         assert run_until_idle(Engine(tiny_model), subs) == expected
 
 
-@pytest.mark.parametrize("cut", [dict(top_k=1), dict(top_k=2), dict(min_p=0.5)])
+@pytest.mark.parametrize("cut", [dict(top_k=1), pytest.param(dict(top_k=2), marks=pytest.mark.slow),
+                                 pytest.param(dict(min_p=0.5), marks=pytest.mark.slow)])
 def test_truncation_applies_among_the_allowed_tokens(tiny_model, compiler, cut):
     """A biased forbidden token tops the unmasked distribution: a cut before the mask would keep few
     allowed tokens or none. Cut among the allowed ones, the draws follow the truncated masked distribution."""

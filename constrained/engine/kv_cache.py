@@ -57,10 +57,12 @@ class BatchKVCache:
                             for layer in self.kv.layers])
 
     def keep_rows(self, rows: list[int]) -> None:
-        """Row i becomes former row rows[i]; rows not listed are dropped. Only rows that move are copied,
-        and only their columns in use."""
+        """Row i becomes former row rows[i]; rows not listed are dropped. Only rows that move and hold tokens are
+        copied (a newcomer's empty row may lie past the storage, which grows at the next forward pass), and only
+        their columns in use."""
         index = torch.tensor(rows, dtype=torch.long, device=self.device)
-        moved = [i for i, row in enumerate(rows) if row != i]
+        lengths = self.lengths.tolist()
+        moved = [i for i, row in enumerate(rows) if row != i and lengths[row] > 0]
         if moved:
             destination = torch.tensor(moved, dtype=torch.long, device=self.device)
             columns = int(self.lengths[index[destination]].max())
@@ -106,6 +108,7 @@ class _InPlaceLayer(DynamicLayer):
 
     def move_rows(self, destination: torch.Tensor, source: torch.Tensor, columns: int) -> None:
         """Rows `source` to rows `destination`: their first `columns` columns."""
+        self._reserve(int(destination.max()) + 1, columns)
         for store in (self.key_store, self.value_store):
             store[destination, :, :columns] = store[source, :, :columns]  # the sources are read (copied) first
 
