@@ -115,7 +115,7 @@ def test_tool_file_checks_each_tool(tmp_path, tiny_model, compiler, finishing_bi
         ("get_weather", "/tools/0/parameters"), ("convert_currency", "/tools/1/parameters")]
     assert report.accepted and report.samples[0].finish_reason == "stop" and report.samples[0].valid
     tools = json.loads((EXAMPLES / "tool_calling" / "tools.json").read_text())
-    tools[1]["function"]["parameters"]["properties"]["amount"]["if"] = {"minimum": 0}
+    tools[1]["function"]["parameters"]["properties"]["amount"]["uniqueItems"] = True
     one = {"type": "function", "function": {"name": "f"}}  # no parameters: no arguments
     bad = check(write(tmp_path, "tools.json", tools), tiny_model, compiler, finishing_bias, samples=0)
     assert [p.refusals == [] for p in bad.parts] == [True, False] and bad.exit_code == 1

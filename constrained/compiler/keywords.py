@@ -47,11 +47,16 @@ LLGUIDANCE = KeywordTable(
     keywords={
         "type": "", "enum": "", "const": "",
         "anyOf": "", "allOf": "intersection; llguidance refuses a few combinations",
-        "oneOf": "when its branches provably cannot overlap (types, const/enum values, a required property's "
-                 "values), or each branch is one required name; otherwise refused (use anyOf)",
-        "not": "of {}, a type, required names, or anyOf/allOf of required names; otherwise refused",
+        "oneOf": "as anyOf where branches provably cannot overlap; else each branch without the others' "
+                 "instances (their complements, as for `not`), or where those cannot be written or grow too large, "
+                 "without a name the others require (narrower, never invalid); otherwise refused",
+        "not": "as its complement: of type, enum/const, required, properties, bounds, anyOf/allOf/not "
+               "of those; non-integer numbers left out of `not: {type: integer}`; others refused",
+        "if": "as anyOf [if and then, not if and else]; `not if` as for `not`",
+        "then": "with `if`", "else": "with `if`",
         "dependencies": "", "dependentRequired": "", "dependentSchemas": "",
-        "$ref": "references inside the schema, recursion included",
+        "$ref": "references inside the schema, recursion included; beside other keywords, these ignored before "
+                "2019-09 (as validators do), else both hold (llguidance refuses a recursion where each has some)",
         "properties": "emitted in schema order", "required": "", "additionalProperties": "",
         "patternProperties": "", "minProperties": "", "maxProperties": "",
         "items": "", "prefixItems": "", "additionalItems": "", "minItems": "", "maxItems": "",

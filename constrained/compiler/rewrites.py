@@ -4,15 +4,20 @@ Every rewrite accepts exactly the instances the original accepts (the JSON Schem
 for non-object instances, which `required`/`properties` let through):
 - `dependencies` / `dependentRequired` / `dependentSchemas`: "a present => R" becomes
   `anyOf: [{properties: {a: false}}, {required: [a, ...R]}]` (just R when `a` is required anyway);
-- `not` of a few shapes: `{}` (nothing matches), `type`, `required`, and anyOf/allOf of `required`;
-- `oneOf` whose branches provably cannot overlap becomes `anyOf`; a oneOf of single `required` names
-  ("exactly one of a, b") becomes an anyOf of objects with one name present and the others absent.
+- `not S` becomes S's complement (negation.py);
+- `if`/`then`/`else` becomes `anyOf: [allOf: [if, then], allOf: [not if, else]]`;
+- `$ref` beside other keywords: the siblings are dropped before 2019-09 (validators ignore them), else
+  `allOf: [{$ref}]` beside them;
+- `oneOf` whose branches provably cannot overlap becomes `anyOf`; one whose branches may overlap becomes an
+  anyOf of each branch without the branches it may overlap (their complements).
+A complement is exact but for one narrowing (negation.py: the non-integer numbers outside `type: integer`).
 Anything else stays refused, with its path.
 
-One rewrite narrows instead (a subset of the valid instances, never an invalid one): a `oneOf` whose
-branches may overlap, where each branch can be kept apart from each other by a name the other requires
-(or a property whose values they never share), becomes an anyOf of "this branch, without that name" (or
-"with that property"): oneOf [{required: [a]}, {required: [b]}] emits objects with a or b, never both.
+One rewrite narrows instead (a subset of the valid instances, never an invalid one), for a `oneOf` whose
+overlapping branches have no complement: where each branch can be kept apart from each other by a name the
+other requires (or a property whose values they never share), it becomes an anyOf of "this branch, without
+that name" (or "with that property"): oneOf [{required: [a]}, {required: [b], pattern...}] emits objects
+with a or b, never both.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 
 import jsonschema
 
+from constrained.compiler.negation import intersection, negate, union
 from constrained.compiler.schema_walk import map_with_pointers, resolve_local
 from constrained.errors import InvalidConstraint
 
@@ -31,37 +37,161 @@ JSON_TYPES = frozenset({"null", "boolean", "object", "array", "number", "string"
 
 
 def llguidance_equivalent(schema: Any) -> Any:
-    """`schema` with `dependencies`, `not` and `oneOf` rewritten (see the module docstring); InvalidConstraint
+    """`schema` with `dependencies`, `not`, `if` and `oneOf` rewritten (see the module docstring); InvalidConstraint
     naming the first one that has no exact equivalent."""
     if not isinstance(schema, dict):
         return schema
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # an unknown $schema: the default draft
         known = set(jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).VALIDATORS)
+    return _Rewriter(schema, known).apply(schema, "")
 
-    def rewrite(pointer: str, node: dict) -> Any:
-        node = _dependencies(node, known)
-        if "not" in node:
-            replacement = _negation(node.pop("not"))
-            if replacement is None:
-                raise InvalidConstraint("only `not` of {}, a type, or required names is enforced", path=pointer,
-                                        keyword="not", hint="list what is allowed instead (enum, anyOf)")
-            if replacement is False:
-                return False
-            node = _conjoin(node, replacement)
-        if "oneOf" in node:
-            branches = _exclusive(node.pop("oneOf"), schema)
+
+_MAX_INLINED = 8  # nested inlining of $ref targets (a recursive definition would inline forever)
+_MAX_WIDTH = 256  # alternatives llguidance would multiply out of a rewritten node (see _width)
+_MAX_CHARS = 65_536  # serialized size of the complements added at one node
+
+
+class _Rewriter:
+    """Rewrites every node of `root`, innermost first. Complements and inlined `$ref` targets are built from the
+    original document, so they are rewritten in turn (`apply`)."""
+
+    def __init__(self, root: dict, known: set[str]):
+        self.root, self.known, self.inlined = root, known, 0
+
+    def apply(self, fragment: Any, pointer: str) -> Any:
+        return map_with_pointers(fragment, self._rewrite, pointer)
+
+    def complement(self, schema: Any, pointer: str, *, narrowing: bool = False) -> Any:
+        """negate(schema), rewritten; None when it has no schema."""
+        negated = negate(schema, self.root, narrowing=narrowing)
+        return negated if negated is None or negated is False or negated == {} else self.apply(negated, pointer)
+
+    def _rewrite(self, pointer: str, node: dict) -> Any:
+        node = self._conditional(_dependencies(self._ref_siblings(node), self.known), pointer)
+        if node is not False and "not" in node:
+            complement = self.complement(node["not"], pointer)
+            if complement is None or _too_big(complement):
+                raise InvalidConstraint("`not` of a schema whose failing instances have no schema (or too large a one) "
+                                        "is not enforced",
+                                        path=pointer, keyword="not", hint="list what is allowed instead (enum, anyOf)")
+            node = _conjoin({k: v for k, v in node.items() if k != "not"}, complement)
+        if node is not False and "oneOf" in node:
+            branches = self._one_of(node.pop("oneOf"), pointer)
             if branches is None:
-                raise InvalidConstraint("oneOf branches that may overlap are not enforced", path=pointer,
-                                        keyword="oneOf", hint="use anyOf when at most one branch can match anyway")
+                raise InvalidConstraint("oneOf branches that may overlap, without a complement (or too large a one), "
+                                        "are not enforced",
+                                        path=pointer, keyword="oneOf",
+                                        hint="use anyOf when at most one branch can match anyway")
             node = _conjoin(node, {"anyOf": branches}) if "anyOf" in node else {**node, "anyOf": branches}
         return node
 
-    return map_with_pointers(schema, rewrite)
+    def _ref_siblings(self, node: dict) -> dict:
+        """A `$ref` beside other assertions: before 2019-09 validators ignore the siblings, so they are dropped;
+        from 2019-09 both apply, as `allOf: [{$ref}]` beside them (llguidance refuses a circular reference
+        with siblings)."""
+        if not isinstance(node.get("$ref"), str) or set(node) <= {"$ref", *_CONTAINERS}:
+            return node
+        if "dependentRequired" not in self.known:
+            return {k: v for k, v in node.items() if k == "$ref" or k in _CONTAINERS}
+        rest = {k: v for k, v in node.items() if k != "$ref"}
+        return {**rest, "allOf": [{"$ref": node["$ref"]}, *rest.get("allOf", [])]}
+
+    def _conditional(self, node: dict, pointer: str) -> Any:
+        """`if`/`then`/`else` as the anyOf of their two cases; dropped in drafts without them (before 7), and
+        `then`/`else` without `if` assert nothing."""
+        rest = {k: v for k, v in node.items() if k not in ("if", "then", "else")}
+        if "if" not in node or "if" not in self.known:
+            return rest
+        complement = self.complement(node["if"], pointer)
+        if complement is None or _too_big(complement):
+            raise InvalidConstraint("`if` whose failing instances have no schema (or too large a one) is not enforced",
+                                    path=pointer,
+                                    keyword="if", hint="express the cases with anyOf")
+        cases = union([intersection([node["if"], node.get("then", {})]),
+                       intersection([complement, node.get("else", {})])])
+        return _conjoin(rest, cases)
+
+    def _one_of(self, branches: Any, pointer: str) -> list | None:
+        """oneOf branches as anyOf branches: as they are where no two can match one instance; else each without
+        the branches it may overlap: by their complements, else (or where those grow too big) by guards (which
+        narrow), else by complements narrowed (negation.py) as long as no branch is left out whole; None when
+        none of these can be written."""
+        if not isinstance(branches, list):
+            return None
+        shapes = [_shape(b, self.root, 0) for b in branches]
+        overlaps = [[j for j, other in enumerate(shapes) if j != i and not _disjoint(mine, other)]
+                    for i, mine in enumerate(shapes)]
+        overlapped = {j for found in overlaps for j in found}
+        exact = {j: self.complement(branches[j], pointer) for j in overlapped}
+        apart = None if None in exact.values() else self._apart(branches, overlaps, exact)
+        if apart is not None and not _too_big(apart):
+            return apart
+        guards = [[_excluding(shapes[i], shapes[j]) for j in found] for i, found in enumerate(overlaps)]
+        if not any(None in mine for mine in guards):
+            return [self._guarded(branch, mine) for branch, mine in zip(branches, guards)]
+        if apart is not None:
+            return None
+        narrowed = {j: self.complement(branches[j], pointer, narrowing=True) for j in overlapped}
+        if any(narrowed[j] is False for j in overlapped if exact[j] is not False):
+            return None
+        apart = self._apart(branches, overlaps, narrowed)
+        return None if apart is None or _too_big(apart) else apart
+
+    def _apart(self, branches: list, overlaps: list[list[int]], complements: dict[int, Any]) -> list | None:
+        """Each branch with the complements of those it overlaps; one that can never hold (a complement is False,
+        or no type is left) is left out; None when none is left."""
+        kept = [self._guarded(branch, [complements[j] for j in found if complements[j] != {}])
+                for branch, found in zip(branches, overlaps) if False not in (complements[j] for j in found)]
+        kept = [branch for branch in kept if _shape(branch, self.root, 0).types]
+        return kept or None
+
+    def _guarded(self, branch: Any, guards: list) -> Any:
+        """`branch` and its guards (the branch alone without any). A bare `$ref` is replaced by its target
+        (rewritten), since llguidance refuses a recursive reference beside other keywords."""
+        if not guards:
+            return branch
+        if isinstance(branch, dict) and set(branch) == {"$ref"} and isinstance(branch["$ref"], str) \
+                and self.inlined < _MAX_INLINED:
+            try:
+                target = resolve_local(self.root, branch["$ref"])
+            except KeyError:
+                target = None
+            if target is not None and isinstance(target[1], dict) and not {"$ref", "$id", "id"} & set(target[1]):
+                self.inlined += 1
+                try:
+                    return _conjoin(self.apply(target[1], target[0]), {"allOf": guards})
+                finally:
+                    self.inlined -= 1
+        return {"allOf": [branch, *guards]}
 
 
-def _conjoin(node: dict, extra: dict) -> dict:
-    return {**node, "allOf": [*node.get("allOf", []), extra]}
+def _too_big(schema: Any) -> bool:
+    """Whether llguidance would likely refuse a rewritten node as too large: the alternatives it multiplies out
+    of nested allOf/anyOf, or its size."""
+    return _width(schema) > _MAX_WIDTH or len(json.dumps(schema)) > _MAX_CHARS
+
+
+def _width(schema: Any) -> int:
+    """Alternatives of `schema` once its allOf of anyOfs is multiplied out (llguidance intersects that way)."""
+    if isinstance(schema, list):
+        return sum(map(_width, schema))
+    if not isinstance(schema, dict):
+        return 1
+    width = _width(schema["anyOf"]) or 1 if isinstance(schema.get("anyOf"), list) else 1
+    for part in schema.get("allOf", []) if isinstance(schema.get("allOf"), list) else []:
+        width = min(width * _width(part), _MAX_WIDTH + 1)
+    return width
+
+
+def _conjoin(node: dict, extra: Any) -> Any:
+    """`node` and `extra` both (False: nothing matches)."""
+    if extra is False:
+        return False
+    return node if extra == {} else {**node, "allOf": [*node.get("allOf", []), extra]}
+
+
+_CONTAINERS = ("$defs", "definitions", "$schema", "$id", "id", "$anchor", "$comment", "title", "description")
 
 
 _DEPENDENCY_KEYWORDS = ("dependencies", "dependentRequired", "dependentSchemas")
@@ -81,78 +211,6 @@ def _dependencies(node: dict, known: set[str]) -> dict:
         required = isinstance(node.get("required"), list) and name in node["required"]
         conditions.append(then_schema if required else {"anyOf": [{"properties": {name: False}}, then_schema]})
     return {**node, "allOf": [*node.get("allOf", []), *conditions]} if conditions else node
-
-
-def _negation(negated: Any) -> Any:
-    """A schema matching exactly what `negated` does not match; False for nothing; None when unsupported."""
-    if negated is True or negated == {}:
-        return False
-    if negated is False:
-        return {}
-    if not isinstance(negated, dict):
-        return None
-    keys = set(negated) - {"title", "description", "$comment"}
-    if keys == {"type"}:
-        named = {negated["type"]} if isinstance(negated["type"], str) else set(negated["type"])
-        if "number" in named:
-            named.add("integer")
-        if "integer" in named and "number" not in named:
-            return None  # "a number but not an integer" has no type
-        rest = sorted(JSON_TYPES - named - {"integer"})
-        return {"type": rest} if rest else False
-    names = _required_names(negated, "allOf")
-    if names is not None:  # not(all present): an object missing at least one
-        return {"type": "object", "anyOf": [{"properties": {name: False}} for name in names]}
-    names = _required_names(negated, "anyOf")
-    if names is not None:  # not(any present): an object with none of them
-        return {"type": "object", "properties": {name: False for name in names}}
-    return None
-
-
-def _required_names(schema: dict, combinator: str) -> list[str] | None:
-    """The names of {"required": [...]} or of {combinator: [{"required": [...]}, ...]} (single names for anyOf)."""
-    if set(schema) == {"required"} and combinator == "allOf":
-        return list(schema["required"]) or None
-    parts = schema.get(combinator)
-    if set(schema) != {combinator} or not isinstance(parts, list) or not parts:
-        return None
-    if not all(isinstance(p, dict) and set(p) == {"required"} and len(p["required"]) == 1 for p in parts):
-        return None
-    return [p["required"][0] for p in parts]
-
-
-def _exclusive(branches: Any, root: dict) -> list | None:
-    """oneOf branches as anyOf branches when at most one can match any instance; None when not provable."""
-    if not isinstance(branches, list):
-        return None
-    names = [b["required"][0] if isinstance(b, dict) and set(b) == {"required"} and isinstance(b["required"], list)
-             and len(b["required"]) == 1 else None for b in branches]
-    if len(branches) > 1 and None not in names:  # "exactly one of these names": the others absent
-        if len(set(names)) < len(names):
-            return None
-        return [{"type": "object", "required": [name], "properties": {other: False for other in names if other != name}}
-                for name in names]
-    shapes = [_shape(b, root, 0) for b in branches]
-    out = []
-    for i, (branch, mine) in enumerate(zip(branches, shapes)):
-        guards = [_excluding(mine, other) for j, other in enumerate(shapes) if j != i and not _disjoint(mine, other)]
-        if None in guards:
-            return None
-        out.append(_guarded(branch, guards, root) if guards else branch)
-    return out
-
-
-def _guarded(branch: Any, guards: list[dict], root: dict) -> dict:
-    """`branch` and its guards. A bare `$ref` is replaced by its target, since llguidance refuses a recursive
-    reference beside other keywords; keywords in it that need a rewrite then make llguidance refuse it."""
-    if isinstance(branch, dict) and set(branch) == {"$ref"} and isinstance(branch["$ref"], str):
-        try:
-            target = resolve_local(root, branch["$ref"])
-        except KeyError:
-            target = None
-        if target is not None and isinstance(target[1], dict) and not {"$ref", "$id", "id"} & set(target[1]):
-            return _conjoin(target[1], {"allOf": guards})
-    return {"allOf": [branch, *guards]}
 
 
 def _excluding(mine: "_Shape", other: "_Shape") -> dict | None:
