@@ -136,7 +136,8 @@ class _Rewriter:
         if any(narrowed[j] is False for j in overlapped if exact[j] is not False):
             return None
         apart = self._apart(branches, overlaps, narrowed)
-        return None if apart is None or _too_big(apart) else apart
+        possible = sum(False not in (exact[j] for j in found) for found in overlaps)
+        return None if apart is None or len(apart) < possible or _too_big(apart) else apart
 
     def _apart(self, branches: list, overlaps: list[list[int]], complements: dict[int, Any]) -> list | None:
         """Each branch with the complements of those it overlaps; one that can never hold (a complement is False,
