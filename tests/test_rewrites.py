@@ -1,4 +1,5 @@
-"""Rewrites of oneOf / not / if / $ref siblings / dependencies for llguidance: exact (labels from jsonschema), or refused with the path."""
+"""Rewrites of oneOf / not / if / $ref siblings / dependencies for llguidance: exact (labels from jsonschema), or
+refused with the path."""
 
 from __future__ import annotations
 
@@ -58,12 +59,14 @@ CASES = [
     ({"$schema": DRAFT7, "type": "object", "properties": {"k": {"type": "string"}, "v": {}},
       "if": {"properties": {"k": {"const": "num"}}, "required": ["k"]},
       "then": {"properties": {"v": {"type": "number"}}}, "else": {"properties": {"v": {"type": "string"}}}},
-     [{"k": "num", "v": 1}, {"k": "num", "v": "x"}, {"k": "str", "v": "x"}, {"k": "str", "v": 1}, {"v": 1}, {"v": "x"}]),
+     [{"k": "num", "v": 1}, {"k": "num", "v": "x"}, {"k": "str", "v": "x"}, {"k": "str", "v": 1}, {"v": 1},
+      {"v": "x"}]),
     ({"if": {"type": "integer"}, "then": {"minimum": 0}, "else": {"type": "string"}}, [1, -1, "x", 1.5, None]),
     ({"$schema": "http://json-schema.org/draft-06/schema#", "type": "string", "if": {"minLength": 9},
       "then": False}, ["a", "a long string", 3]),  # no if/then/else before draft 7
     ({"oneOf": [{"type": "string", "minLength": 2}, {"type": "string", "maxLength": 3}]}, ["a", "ab", "abcd", 1]),
-    ({"type": "object", "properties": {"a": {}, "b": {}}, "oneOf": [{"required": ["a"]}, {"properties": {"b": {"type": "integer"}}}]},
+    ({"type": "object", "properties": {"a": {}, "b": {}},
+      "oneOf": [{"required": ["a"]}, {"properties": {"b": {"type": "integer"}}}]},
      [{"a": 1}, {"a": 1, "b": 2}, {"a": 1, "b": "x"}, {"b": 2}, {"b": "x"}, {}]),
     ({"oneOf": [{"enum": [1, 2, 3]}, {"enum": [3, 4]}, {"type": "integer", "maximum": 1}]}, [1, 2, 3, 4, 0, 5, "x"]),
     ({"oneOf": [{"$ref": "#/$defs/s"}, {"type": "string", "maxLength": 3}],  # the inlined target is rewritten too
