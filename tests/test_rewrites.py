@@ -3,6 +3,9 @@ refused with the path."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import jsonschema
 import pytest
 
@@ -17,6 +20,7 @@ from constrained.engine.sequence import FinishReason
 from constrained.errors import InvalidConstraint
 from constrained.testing import json_finishing_bias, run_until_idle, validation_errors
 
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsonschemabench"
 DRAFT7 = "http://json-schema.org/draft-07/schema#"
 AB = {"a": {"type": "integer"}, "b": {"type": "string"}}
 CASES = [
@@ -114,6 +118,7 @@ def test_generations_under_rewritten_keywords_validate(tiny_model, compiler):
     ({"items": {"not": {"format": "email"}}}, "/items", "not"),
     ({"not": {"pattern": "^a"}}, "", "not"),
     ({"properties": {"x": {"if": {"multipleOf": 3}, "then": {"minimum": 9}}}}, "/properties/x", "if"),
+    ({"not": {}}, "", None),  # nothing matches
     ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, "", "oneOf"),  # only non-integers: no schema for them
     ({"oneOf": [{"enum": ["red", "green"]}, {"type": "string", "pattern": "[0-9a-f]{3}"}]}, "", "oneOf"),  # not a
     # pattern has no schema, and narrowed to "not a string" it would leave out the enum branch whole
@@ -131,3 +136,14 @@ def test_dependencies_hold_in_2020_12_too(ours):
     schema = {"type": "object", "properties": AB, "dependencies": {"a": ["b"]}}
     row = evaluate(ours, Case("rewrites", "case", schema, ((False, {"a": 1}), (True, {"a": 1, "b": "x"}))), lambda: None)
     assert row["valid_rejected"] == row["invalid_accepted"] == 0, row["mistakes"]
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
+def test_a_recursive_complement_ends():
+    """The complement of a recursive oneOf holds that oneOf again: rewriting it stops at a depth, refused (it
+    once overflowed Python's stack)."""
+    rows = (json.loads(line) for line in (DATA / "Github_hard.jsonl").read_text().split("\n") if line.strip())
+    schema = next(row["schema"] for row in rows if row["id"] == "Github_hard/o39210")
+    with pytest.raises(InvalidConstraint) as caught:
+        llguidance_equivalent(schema)
+    assert caught.value.keyword == "oneOf"

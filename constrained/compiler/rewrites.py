@@ -44,10 +44,13 @@ def llguidance_equivalent(schema: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # an unknown $schema: the default draft
         known = set(jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).VALIDATORS)
-    return _Rewriter(schema, known).apply(schema, "")
+    rewritten = _Rewriter(schema, known).apply(schema, "")
+    if rewritten is False:
+        raise InvalidConstraint("the schema matches nothing", hint="give a schema some value satisfies")
+    return rewritten
 
 
-_MAX_INLINED = 8  # nested inlining of $ref targets (a recursive definition would inline forever)
+_MAX_NESTED = 8  # complements and inlined $ref targets rewritten inside each other (recursion would never end)
 _MAX_WIDTH = 256  # alternatives llguidance would multiply out of a rewritten node (see _width)
 _MAX_CHARS = 65_536  # serialized size of the complements added at one node
 
@@ -57,15 +60,24 @@ class _Rewriter:
     original document, so they are rewritten in turn (`apply`)."""
 
     def __init__(self, root: dict, known: set[str]):
-        self.root, self.known, self.inlined = root, known, 0
+        self.root, self.known, self.nested = root, known, 0
 
     def apply(self, fragment: Any, pointer: str) -> Any:
         return map_with_pointers(fragment, self._rewrite, pointer)
 
+    def _apply_nested(self, fragment: Any, pointer: str) -> Any:
+        self.nested += 1
+        try:
+            return self.apply(fragment, pointer)
+        finally:
+            self.nested -= 1
+
     def complement(self, schema: Any, pointer: str, *, narrowing: bool = False) -> Any:
-        """negate(schema), rewritten; None when it has no schema."""
+        """negate(schema), rewritten; None when it has no schema (or recursion would rewrite it forever)."""
         negated = negate(schema, self.root, narrowing=narrowing)
-        return negated if negated is None or negated is False or negated == {} else self.apply(negated, pointer)
+        if negated is None or negated is False or negated == {}:
+            return negated
+        return None if self.nested >= _MAX_NESTED else self._apply_nested(negated, pointer)
 
     def _rewrite(self, pointer: str, node: dict) -> Any:
         node = self._conditional(_dependencies(self._ref_siblings(node), self.known), pointer)
@@ -153,17 +165,13 @@ class _Rewriter:
         if not guards:
             return branch
         if isinstance(branch, dict) and set(branch) == {"$ref"} and isinstance(branch["$ref"], str) \
-                and self.inlined < _MAX_INLINED:
+                and self.nested < _MAX_NESTED:
             try:
                 target = resolve_local(self.root, branch["$ref"])
             except KeyError:
                 target = None
             if target is not None and isinstance(target[1], dict) and not {"$ref", "$id", "id"} & set(target[1]):
-                self.inlined += 1
-                try:
-                    return _conjoin(self.apply(target[1], target[0]), {"allOf": guards})
-                finally:
-                    self.inlined -= 1
+                return _conjoin(self._apply_nested(target[1], target[0]), {"allOf": guards})
         return {"allOf": [branch, *guards]}
 
 
