@@ -20,7 +20,7 @@ from typing import Any
 from constrained.compiler.keywords import ASSERTIONS
 from constrained.compiler.schema_walk import resolve_local
 
-JSON_TYPES = ("null", "boolean", "object", "array", "number", "string")  # "integer" is among the numbers
+_KINDS = ("null", "boolean", "object", "array", "number", "string")  # disjoint: "integer" is among the numbers
 _MAX_DEPTH = 8  # $refs followed and nested negations: deeper is refused
 _MAX_VALUE_CHARS = 200  # a string left out of the complement is spelled one character at a time
 
@@ -72,7 +72,10 @@ class _Negation:
         if "$ref" in asserting:
             if len(asserting) > 1:  # siblings of $ref: ignored or conjoined, depending on the draft
                 raise _Inexpressible
-            target = resolve_local(self.root, asserting["$ref"]) if isinstance(asserting["$ref"], str) else None
+            try:
+                target = resolve_local(self.root, asserting["$ref"]) if isinstance(asserting["$ref"], str) else None
+            except KeyError:  # points nowhere
+                target = None
             if target is None:
                 raise _Inexpressible
             return self.negate(target[1], depth + 1)
@@ -127,6 +130,7 @@ def union(parts: list[Any]) -> Any:
         return False
     return parts[0] if len(parts) == 1 else {"anyOf": parts}
 
+
 def intersection(parts: list[Any]) -> Any:
     """allOf `parts`, where False matches nothing and {} everything."""
     if any(part is False for part in parts):
@@ -143,7 +147,7 @@ def _other_types(named: Any) -> Any:
     named = {named} if isinstance(named, str) else set(named)
     if "integer" in named:
         named.add("number")
-    rest = [kind for kind in JSON_TYPES if kind not in named]
+    rest = [kind for kind in _KINDS if kind not in named]
     return {"type": rest} if rest else False
 
 
@@ -154,7 +158,7 @@ def _other_values(values: list[Any]) -> Any:
         by_type.setdefault(_type_of(value), []).append(value)
     if {"array", "object"} & by_type.keys():
         raise _Inexpressible
-    parts: list[Any] = [{"type": [kind for kind in JSON_TYPES if kind not in by_type]}]
+    parts: list[Any] = [{"type": [kind for kind in _KINDS if kind not in by_type]}]
     if "boolean" in by_type:
         parts.append({"enum": [flag for flag in (False, True) if flag not in by_type["boolean"]]})
     if "string" in by_type:

@@ -13,11 +13,11 @@ for non-object instances, which `required`/`properties` let through):
 A complement is exact but for one narrowing (negation.py: the non-integer numbers outside `type: integer`).
 Anything else stays refused, with its path.
 
-One rewrite narrows instead (a subset of the valid instances, never an invalid one), for a `oneOf` whose
-overlapping branches have no complement: where each branch can be kept apart from each other by a name the
-other requires (or a property whose values they never share), it becomes an anyOf of "this branch, without
-that name" (or "with that property"): oneOf [{required: [a]}, {required: [b], pattern...}] emits objects
-with a or b, never both.
+`oneOf` narrows instead (a subset of the valid instances, never an invalid one) where its complements cannot
+be written or grow too large for llguidance: where each branch can be kept apart from each other by a name
+the other requires (or a property whose values they never share), it becomes an anyOf of "this branch,
+without that name" (or "with that property"): oneOf [{required: [a]}, {required: [b], pattern...}] emits
+objects with a or b, never both; else by narrowed complements, unless a branch would be left out whole.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def llguidance_equivalent(schema: Any) -> Any:
 
 _MAX_NESTED = 8  # complements and inlined $ref targets rewritten inside each other (recursion would never end)
 _MAX_WIDTH = 256  # alternatives llguidance would multiply out of a rewritten node (see _width)
-_MAX_CHARS = 65_536  # serialized size of the complements added at one node
+_MAX_CHARS = 65_536  # serialized size of a rewritten node (a complement, a oneOf's branches)
 
 
 class _Rewriter:
@@ -85,15 +85,14 @@ class _Rewriter:
             complement = self.complement(node["not"], pointer)
             if complement is None or _too_big(complement):
                 raise InvalidConstraint("`not` of a schema whose failing instances have no schema (or too large a one) "
-                                        "is not enforced",
-                                        path=pointer, keyword="not", hint="list what is allowed instead (enum, anyOf)")
+                                        "is not enforced", path=pointer, keyword="not",
+                                        hint="list what is allowed instead (enum, anyOf)")
             node = _conjoin({k: v for k, v in node.items() if k != "not"}, complement)
         if node is not False and "oneOf" in node:
             branches = self._one_of(node.pop("oneOf"), pointer)
             if branches is None:
                 raise InvalidConstraint("oneOf branches that may overlap, without a complement (or too large a one), "
-                                        "are not enforced",
-                                        path=pointer, keyword="oneOf",
+                                        "are not enforced", path=pointer, keyword="oneOf",
                                         hint="use anyOf when at most one branch can match anyway")
             node = _conjoin(node, {"anyOf": branches}) if "anyOf" in node else {**node, "anyOf": branches}
         return node
@@ -118,8 +117,7 @@ class _Rewriter:
         complement = self.complement(node["if"], pointer)
         if complement is None or _too_big(complement):
             raise InvalidConstraint("`if` whose failing instances have no schema (or too large a one) is not enforced",
-                                    path=pointer,
-                                    keyword="if", hint="express the cases with anyOf")
+                                    path=pointer, keyword="if", hint="express the cases with anyOf")
         cases = union([intersection([node["if"], node.get("then", {})]),
                        intersection([complement, node.get("else", {})])])
         return _conjoin(rest, cases)
