@@ -66,7 +66,8 @@ def test_tokenizer_hash_is_stable(qwen_tokenizer):
 @pytest.mark.parametrize("schema, path, keyword", [
     ({"type": "object", "properties": {"tags": {"type": "array", "uniqueItems": True}}}, "/properties/tags", "uniqueItems"),
     ({"type": "array", "items": {"not": {"type": "string", "pattern": "^a"}}}, "/items", "not"),
-    ({"$defs": {"a": {"type": "object", "propertyNames": {"maxLength": 3}}}, "$ref": "#/$defs/a"}, "/$defs/a", "propertyNames"),
+    ({"$defs": {"a": {"type": "object", "propertyNames": {"maxLength": 3, "pattern": "^a"}}}, "$ref": "#/$defs/a"},
+         "/$defs/a", "propertyNames"),
     ({"type": "string", "format": "uri-reference"}, "", "format"),
     ({"$schema": "http://json-schema.org/draft-04/schema#", "type": "string", "format": "iri"}, "", "format"),  # a later draft's
     ({"type": "object", "properties": {"k": {"const": "a\x00b"}}}, "/properties/k", "const"),  # llguidance drops it

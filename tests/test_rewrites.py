@@ -75,6 +75,15 @@ CASES = [
     ({"oneOf": [{"enum": [1, 2, 3]}, {"enum": [3, 4]}, {"type": "integer", "maximum": 1}]}, [1, 2, 3, 4, 0, 5, "x"]),
     ({"oneOf": [{"$ref": "#/$defs/s"}, {"type": "string", "maxLength": 3}],  # the inlined target is rewritten too
       "$defs": {"s": {"type": "string", "not": {"enum": ["ab"]}}}}, ["ab", "abc", "abcd", "a", 1]),
+    # propertyNames as a patternProperty
+    ({"type": "object", "propertyNames": {"pattern": "^[a-z]+$"}}, [{"ab": 1}, {"Ab": 1}, {}, {"a1": 2}]),
+    ({"type": "object", "properties": {"id": {"type": "integer"}, "Bad": {}}, "propertyNames": {"enum": ["id", "n.m"]}},
+     [{"id": 1}, {"n.m": "x"}, {"Bad": 1}, {"other": 1}, {"id": "x"}]),
+    ({"propertyNames": {"maxLength": 3}, "additionalProperties": {"type": "integer"}},
+     [{"abc": 1}, {"abcd": 1}, {"ab": "x"}, "abcd"]),
+    ({"$defs": {"k": {"type": "string", "pattern": "^x"}}, "type": "object", "propertyNames": {"$ref": "#/$defs/k"}},
+     [{"xa": 1}, {"ya": 1}]),
+    ({"type": "object", "properties": {"a": {}}, "propertyNames": False}, [{}, {"a": 1}, {"b": 1}]),
     # recursive $ref with siblings: ignored before 2019-09, both apply after
     ({"$schema": DRAFT7, "definitions": {"n": {"type": "object", "properties": {"next": {"$ref": "#/definitions/n"}}}},
       "properties": {"head": {"$ref": "#/definitions/n", "required": ["x"]}}}, [{"head": {}}, {"head": {"next": 1}}]),
@@ -119,6 +128,8 @@ def test_generations_under_rewritten_keywords_validate(tiny_model, compiler):
     ({"not": {"pattern": "^a"}}, "", "not"),
     ({"properties": {"x": {"if": {"multipleOf": 3}, "then": {"minimum": 9}}}}, "/properties/x", "if"),
     ({"not": {}}, "", None),  # nothing matches
+    ({"properties": {"o": {"propertyNames": {"pattern": "^a", "maxLength": 3}}}}, "/properties/o", "propertyNames"),
+    ({"patternProperties": {"^x": {}}, "propertyNames": {"pattern": "^a"}}, "", "propertyNames"),
     ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, "", "oneOf"),  # only non-integers: no schema for them
     ({"oneOf": [{"enum": ["red", "green"]}, {"type": "string", "pattern": "[0-9a-f]{3}"}]}, "", "oneOf"),  # not a
     # pattern has no schema, and narrowed to "not a string" it would leave out the enum branch whole

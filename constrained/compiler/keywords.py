@@ -59,6 +59,9 @@ LLGUIDANCE = KeywordTable(
                 "2019-09 (as validators do), else both hold (llguidance refuses a recursion where each has some)",
         "properties": "emitted in schema order", "required": "", "additionalProperties": "",
         "patternProperties": "", "minProperties": "", "maxProperties": "",
+        "propertyNames": "one pattern, an enum/const or length bounds, as a patternProperty (not beside "
+                         "patternProperties; with additionalProperties other than true, declared names it matches "
+                         "must satisfy both)",
         "items": "", "prefixItems": "", "additionalItems": "", "minItems": "", "maxItems": "",
         "minLength": "", "maxLength": "", "pattern": "", "format": "see formats",
         "minimum": "", "maximum": "", "exclusiveMinimum": "", "exclusiveMaximum": "", "multipleOf": "",

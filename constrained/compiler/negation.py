@@ -229,6 +229,11 @@ def _node_pattern(node: dict) -> str:
     return "|".join(branches)
 
 
+def regex_literal(text: str) -> str:
+    """A pattern (llguidance's regex syntax) matching `text` itself."""
+    return "".join(map(_escape, text))
+
+
 def _escape(char: str) -> str:
     if char in _META:
         return "\\" + char

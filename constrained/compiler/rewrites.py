@@ -5,6 +5,7 @@ for non-object instances, which `required`/`properties` let through):
 - `dependencies` / `dependentRequired` / `dependentSchemas`: "a present => R" becomes
   `anyOf: [{properties: {a: false}}, {required: [a, ...R]}]` (just R when `a` is required anyway);
 - `not S` becomes S's complement (negation.py);
+- `propertyNames` becomes a patternProperty spelling the allowed names (property_names.py);
 - `if`/`then`/`else` becomes `anyOf: [allOf: [if, then], allOf: [not if, else]]`;
 - `$ref` beside other keywords: the siblings are dropped before 2019-09 (validators ignore them), else
   `allOf: [{$ref}]` beside them;
@@ -30,6 +31,7 @@ from typing import Any
 import jsonschema
 
 from constrained.compiler.negation import intersection, negate, union
+from constrained.compiler.property_names import with_property_names
 from constrained.compiler.schema_walk import map_with_pointers, resolve_local
 from constrained.errors import InvalidConstraint
 
@@ -80,7 +82,8 @@ class _Rewriter:
         return None if self.nested >= _MAX_NESTED else self._apply_nested(negated, pointer)
 
     def _rewrite(self, pointer: str, node: dict) -> Any:
-        node = self._conditional(_dependencies(self._ref_siblings(node), self.known), pointer)
+        node = self._conditional(_dependencies(self._property_names(self._ref_siblings(node), pointer), self.known),
+                                 pointer)
         if node is not False and "not" in node:
             complement = self.complement(node["not"], pointer)
             if complement is None or _too_big(complement):
@@ -107,6 +110,19 @@ class _Rewriter:
             return {k: v for k, v in node.items() if k == "$ref" or k in _CONTAINERS}
         rest = {k: v for k, v in node.items() if k != "$ref"}
         return {**rest, "allOf": [{"$ref": node["$ref"]}, *rest.get("allOf", [])]}
+
+    def _property_names(self, node: dict, pointer: str) -> dict:
+        """`propertyNames` as patterns (property_names.py); dropped before draft 6, which lacks it."""
+        if "propertyNames" not in node:
+            return node
+        if "propertyNames" not in self.known:
+            return {k: v for k, v in node.items() if k != "propertyNames"}
+        rewritten = with_property_names(node, self.root)
+        if rewritten is None:
+            raise InvalidConstraint("propertyNames other than one pattern, an enum or length bounds (or beside "
+                                    "patternProperties) is not enforced", path=pointer, keyword="propertyNames",
+                                    hint="list the names in properties with additionalProperties: false")
+        return rewritten
 
     def _conditional(self, node: dict, pointer: str) -> Any:
         """`if`/`then`/`else` as the anyOf of their two cases; dropped in drafts without them (before 7), and
