@@ -73,6 +73,10 @@ LLGUIDANCE = KeywordTable(
         "hostname": "exact pattern of ours, at most 253 characters; labels with \"--\" in 3rd-4th position (punycode) "
                     "refused",
         "duration": "", "email": "", "ipv4": "", "ipv6": "", "uuid": "", "uri": "",
+        "json-pointer": "exact pattern of ours",
+        "relative-json-pointer": "pattern of ours: no \"0\" before another digit in its number (jsonschema "
+                                 "refuses \"201\")",
+        "uri-template": "pattern of ours: RFC 6570 without the reserved operators or percent-escaped variable names",
     },
 )
 

@@ -6,6 +6,10 @@ date-times. These patterns are exact: leap years included, years 0001-9999, no l
 Its `hostname` has no overall length limit (the validator's is 253) and admits any label with "--" in
 3rd and 4th position, which RFC 5891 reserves for A-labels (punycode) that must decode to valid IDNA:
 ours refuses those labels (valid punycode names are rejected, an invalid one is never emitted).
+llguidance has no `json-pointer`, `relative-json-pointer` or `uri-template`: ours are what both validators
+(jsonschema, jsonschema-rs) accept, narrowed where they disagree: a relative pointer's number has no "0"
+before another digit (jsonschema refuses "201"), a template's variable names are spelled without
+percent-escapes, and its operators are the RFC 6570 ones in use (not the reserved "=,!@|").
 """
 
 from __future__ import annotations
@@ -24,16 +28,24 @@ _ALNUM, _LDH = "[A-Za-z0-9]", "[A-Za-z0-9-]"
 # 1 to 63 letters, digits and hyphens, no hyphen first or last, not "--" in 3rd and 4th position
 _LABEL = rf"{_ALNUM}(?:{_ALNUM}|{_LDH}{_ALNUM}|{_LDH}{{2}}{_ALNUM}|{_LDH}(?:{_ALNUM}{_LDH}|-{_ALNUM}){_LDH}{{0,58}}{_ALNUM})?"
 
+_POINTER = r"(?:/(?:[^~/]|~[01])*)*"
+_VARCHAR = r"[A-Za-z0-9_]"
+_VARSPEC = rf"{_VARCHAR}(?:\.?{_VARCHAR})*(?::[1-9][0-9]{{0,3}}|\*)?"
+_TEMPLATE_LITERAL = r"(?:[!#$&()*+,\-./0-9:;=?@A-Z\[\]_a-z~]|%[0-9A-Fa-f]{2})"
+
 REPLACEMENTS = {
     "date": {"pattern": f"^{_DATE}$"},
     "time": {"pattern": f"^{_TIME}$"},
     "date-time": {"pattern": f"^{_DATE}[Tt]{_TIME}$"},
     "hostname": {"pattern": rf"^{_LABEL}(?:\.{_LABEL})*$", "maxLength": 253},
+    "json-pointer": {"pattern": f"^{_POINTER}$"},
+    "relative-json-pointer": {"pattern": f"^(?:0|[1-9]+0?)(?:#|{_POINTER})$"},
+    "uri-template": {"pattern": rf"^(?:{_TEMPLATE_LITERAL}|\{{[+#./;?&]?{_VARSPEC}(?:,{_VARSPEC})*\}})*$"},
 }
 
 
 def with_exact_formats(schema: object) -> object:
-    """Return `schema` with each date/time/hostname `format` turned into the equivalent exact keywords."""
+    """Return `schema` with each `format` of REPLACEMENTS turned into the equivalent exact keywords."""
 
     def rewrite(node: dict) -> dict:
         replacement = REPLACEMENTS.get(node.get("format"))
