@@ -75,6 +75,14 @@ CASES = [
     ({"oneOf": [{"enum": [1, 2, 3]}, {"enum": [3, 4]}, {"type": "integer", "maximum": 1}]}, [1, 2, 3, 4, 0, 5, "x"]),
     ({"oneOf": [{"$ref": "#/$defs/s"}, {"type": "string", "maxLength": 3}],  # the inlined target is rewritten too
       "$defs": {"s": {"type": "string", "not": {"enum": ["ab"]}}}}, ["ab", "abc", "abcd", "a", 1]),
+    # contains as positions
+    ({"type": "array", "items": {"type": "integer"}, "contains": {"minimum": 5}}, [[5], [1, 7], [1, 2], [], [7, "x"]]),
+    ({"contains": {"const": "a"}, "minContains": 2, "maxItems": 3},
+     [["a", "a"], ["b", "a", "a"], ["a"], ["a", "b"], 3]),
+    ({"$schema": DRAFT7, "type": "array", "items": [{"type": "string"}], "contains": {"type": "integer"}},
+     [["x", 1], [1], ["x"], ["x", "y", 2]]),
+    ({"contains": {"type": "string"}, "maxContains": 2, "maxItems": 2}, [["a"], ["a", "b"], [1, "a"], [1, 2], 3]),
+    ({"type": "array", "contains": {"type": "string"}, "minContains": 0, "maxItems": 1}, [[], [1], [1, 2]]),
     # propertyNames as a patternProperty
     ({"type": "object", "propertyNames": {"pattern": "^[a-z]+$"}}, [{"ab": 1}, {"Ab": 1}, {}, {"a1": 2}]),
     ({"type": "object", "properties": {"id": {"type": "integer"}, "Bad": {}}, "propertyNames": {"enum": ["id", "n.m"]}},
@@ -130,6 +138,7 @@ def test_generations_under_rewritten_keywords_validate(tiny_model, compiler):
     ({"not": {}}, "", None),  # nothing matches
     ({"properties": {"o": {"propertyNames": {"pattern": "^a", "maxLength": 3}}}}, "/properties/o", "propertyNames"),
     ({"patternProperties": {"^x": {}}, "propertyNames": {"pattern": "^a"}}, "", "propertyNames"),
+    ({"items": {"contains": {"type": "string"}, "maxContains": 1}}, "/items", "maxContains"),
     ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, "", "oneOf"),  # only non-integers: no schema for them
     ({"oneOf": [{"enum": ["red", "green"]}, {"type": "string", "pattern": "[0-9a-f]{3}"}]}, "", "oneOf"),  # not a
     # pattern has no schema, and narrowed to "not a string" it would leave out the enum branch whole

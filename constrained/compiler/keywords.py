@@ -63,6 +63,8 @@ LLGUIDANCE = KeywordTable(
                          "patternProperties; with additionalProperties other than true, declared names it matches "
                          "must satisfy both)",
         "items": "", "prefixItems": "", "additionalItems": "", "minItems": "", "maxItems": "",
+        "contains": "narrower: the matching items one after another, starting at one of the first 4 positions",
+        "minContains": "with `contains`", "maxContains": "only where maxItems already bounds it",
         "minLength": "", "maxLength": "", "pattern": "", "format": "see formats",
         "minimum": "", "maximum": "", "exclusiveMinimum": "", "exclusiveMaximum": "", "multipleOf": "",
     },

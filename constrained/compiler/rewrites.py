@@ -5,6 +5,7 @@ for non-object instances, which `required`/`properties` let through):
 - `dependencies` / `dependentRequired` / `dependentSchemas`: "a present => R" becomes
   `anyOf: [{properties: {a: false}}, {required: [a, ...R]}]` (just R when `a` is required anyway);
 - `not S` becomes S's complement (negation.py);
+- `contains` becomes "the matching items at one of the first positions" (contains.py: narrower);
 - `propertyNames` becomes a patternProperty spelling the allowed names (property_names.py);
 - `if`/`then`/`else` becomes `anyOf: [allOf: [if, then], allOf: [not if, else]]`;
 - `$ref` beside other keywords: the siblings are dropped before 2019-09 (validators ignore them), else
@@ -30,6 +31,7 @@ from typing import Any
 
 import jsonschema
 
+from constrained.compiler.contains import with_contains
 from constrained.compiler.negation import intersection, negate, union
 from constrained.compiler.property_names import with_property_names
 from constrained.compiler.schema_walk import map_with_pointers, resolve_local
@@ -63,6 +65,7 @@ class _Rewriter:
 
     def __init__(self, root: dict, known: set[str]):
         self.root, self.known, self.nested = root, known, 0
+        self.since_2019 = "dependentRequired" in known  # 2019-09: $ref siblings apply, min/maxContains exist
 
     def apply(self, fragment: Any, pointer: str) -> Any:
         return map_with_pointers(fragment, self._rewrite, pointer)
@@ -82,8 +85,8 @@ class _Rewriter:
         return None if self.nested >= _MAX_NESTED else self._apply_nested(negated, pointer)
 
     def _rewrite(self, pointer: str, node: dict) -> Any:
-        node = self._conditional(_dependencies(self._property_names(self._ref_siblings(node), pointer), self.known),
-                                 pointer)
+        node = self._property_names(self._contains(self._ref_siblings(node), pointer), pointer)
+        node = self._conditional(_dependencies(node, self.known), pointer)
         if node is not False and "not" in node:
             complement = self.complement(node["not"], pointer)
             if complement is None or _too_big(complement):
@@ -106,10 +109,25 @@ class _Rewriter:
         with siblings)."""
         if not isinstance(node.get("$ref"), str) or set(node) <= {"$ref", *_CONTAINERS}:
             return node
-        if "dependentRequired" not in self.known:
+        if not self.since_2019:
             return {k: v for k, v in node.items() if k == "$ref" or k in _CONTAINERS}
         rest = {k: v for k, v in node.items() if k != "$ref"}
         return {**rest, "allOf": [{"$ref": node["$ref"]}, *rest.get("allOf", [])]}
+
+    def _contains(self, node: dict, pointer: str) -> dict:
+        """`contains` as positions (contains.py); `minContains`/`maxContains` only from 2019-09, none before 6."""
+        if not {"contains", *_COUNTS} & node.keys():
+            return node
+        rest = {k: v for k, v in node.items() if k not in ("contains", *_COUNTS)}
+        if "contains" not in node or "contains" not in self.known:
+            return rest
+        counts = {k: node[k] for k in _COUNTS if k in node and self.since_2019}
+        rewritten = with_contains({**rest, **counts, "contains": node["contains"]},
+                                  "prefixItems" if "prefixItems" in self.known else "items")
+        if rewritten is None:
+            raise InvalidConstraint("maxContains below maxItems is not enforced", path=pointer, keyword="maxContains",
+                                    hint="drop it")
+        return rewritten
 
     def _property_names(self, node: dict, pointer: str) -> dict:
         """`propertyNames` as patterns (property_names.py); dropped before draft 6, which lacks it."""
@@ -214,6 +232,7 @@ def _conjoin(node: dict, extra: Any) -> Any:
     return node if extra == {} else {**node, "allOf": [*node.get("allOf", []), extra]}
 
 
+_COUNTS = ("minContains", "maxContains")
 _CONTAINERS = ("$defs", "definitions", "$schema", "$id", "id", "$anchor", "$comment", "title", "description")
 
 
