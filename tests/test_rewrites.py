@@ -83,6 +83,15 @@ CASES = [
      [["x", 1], [1], ["x"], ["x", "y", 2]]),
     ({"contains": {"type": "string"}, "maxContains": 2, "maxItems": 2}, [["a"], ["a", "b"], [1, "a"], [1, 2], 3]),
     ({"type": "array", "contains": {"type": "string"}, "minContains": 0, "maxItems": 1}, [[], [1], [1, 2]]),
+    # min/maxProperties beside optional properties
+    ({"type": "object", "properties": {"a": {}, "b": {}, "c": {}}, "additionalProperties": False, "minProperties": 1},
+     [{}, {"a": 1}, {"b": 1, "c": 2}]),
+    ({"type": "object", "properties": {"a": {}, "b": {}}, "additionalProperties": False, "maxProperties": 1},
+     [{}, {"a": 1}, {"a": 1, "b": 2}]),
+    ({"type": "object", "properties": {"a": {"type": "integer"}, "b": {}}, "minProperties": 1},
+     [{"a": 1}, {}, {"a": 1, "x": 2}, {"a": "s"}]),  # open: {"x": 1} is valid, left out (narrower)
+    ({"type": "object", "properties": {"id": {}, "a": {}, "b": {}}, "required": ["id"], "additionalProperties": False,
+      "minProperties": 2, "maxProperties": 2}, [{"id": 1, "a": 1}, {"id": 1}, {"id": 1, "a": 1, "b": 1}]),
     # propertyNames as a patternProperty
     ({"type": "object", "propertyNames": {"pattern": "^[a-z]+$"}}, [{"ab": 1}, {"Ab": 1}, {}, {"a1": 2}]),
     ({"type": "object", "properties": {"id": {"type": "integer"}, "Bad": {}}, "propertyNames": {"enum": ["id", "n.m"]}},

@@ -58,7 +58,11 @@ LLGUIDANCE = KeywordTable(
         "$ref": "references inside the schema, recursion included; beside other keywords, these ignored before "
                 "2019-09 (as validators do), else both hold (llguidance refuses a recursion where each has some)",
         "properties": "emitted in schema order", "required": "", "additionalProperties": "",
-        "patternProperties": "", "minProperties": "", "maxProperties": "",
+        "patternProperties": "",
+        "minProperties": "beside optional properties, as which of them are present (narrower on an open object: "
+                         "undeclared keys do not count)",
+        "maxProperties": "beside optional properties, as which of them are absent, on a closed object; refused on an "
+                         "open one",
         "propertyNames": "one pattern, an enum/const or length bounds, as a patternProperty (not beside "
                          "patternProperties; with additionalProperties other than true, declared names it matches "
                          "must satisfy both)",

@@ -6,6 +6,8 @@ for non-object instances, which `required`/`properties` let through):
   `anyOf: [{properties: {a: false}}, {required: [a, ...R]}]` (just R when `a` is required anyway);
 - `not S` becomes S's complement (negation.py);
 - `contains` becomes "the matching items at one of the first positions" (contains.py: narrower);
+- `minProperties`/`maxProperties` beside optional properties become which of those are present
+  (property_counts.py);
 - `propertyNames` becomes a patternProperty spelling the allowed names (property_names.py);
 - `if`/`then`/`else` becomes `anyOf: [allOf: [if, then], allOf: [not if, else]]`;
 - `$ref` beside other keywords: the siblings are dropped before 2019-09 (validators ignore them), else
@@ -33,6 +35,7 @@ import jsonschema
 
 from constrained.compiler.contains import with_contains
 from constrained.compiler.negation import intersection, negate, union
+from constrained.compiler.property_counts import with_property_counts
 from constrained.compiler.property_names import with_property_names
 from constrained.compiler.schema_walk import map_with_pointers, resolve_local
 from constrained.errors import InvalidConstraint
@@ -85,7 +88,7 @@ class _Rewriter:
         return None if self.nested >= _MAX_NESTED else self._apply_nested(negated, pointer)
 
     def _rewrite(self, pointer: str, node: dict) -> Any:
-        node = self._property_names(self._contains(self._ref_siblings(node), pointer), pointer)
+        node = with_property_counts(self._property_names(self._contains(self._ref_siblings(node), pointer), pointer))
         node = self._conditional(_dependencies(node, self.known), pointer)
         if node is not False and "not" in node:
             complement = self.complement(node["not"], pointer)
