@@ -83,6 +83,10 @@ CASES = [
      [["x", 1], [1], ["x"], ["x", "y", 2]]),
     ({"contains": {"type": "string"}, "maxContains": 2, "maxItems": 2}, [["a"], ["a", "b"], [1, "a"], [1, 2], 3]),
     ({"type": "array", "contains": {"type": "string"}, "minContains": 0, "maxItems": 1}, [[], [1], [1, 2]]),
+    # oneOf of strings told apart by their patterns (automata), or by values outside the other's pattern
+    ({"oneOf": [{"type": "string", "pattern": "^https?://.+$"}, {"type": "string", "pattern": "^\\./.+$"}]},
+     ["http://a", "./a", "x", 1]),
+    ({"oneOf": [{"enum": ["red", "green"]}, {"type": "string", "pattern": "[0-9a-f]{3}"}]}, ["red", "#abc", "blue"]),
     # min/maxProperties beside optional properties
     ({"type": "object", "properties": {"a": {}, "b": {}, "c": {}}, "additionalProperties": False, "minProperties": 1},
      [{}, {"a": 1}, {"b": 1, "c": 2}]),
@@ -149,7 +153,7 @@ def test_generations_under_rewritten_keywords_validate(tiny_model, compiler):
     ({"patternProperties": {"^x": {}}, "propertyNames": {"pattern": "^a"}}, "", "propertyNames"),
     ({"items": {"contains": {"type": "string"}, "maxContains": 1}}, "/items", "maxContains"),
     ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, "", "oneOf"),  # only non-integers: no schema for them
-    ({"oneOf": [{"enum": ["red", "green"]}, {"type": "string", "pattern": "[0-9a-f]{3}"}]}, "", "oneOf"),  # not a
+    ({"oneOf": [{"enum": ["red", "bead"]}, {"type": "string", "pattern": "[0-9a-f]{3}"}]}, "", "oneOf"),  # not a
     # pattern has no schema, and narrowed to "not a string" it would leave out the enum branch whole
     # a complement too large for llguidance: 3 ways to fail each of 6 branches, 3**6 alternatives once multiplied out
     ({"not": {"anyOf": [{"type": "object", "required": [f"a{i}", f"b{i}"]} for i in range(6)]}}, "", "not"),

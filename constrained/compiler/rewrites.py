@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
@@ -38,10 +37,8 @@ from constrained.compiler.negation import intersection, negate, union
 from constrained.compiler.property_counts import with_property_counts
 from constrained.compiler.property_names import with_property_names
 from constrained.compiler.schema_walk import map_with_pointers, resolve_local
+from constrained.compiler.shapes import Shape, disjoint, shape_of
 from constrained.errors import InvalidConstraint
-
-JSON_TYPES = frozenset({"null", "boolean", "object", "array", "number", "string", "integer"})
-
 
 def llguidance_equivalent(schema: Any) -> Any:
     """`schema` with `dependencies`, `not`, `if` and `oneOf` rewritten (see the module docstring); InvalidConstraint
@@ -166,8 +163,8 @@ class _Rewriter:
         none of these can be written."""
         if not isinstance(branches, list):
             return None
-        shapes = [_shape(b, self.root, 0) for b in branches]
-        overlaps = [[j for j, other in enumerate(shapes) if j != i and not _disjoint(mine, other)]
+        shapes = [shape_of(b, self.root, 0) for b in branches]
+        overlaps = [[j for j, other in enumerate(shapes) if j != i and not disjoint(mine, other)]
                     for i, mine in enumerate(shapes)]
         overlapped = {j for found in overlaps for j in found}
         exact = {j: self.complement(branches[j], pointer) for j in overlapped}
@@ -191,7 +188,7 @@ class _Rewriter:
         or no type is left) is left out; None when none is left."""
         kept = [self._guarded(branch, [complements[j] for j in found if complements[j] != {}])
                 for branch, found in zip(branches, overlaps) if False not in (complements[j] for j in found)]
-        kept = [branch for branch in kept if _shape(branch, self.root, 0).types]
+        kept = [branch for branch in kept if shape_of(branch, self.root, 0).types]
         return kept or None
 
     def _guarded(self, branch: Any, guards: list) -> Any:
@@ -258,7 +255,7 @@ def _dependencies(node: dict, known: set[str]) -> dict:
     return {**node, "allOf": [*node.get("allOf", []), *conditions]} if conditions else node
 
 
-def _excluding(mine: "_Shape", other: "_Shape") -> dict | None:
+def _excluding(mine: Shape, other: Shape) -> dict | None:
     """A condition no instance of `other` meets: a type it cannot be, or an object without a name it requires
     (one `mine` does not require), or with a property whose values in `mine` it never allows. None if none."""
     missing = sorted(other.required - mine.required)
@@ -273,109 +270,3 @@ def _excluding(mine: "_Shape", other: "_Shape") -> dict | None:
         return None
     types = mine.types - other.types - ({"number"} if "integer" in other.types else set())
     return {"anyOf": [{"type": sorted(types)}, guard]} if types else guard
-
-
-_MAX_REF_DEPTH = 8
-
-
-@dataclass
-class _Shape:
-    """What every instance of a schema must be (conservative: what is not known is left open).
-
-    `values`: its possible values as canonical JSON (None: any); for objects, `required` names, the possible
-    values of some of them (`known`) and of some properties when present (`declared`), and the names it cannot
-    hold (`closed`: all but these; `absent`).
-    """
-
-    types: set[str] = field(default_factory=lambda: set(JSON_TYPES))
-    values: set[str] | None = None
-    required: set[str] = field(default_factory=set)
-    known: dict[str, set[str]] = field(default_factory=dict)
-    declared: dict[str, set[str]] = field(default_factory=dict)
-    closed: set[str] | None = None
-    absent: set[str] = field(default_factory=set)
-
-    def excludes(self, name: str) -> bool:
-        return name in self.absent or (self.closed is not None and name not in self.closed)
-
-    def narrow(self, other: "_Shape") -> None:
-        """Both must hold (allOf)."""
-        self.types &= other.types
-        if other.values is not None:
-            self.values = other.values if self.values is None else self.values & other.values
-        self.required |= other.required
-        self.known.update(other.known)
-        self.declared.update(other.declared)
-        if other.closed is not None:
-            self.closed = other.closed if self.closed is None else self.closed & other.closed
-        self.absent |= other.absent
-
-
-def _shape(schema: Any, root: dict, depth: int) -> _Shape:
-    if schema is False:
-        return _Shape(types=set(), values=set())
-    if not isinstance(schema, dict) or depth > _MAX_REF_DEPTH:
-        return _Shape()
-    if isinstance(schema.get("$ref"), str):  # siblings of $ref are ignored before draft 2019-09: the target alone
-        try:
-            target = resolve_local(root, schema["$ref"])
-        except KeyError:
-            target = None
-        return _Shape() if target is None else _shape(target[1], root, depth + 1)
-    shape = _Shape()
-    if "type" in schema:
-        named = {schema["type"]} if isinstance(schema["type"], str) else set(schema["type"])
-        shape.types &= named | ({"integer"} if "number" in named else set())
-    listed = [schema["const"]] if "const" in schema else schema.get("enum")
-    if isinstance(listed, list):
-        shape.values = {_canonical(v) for v in listed}
-        shape.types &= {t for v in listed for t in _types_of(v)}
-    for part in schema.get("allOf", []) if isinstance(schema.get("allOf"), list) else []:
-        shape.narrow(_shape(part, root, depth + 1))
-    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-    shape.required |= {n for n in schema.get("required", []) if isinstance(n, str)} \
-        if isinstance(schema.get("required"), list) else set()
-    for name, sub in properties.items():
-        allowed = _shape(sub, root, depth + 1).values
-        if allowed is not None:
-            shape.declared[name] = allowed
-    shape.known |= {name: shape.declared[name] for name in shape.required & set(shape.declared)}
-    shape.absent |= {name for name, sub in properties.items() if sub is False}
-    if schema.get("additionalProperties") is False and not schema.get("patternProperties"):
-        shape.closed = set(properties) if shape.closed is None else shape.closed & set(properties)
-    return shape
-
-
-def _disjoint(a: _Shape, b: _Shape) -> bool:
-    shared = a.types & b.types
-    if not shared:
-        return True
-    if a.values is not None and b.values is not None and not a.values & b.values:
-        return True
-    if shared == {"object"}:  # objects told apart by a required property: its values, or the other forbids it
-        return any(not a.known[name] & b.known[name] for name in a.known.keys() & b.known.keys()) \
-            or any(b.excludes(name) for name in a.required) or any(a.excludes(name) for name in b.required)
-    return False
-
-
-def _types_of(value: Any) -> set[str]:
-    if value is None:
-        return {"null"}
-    if isinstance(value, bool):
-        return {"boolean"}
-    if isinstance(value, int) or isinstance(value, float) and value.is_integer():
-        return {"integer", "number"}
-    if isinstance(value, float):
-        return {"number"}
-    return {"string" if isinstance(value, str) else "array" if isinstance(value, list) else "object"}
-
-
-def _canonical(value: Any) -> str:
-    """Equal JSON values (as JSON Schema compares them: 1 == 1.0, true != 1) get equal keys."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, list):
-        return "[" + ",".join(map(_canonical, value)) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{json.dumps(k)}:{_canonical(v)}" for k, v in sorted(value.items())) + "}"
-    return json.dumps(value)
