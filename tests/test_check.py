@@ -26,7 +26,7 @@ DATA = ROOT.parent / "shared" / "data" / "jsonschemabench"
 MODEL = "tiny-qwen3"
 REFUSED = {"type": "object", "title": "T", "properties": {
     "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
-    "when": {"type": "string", "format": "iri"},
+    "when": {"type": "string", "format": "idn-email"},
     "notes": {"type": "object", "unevaluatedProperties": False}}}
 
 

@@ -80,6 +80,8 @@ LLGUIDANCE = KeywordTable(
                     "refused",
         "duration": "", "email": "", "ipv4": "", "ipv6": "", "uuid": "", "uri": "",
         "json-pointer": "exact pattern of ours",
+        "uri-reference": "pattern of ours: RFC 3986 without IP-literal hosts",
+        "iri-reference": "pattern of ours: as uri-reference (ASCII only)", "iri": "pattern of ours: ASCII only",
         "relative-json-pointer": "pattern of ours: no \"0\" before another digit in its number (jsonschema "
                                  "refuses \"201\")",
         "uri-template": "pattern of ours: RFC 6570 without the reserved operators or percent-escaped variable names",

@@ -9,7 +9,8 @@ ours refuses those labels (valid punycode names are rejected, an invalid one is 
 llguidance has no `json-pointer`, `relative-json-pointer` or `uri-template`: ours are what both validators
 (jsonschema, jsonschema-rs) accept, narrowed where they disagree: a relative pointer's number has no "0"
 before another digit (jsonschema refuses "201"), a template's variable names are spelled without
-percent-escapes, and its operators are the RFC 6570 ones in use (not the reserved "=,!@|").
+percent-escapes, and its operators are the RFC 6570 ones in use (not the reserved "=,!@|"). `uri-reference`,
+`iri-reference` and `iri` are RFC 3986 in ASCII without IP-literal hosts (every URI is an IRI).
 """
 
 from __future__ import annotations
@@ -33,6 +34,18 @@ _VARCHAR = r"[A-Za-z0-9_]"
 _VARSPEC = rf"{_VARCHAR}(?:\.?{_VARCHAR})*(?::[1-9][0-9]{{0,3}}|\*)?"
 _TEMPLATE_LITERAL = r"(?:[!#$&()*+,\-./0-9:;=?@A-Z\[\]_a-z~]|%[0-9A-Fa-f]{2})"
 
+# RFC 3986 references in ASCII (so IRIs too), no IP-literal hosts; a relative path's first segment has no ":"
+_UNRESERVED = r"\-A-Za-z0-9._~!$&'()*+,;="
+_PCT = r"%[0-9A-Fa-f]{2}"
+_PCHAR = rf"(?:[{_UNRESERVED}:@]|{_PCT})"
+_PATH = rf"(?:/{_PCHAR}*)*"
+_AUTHORITY = rf"(?:(?:[{_UNRESERVED}:]|{_PCT})*@)?(?:[{_UNRESERVED}]|{_PCT})*(?::[0-9]*)?"
+_HIER = rf"(?://{_AUTHORITY}{_PATH}|/(?:{_PCHAR}+{_PATH})?|{_PCHAR}+{_PATH}|)"
+_RELATIVE = rf"(?://{_AUTHORITY}{_PATH}|/(?:{_PCHAR}+{_PATH})?|(?:[{_UNRESERVED}@]|{_PCT})+{_PATH}|)"
+_QUERY_FRAGMENT = rf"(?:\?(?:{_PCHAR}|[/?])*)?(?:#(?:{_PCHAR}|[/?])*)?"
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.\-]*"
+_REFERENCE = rf"^(?:{_SCHEME}:{_HIER}|{_RELATIVE}){_QUERY_FRAGMENT}$"
+
 REPLACEMENTS = {
     "date": {"pattern": f"^{_DATE}$"},
     "time": {"pattern": f"^{_TIME}$"},
@@ -40,6 +53,9 @@ REPLACEMENTS = {
     "hostname": {"pattern": rf"^{_LABEL}(?:\.{_LABEL})*$", "maxLength": 253},
     "json-pointer": {"pattern": f"^{_POINTER}$"},
     "relative-json-pointer": {"pattern": f"^(?:0|[1-9]+0?)(?:#|{_POINTER})$"},
+    "uri-reference": {"pattern": _REFERENCE},
+    "iri-reference": {"pattern": _REFERENCE},
+    "iri": {"pattern": rf"^{_SCHEME}:{_HIER}{_QUERY_FRAGMENT}$"},
     "uri-template": {"pattern": rf"^(?:{_TEMPLATE_LITERAL}|\{{[+#./;?&]?{_VARSPEC}(?:,{_VARSPEC})*\}})*$"},
 }
 
