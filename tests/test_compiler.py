@@ -259,13 +259,13 @@ def test_regex_and_choice(compiler, qwen_tokenizer):
 # --- cache, remembered failures, deadline -----------------------------------------------------------------
 
 
-def test_cache_hit_is_fast_and_shared(compiler):
+def test_cache_hit_is_shared(compiler):
     schema = {"type": "object", "properties": {"k": {"type": "integer"}, "v": {"type": "string"}}, "required": ["k"]}
     first = compiler.compile(Constraint.json_schema(schema))
     reordered = json.loads(json.dumps(schema, sort_keys=True))
-    start = time.perf_counter()
+    hits = compiler.stats.hits
     again = compiler.compile(Constraint.json_schema(reordered))
-    assert again is first and time.perf_counter() - start < 0.005
+    assert again is first and compiler.stats.hits == hits + 1
     assert asyncio.run(compiler.compile_async(Constraint.json_schema(schema))) is first
 
 
@@ -294,10 +294,10 @@ def test_a_failure_is_remembered(compiler):
     overlapping = Constraint.json_schema({"oneOf": [{"type": "integer"}, {"type": "number"}]})  # passes our check
     with pytest.raises(InvalidConstraint, match="oneOf") as first:
         compiler.compile(overlapping)
-    start = time.perf_counter()
+    attempts = compiler.stats.misses
     with pytest.raises(InvalidConstraint) as second:
         compiler.compile(overlapping)
-    assert time.perf_counter() - start < 0.005 and str(second.value) == str(first.value)
+    assert compiler.stats.misses == attempts and str(second.value) == str(first.value)  # not compiled again
 
 
 @pytest.mark.slow  # seconds of a runaway compile; test_compile_scheduling.py checks deadlines in the fast tier
@@ -323,11 +323,11 @@ def test_deadline_holds_for_a_runaway_compile(qwen_tokenizer, compiler):
     elapsed = time.perf_counter() - start
     done.set()
     ticker.join()
-    assert 1.0 <= elapsed < 2.5 and ticks > 20 * elapsed  # the other thread kept running throughout
-    start = time.perf_counter()
+    assert 1.0 <= elapsed < 4.0 and ticks > 20 * elapsed  # the other thread kept running throughout
+    attempts = quick.stats.misses
     with pytest.raises(CompileTimeout):
-        quick.compile(runaway)  # remembered
-    assert time.perf_counter() - start < 0.005
+        quick.compile(runaway)
+    assert quick.stats.misses == attempts  # remembered, not compiled again
     assert quick.compile(Constraint.regex("(a|b)*a(a|b){20}")).backend == "llguidance"  # lazy: 1 ms
 
 
