@@ -232,10 +232,12 @@ def add_ratios(cells: dict, workloads: dict[str, Workload]) -> None:
 
 
 async def run_all(urls: dict[bool, str], args, workloads: dict[str, Workload], shared: dict) -> dict:
-    """Per concurrency, per workload: the summary of its rounds, with ratios."""
+    """Per concurrency, per workload: the summary of its rounds, with ratios. Progress goes to stderr."""
+    start = time.perf_counter()
     for workload in workloads.values():  # warm the compile caches: compiles are not timed
         for schema in workload.schemas:
             await run_cell(urls[workload.fast_forward], args.model, [schema], 1, 1, {**shared, "max_tokens": 1})
+    print(f"compile caches warmed in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
     figures = {}
     for concurrency in args.concurrency:
         runs: dict[str, list] = {name: [] for name in workloads}
@@ -244,6 +246,8 @@ async def run_all(urls: dict[bool, str], args, workloads: dict[str, Workload], s
                 runs[name].append(await run_cell(urls[workload.fast_forward], args.model, workload.schemas,
                                                  concurrency, concurrency * args.requests_per_client, shared,
                                                  workload.messages))
+                print(f"{time.perf_counter() - start:.1f} s: C={concurrency} {name} {json.dumps(summarise(runs[name][-1:]))}",
+                      file=sys.stderr, flush=True)
         cells = {name: summarise(cell_runs) for name, cell_runs in runs.items()}
         add_ratios(cells, workloads)
         figures[str(concurrency)] = cells
@@ -311,8 +315,10 @@ def main() -> None:
     del loaded, compiler
 
     with contextlib.ExitStack() as servers:
+        started = time.perf_counter()
         urls = {ff: servers.enter_context(server(args.model, args.device, args.dtype, fast_forward=ff))
                 for ff in {workload.fast_forward for workload in workloads.values()}}
+        print(f"servers ready in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
         figures = asyncio.run(run_all(urls, args, workloads, shared))
 
     print(f"model {args.model}, device {args.device}, dtype {args.dtype}, max_tokens {args.max_tokens}, {args.rounds} rounds x "

@@ -138,3 +138,25 @@ def test_reordering_moves_rows_past_the_storage_and_keeps_their_state(tiny_model
     after = runner.forward(cache, [[7, 8], [16], [17], [9], [10]])
     expected = runner.forward(reference, [[17], [16]])
     assert torch.allclose(after[2], expected[0], atol=1e-4) and torch.allclose(after[1], expected[1], atol=1e-4)
+
+
+def test_a_packed_step_attends_without_cudnn_and_leaves_the_backends_as_they_were(tiny_model, monkeypatch):
+    """cuDNN's attention plans per shape, and a step's key length grows every step: the packed step keeps it out
+    (the flag is global, so this holds on the CPU too) and restores the process's choice after."""
+    from constrained.engine import packed_attention
+    from constrained.engine.model_runner import ModelRunner
+
+    seen = []
+    original = packed_attention.sdpa_attention_forward
+
+    def spy(*args, **kwargs):
+        seen.append(torch.backends.cuda.cudnn_sdp_enabled())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(packed_attention, "sdpa_attention_forward", spy)
+    runner = ModelRunner(tiny_model)
+    cache = runner.new_cache()
+    cache.add_rows(2)
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+    runner.forward(cache, [[11, 12, 13], [14, 15]])
+    assert seen and not any(seen) and torch.backends.cuda.cudnn_sdp_enabled()

@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -39,13 +40,19 @@ class Group:
 
 _groups: ContextVar[list[Group] | None] = ContextVar("packed_groups", default=None)
 
+# sdpa's kernels for a packed step: all but cuDNN's, which plans anew for each shape it meets, and a group's
+# key length grows every step (on CUDA that planning cost more CPU time than the step's GPU work:
+# benchmarks/SPEED.md, "CUDA"). The CPU's kernels (flash, math) are all kept.
+STEP_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
 
 @contextlib.contextmanager
 def packed(groups: list[Group]) -> Iterator[None]:
-    """Attention layers called inside attend as `groups` of a packed step."""
+    """Attention layers called inside attend as `groups` of a packed step, with STEP_BACKENDS."""
     token = _groups.set(groups)
     try:
-        yield
+        with sdpa_kernel(STEP_BACKENDS):
+            yield
     finally:
         _groups.reset(token)
 
