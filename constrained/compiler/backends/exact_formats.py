@@ -10,7 +10,8 @@ llguidance has no `json-pointer`, `relative-json-pointer` or `uri-template`: our
 (jsonschema, jsonschema-rs) accept, narrowed where they disagree: a relative pointer's number has no "0"
 before another digit (jsonschema refuses "201"), a template's variable names are spelled without
 percent-escapes, and its operators are the RFC 6570 ones in use (not the reserved "=,!@|"). `uri-reference`,
-`iri-reference` and `iri` are RFC 3986 in ASCII without IP-literal hosts (every URI is an IRI).
+`iri-reference` and `iri` are RFC 3986 in ASCII without IP-literal hosts (every URI is an IRI). A `regex` is
+one that both validators compile, from a regular part of the language: groups nest at most three deep.
 """
 
 from __future__ import annotations
@@ -46,6 +47,27 @@ _QUERY_FRAGMENT = rf"(?:\?(?:{_PCHAR}|[/?])*)?(?:#(?:{_PCHAR}|[/?])*)?"
 _SCHEME = r"[A-Za-z][A-Za-z0-9+.\-]*"
 _REFERENCE = rf"^(?:{_SCHEME}:{_HIER}|{_RELATIVE}){_QUERY_FRAGMENT}$"
 
+# Regular expressions both validators compile (Python's re for jsonschema, ECMA-262 for jsonschema-rs), groups
+# nested at most three deep: literals, the escapes both read alike, classes with the ranges 0-9, 1-9, a-z, A-Z,
+# a-f, A-F, "." and anchors, quantifiers (lazy too) whose bounds are in order.
+_RX_LITERAL = r"[^\x00-\x1f\\^$.|?*+()\[\]{}]"
+_RX_ESCAPE = r"\\[dDwWsSnrtfv\\^$.|?*+()\[\]{}/\-]"
+_RX_CLASS = r"\[\^?(?:0-9|1-9|a-z|A-Z|a-f|A-F|[^\x00-\x1f\\\]\[^\-]|\\[dDwWsSnrtfvb\\\]\[^\-])+\]"
+_RX_BOUNDS = "|".join([r"[0-9]{1,3},?", r"0,[0-9]{1,3}", r"1,[1-9][0-9]{0,2}", r"[0-9],[1-9][0-9]{1,2}",
+                       r"[1-9][0-9],[1-9][0-9]{2}", *(f"{low},{high}" for low in range(10) for high in range(low, 10))])
+_RX_QUANTIFIER = rf"(?:[*+?]|\{{(?:{_RX_BOUNDS})\}})\??"
+_RX_ASSERTION = r"(?:\^|\$|\\[bB])"
+
+
+def _regex_alternation(depth: int) -> str:
+    """Alternatives of terms whose groups nest at most `depth` deep."""
+    atom = rf"{_RX_LITERAL}|{_RX_ESCAPE}|{_RX_CLASS}|\."
+    if depth:
+        atom += rf"|\((?:\?:)?{_regex_alternation(depth - 1)}\)"
+    sequence = rf"(?:(?:{atom})(?:{_RX_QUANTIFIER})?|{_RX_ASSERTION})*"
+    return rf"{sequence}(?:\|{sequence})*"
+
+
 REPLACEMENTS = {
     "date": {"pattern": f"^{_DATE}$"},
     "time": {"pattern": f"^{_TIME}$"},
@@ -56,6 +78,7 @@ REPLACEMENTS = {
     "uri-reference": {"pattern": _REFERENCE},
     "iri-reference": {"pattern": _REFERENCE},
     "iri": {"pattern": rf"^{_SCHEME}:{_HIER}{_QUERY_FRAGMENT}$"},
+    "regex": {"pattern": f"^{_regex_alternation(3)}$"},
     "uri-template": {"pattern": rf"^(?:{_TEMPLATE_LITERAL}|\{{[+#./;?&]?{_VARSPEC}(?:,{_VARSPEC})*\}})*$"},
 }
 
