@@ -246,8 +246,8 @@ async def run_all(urls: dict[bool, str], args, workloads: dict[str, Workload], s
                 runs[name].append(await run_cell(urls[workload.fast_forward], args.model, workload.schemas,
                                                  concurrency, concurrency * args.requests_per_client, shared,
                                                  workload.messages))
-                print(f"{time.perf_counter() - start:.1f} s: C={concurrency} {name} {json.dumps(summarise(runs[name][-1:]))}",
-                      file=sys.stderr, flush=True)
+                cell = json.dumps(summarise(runs[name][-1:]))
+                print(f"{time.perf_counter() - start:.1f} s: C={concurrency} {name} {cell}", file=sys.stderr, flush=True)
         cells = {name: summarise(cell_runs) for name, cell_runs in runs.items()}
         add_ratios(cells, workloads)
         figures[str(concurrency)] = cells

@@ -27,7 +27,7 @@ MODEL = "tiny-qwen3"
 REFUSED = {"type": "object", "title": "T", "properties": {
     "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
     "when": {"type": "string", "format": "idn-email"},
-    "notes": {"type": "object", "unevaluatedProperties": False}}}
+    "notes": {"type": "object", "$dynamicRef": "#meta"}}}
 
 
 def check(source: str, tiny_model, compiler, finishing_bias, **kwargs):
@@ -57,7 +57,7 @@ def test_every_refusal_is_listed_with_path_and_hint_and_the_compiler_raises_the_
     report = check(write(tmp_path, "s.json", REFUSED), tiny_model, compiler, finishing_bias)
     refusals = report.parts[0].refusals
     assert [(r.path, r.keyword) for r in refusals] == [
-        ("/properties/tags", "uniqueItems"), ("/properties/when", "format"), ("/properties/notes", "unevaluatedProperties")]
+        ("/properties/tags", "uniqueItems"), ("/properties/when", "format"), ("/properties/notes", "$dynamicRef")]
     assert all(r.hint for r in refusals)
     assert not report.accepted and report.exit_code == 1 and report.samples == []
     with pytest.raises(InvalidConstraint) as first:
@@ -166,7 +166,7 @@ def test_cli_exit_codes_and_json_report(tmp_path, capsys):
     assert main(["check", bad, *common, "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert (report["accepted"], report["exit_code"], report["backend"]) == (False, 1, "llguidance")
-    assert [r["keyword"] for r in report["schemas"][0]["refusals"]] == ["uniqueItems", "format", "unevaluatedProperties"]
+    assert [r["keyword"] for r in report["schemas"][0]["refusals"]] == ["uniqueItems", "format", "$dynamicRef"]
     assert set(report) == {"source", "kind", "model", "backend", "accepted", "exit_code", "schemas", "compile",
                            "samples", "instances"}
     assert main(["check", str(tmp_path / "missing.json"), *common]) == 2

@@ -111,6 +111,21 @@ CASES = [
     ({"$defs": {"n": {"type": "object", "properties": {"next": {"$ref": "#/$defs/n"}}}},
       "properties": {"head": {"$ref": "#/$defs/n", "required": ["v"]}}},
      [{"head": {"v": 1}}, {"head": {}}, {"head": {"next": {}, "v": 1}}, {"head": {"next": 1, "v": 1}}]),
+    # unevaluatedProperties / unevaluatedItems through allOf and $ref
+    ({"type": "object", "properties": {"a": {"type": "integer"}}, "allOf": [{"properties": {"b": {"type": "string"}}},
+                                                                            {"$ref": "#/$defs/c"}],
+      "$defs": {"c": {"patternProperties": {"^x": {"type": "boolean"}}}}, "unevaluatedProperties": False},
+     [{"a": 1, "b": "s", "xy": True}, {"a": 1, "c": 1}, {"b": 1}, {}, {"xy": 1}, "s"]),
+    ({"allOf": [{"properties": {"a": {}}}], "unevaluatedProperties": {"type": "integer"}},
+     [{"a": "s", "b": 1}, {"a": "s", "b": "s"}]),
+    ({"allOf": [{"additionalProperties": {"type": "string"}}], "unevaluatedProperties": False},
+     [{"a": "s"}, {"a": 1}]),  # additionalProperties evaluates every property
+    ({"type": "object", "propertyNames": {"pattern": "^a"}, "unevaluatedProperties": False},
+     [{}, {"ab": 1}]),  # propertyNames evaluates nothing
+    ({"prefixItems": [{"type": "integer"}], "allOf": [{"prefixItems": [{}, {"type": "string"}]}],
+      "unevaluatedItems": False}, [[1, "s"], [1], [1, "s", 2], ["s"], []]),
+    ({"$schema": "https://json-schema.org/draft/2019-09/schema", "items": [{"type": "integer"}],
+      "unevaluatedItems": {"type": "string"}}, [[1, "s", "t"], [1, 2], []]),
 ]
 
 
@@ -157,6 +172,9 @@ def test_generations_under_rewritten_keywords_validate(tiny_model, compiler):
     # pattern has no schema, and narrowed to "not a string" it would leave out the enum branch whole
     # a complement too large for llguidance: 3 ways to fail each of 6 branches, 3**6 alternatives once multiplied out
     ({"not": {"anyOf": [{"type": "object", "required": [f"a{i}", f"b{i}"]} for i in range(6)]}}, "", "not"),
+    ({"properties": {"o": {"anyOf": [{"properties": {"a": {}}}, {}], "unevaluatedProperties": False}}},
+     "/properties/o", "unevaluatedProperties"),  # what is evaluated depends on which branch validates
+    ({"contains": {"type": "string"}, "unevaluatedItems": False}, "", "unevaluatedItems"),
 ])
 def test_what_has_no_exact_equivalent_is_refused_with_its_path(schema, path, keyword):
     with pytest.raises(InvalidConstraint) as caught:

@@ -67,6 +67,10 @@ LLGUIDANCE = KeywordTable(
                          "patternProperties; with additionalProperties other than true, declared names it matches "
                          "must satisfy both)",
         "items": "", "prefixItems": "", "additionalItems": "", "minItems": "", "maxItems": "",
+        "unevaluatedProperties": "beside allOf and $ref alone, as additionalProperties over the names they declare; "
+                                 "refused beside anyOf, oneOf, not, if, contains or dependent schemas",
+        "unevaluatedItems": "beside allOf and $ref alone, as items after the positions they declare; refused beside "
+                            "anyOf, oneOf, not, if, contains or dependent schemas",
         "contains": "narrower: the matching items one after another, starting at one of the first 4 positions",
         "minContains": "with `contains`", "maxContains": "only where maxItems already bounds it",
         "minLength": "", "maxLength": "", "pattern": "", "format": "see formats",

@@ -12,6 +12,8 @@ for non-object instances, which `required`/`properties` let through):
 - `if`/`then`/`else` becomes `anyOf: [allOf: [if, then], allOf: [not if, else]]`;
 - `$ref` beside other keywords: the siblings are dropped before 2019-09 (validators ignore them), else
   `allOf: [{$ref}]` beside them;
+- `unevaluatedProperties` / `unevaluatedItems` beside allOf and `$ref` alone become an allOf member over what
+  those evaluate (unevaluated.py);
 - `oneOf` whose branches provably cannot overlap becomes `anyOf`; one whose branches may overlap becomes an
   anyOf of each branch without the branches it may overlap (their complements).
 A complement is exact but for one narrowing (negation.py: the non-integer numbers outside `type: integer`).
@@ -38,6 +40,7 @@ from constrained.compiler.property_counts import with_property_counts
 from constrained.compiler.property_names import with_property_names
 from constrained.compiler.schema_walk import map_with_pointers, resolve_local
 from constrained.compiler.shapes import Shape, disjoint, shape_of
+from constrained.compiler.unevaluated import evaluated, items_rule, properties_rule
 from constrained.errors import InvalidConstraint
 
 def llguidance_equivalent(schema: Any) -> Any:
@@ -85,7 +88,8 @@ class _Rewriter:
         return None if self.nested >= _MAX_NESTED else self._apply_nested(negated, pointer)
 
     def _rewrite(self, pointer: str, node: dict) -> Any:
-        node = with_property_counts(self._property_names(self._contains(self._ref_siblings(node), pointer), pointer))
+        node = self._unevaluated(self._ref_siblings(node), pointer)
+        node = with_property_counts(self._property_names(self._contains(node, pointer), pointer))
         node = self._conditional(_dependencies(node, self.known), pointer)
         if node is not False and "not" in node:
             complement = self.complement(node["not"], pointer)
@@ -113,6 +117,27 @@ class _Rewriter:
             return {k: v for k, v in node.items() if k == "$ref" or k in _CONTAINERS}
         rest = {k: v for k, v in node.items() if k != "$ref"}
         return {**rest, "allOf": [{"$ref": node["$ref"]}, *rest.get("allOf", [])]}
+
+    def _unevaluated(self, node: dict, pointer: str) -> dict:
+        """`unevaluatedProperties`/`unevaluatedItems` as one more allOf member (unevaluated.py); dropped before
+        2019-09, which lacks them. Only at the top of the rewrite: a complement or an inlined target has no place
+        in the original document to collect from."""
+        present = [key for key in _UNEVALUATED if key in node]
+        if not present:
+            return node
+        rest = {k: v for k, v in node.items() if k not in _UNEVALUATED}
+        if not self.since_2019:
+            return rest
+        tuple_items = "prefixItems" not in self.known
+        found = evaluated(self.root, pointer, tuple_items) if self.nested == 0 else None
+        if found is None:
+            raise InvalidConstraint(f"{present[0]} beside anyOf, oneOf, not, if, contains or dependent schemas (what "
+                                    "it applies to depends on which of them validate) is not enforced", path=pointer,
+                                    keyword=present[0], hint="name the allowed properties or items in this schema")
+        rules = [properties_rule(found, node[key]) if key == "unevaluatedProperties"
+                 else items_rule(found, node[key], tuple_items) for key in present if node[key] not in (True, {})]
+        return _conjoin(rest, {"allOf": [rule for rule in rules if rule is not None]}) \
+            if any(rule is not None for rule in rules) else rest
 
     def _contains(self, node: dict, pointer: str) -> dict:
         """`contains` as positions (contains.py); `minContains`/`maxContains` only from 2019-09, none before 6."""
@@ -233,6 +258,7 @@ def _conjoin(node: dict, extra: Any) -> Any:
 
 
 _COUNTS = ("minContains", "maxContains")
+_UNEVALUATED = ("unevaluatedProperties", "unevaluatedItems")
 _CONTAINERS = ("$defs", "definitions", "$schema", "$id", "id", "$anchor", "$comment", "title", "description")
 
 
