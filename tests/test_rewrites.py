@@ -175,6 +175,9 @@ def test_generations_under_rewritten_keywords_validate(tiny_model, compiler):
     ({"properties": {"o": {"anyOf": [{"properties": {"a": {}}}, {}], "unevaluatedProperties": False}}},
      "/properties/o", "unevaluatedProperties"),  # what is evaluated depends on which branch validates
     ({"contains": {"type": "string"}, "unevaluatedItems": False}, "", "unevaluatedItems"),
+    # told apart by ASCII readings only: Python's \d (jsonschema) matches "٣" too, and its `$` "a" + newline
+    ({"oneOf": [{"type": "string", "pattern": "^\\d$"}, {"type": "string", "pattern": "^[٠-٩]$"}]}, "", "oneOf"),
+    ({"oneOf": [{"type": "string", "pattern": "^a$"}, {"type": "string", "pattern": "^a[\n]$"}]}, "", "oneOf"),
 ])
 def test_what_has_no_exact_equivalent_is_refused_with_its_path(schema, path, keyword):
     with pytest.raises(InvalidConstraint) as caught:

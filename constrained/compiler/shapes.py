@@ -1,9 +1,11 @@
 """What every instance of a schema must be, conservatively: enough to tell that two oneOf branches can never
 match one instance (rewrites.py keeps those as anyOf, and keeps the others apart).
 
-Two string patterns are told apart by intersecting them as automata (interegular). Its character classes
-are ECMA-262's or wider, except the whitespace class, so a pattern using it (or an escape it may read
-otherwise) is never used to claim two branches apart; its "." also admits line separators ECMA's does not.
+Two string patterns are told apart by intersecting them as automata (interegular), read so that each matches
+at least what it matches for Python's `re` (jsonschema, which the guarantee is checked with) and ECMA-262:
+interegular's `\\d` and `\\w` are ASCII, Python's are Unicode, so outside a class they are read as "that, or any
+non-ASCII character", and a class holding them is not used; a final `$` also matches before a final newline in
+Python; the whitespace class, other letter escapes and inline flags are not used.
 """
 
 from __future__ import annotations
@@ -145,18 +147,33 @@ def _apart(a: Shape, b: Shape) -> bool:
 _SAFE_ESCAPE = re.compile(r"\\(?:[dDwWS]|[^A-Za-z0-9])")
 _CLASS = re.compile(r"\[(?:\\.|[^\]\\])*\]")
 _ANY = r"[\s\S]*"
+_NEWLINE = "\n?"  # Python's `$` (not multiline) also matches before a final newline
+
+
+def _widened(text: str) -> str:
+    """`text` with each `\\d` and `\\w` read as "that, or any non-ASCII character": at least Python's Unicode
+    classes, which interegular reads as ASCII."""
+    out, i = [], 0
+    while i < len(text):
+        step = 2 if text[i] == "\\" else 1
+        piece = text[i:i + step]
+        out.append(f"(?:{piece}|[^\\x00-\\x7f])" if piece in ("\\d", "\\w") else piece)
+        i += step
+    return "".join(out)
 
 
 @lru_cache(maxsize=1024)
 def _automaton(pattern: str) -> Any:
-    """The strings a JSON Schema `pattern` (a search) matches, as an automaton; None when it uses an escape
-    interegular may read more narrowly than ECMA-262 does, or a construct it cannot read."""
+    """The strings a JSON Schema `pattern` (a search) matches, as an automaton, at least those Python's `re` and
+    ECMA-262 match; None when it uses an escape or a flag interegular may read more narrowly, or a construct it
+    cannot read."""
     plain = _CLASS.sub("", _SAFE_ESCAPE.sub("", pattern))  # escapes and classes out: what anchors are left
-    if "\\" in plain or "^" in plain[1:] or "$" in plain[:-1]:
+    if "\\" in plain or "^" in plain[1:] or "$" in plain[:-1] or re.search(r"\(\?[^:]", plain) \
+            or any(_widened(found) != found for found in _CLASS.findall(pattern)):
         return None
     start, end = plain.startswith("^"), plain.endswith("$")
-    body = pattern[1 if start else 0:len(pattern) - 1 if end else len(pattern)]
+    body = _widened(pattern[1 if start else 0:len(pattern) - 1 if end else len(pattern)])
     try:
-        return interegular.parse_pattern(f"{'' if start else _ANY}(?:{body}){'' if end else _ANY}").to_fsm()
+        return interegular.parse_pattern(f"{'' if start else _ANY}(?:{body}){_NEWLINE if end else _ANY}").to_fsm()
     except Exception:  # interegular raises several types for what it cannot read (lookarounds, backreferences)
         return None
