@@ -241,6 +241,23 @@ def test_outlines_core_gaps_are_refused_there_and_enforced_under_auto(compiler, 
         assert not walk(grammar, qwen_tokenizer, text), text
 
 
+@pytest.mark.parametrize("schema, accepted, refused", [
+    ({"type": "string", "pattern": "^\\D+$"}, ['"ab-"'], ['"٣"', '"a1"']),  # "٣" is a digit to Python's re
+    ({"type": "string", "pattern": "^[^\\w]$"}, ['"-"'], ['"é"', '"a"']),
+    ({"type": "string", "pattern": "^\\W+$"}, ['"-!"'], ['"é"', '"a"']),
+    ({"type": "object", "patternProperties": {"^\\d+$": {"type": "integer"}}, "additionalProperties": {"type": "string"}},
+     ['{"٣": 3}', '{"7": 7, "a": "x"}'], ['{"٣": "x"}', '{"7": "x"}']),
+])
+def test_patterns_are_read_as_jsonschema_reads_them(compiler, qwen_tokenizer, schema, accepted, refused):
+    """llguidance reads \\d and \\w as ASCII, Python's re (jsonschema) as Unicode: where that would let an invalid
+    string through, the classes are replaced (pattern_classes.py)."""
+    grammar = compiler.compile(Constraint.json_schema(schema))
+    for text in accepted:
+        assert validation_errors(schema, text) == [] and walk(grammar, qwen_tokenizer, text), text
+    for text in refused:
+        assert validation_errors(schema, text) and not walk(grammar, qwen_tokenizer, text), text
+
+
 def test_json_object_accepts_any_object_and_nothing_else(compiler, qwen_tokenizer):
     grammar = compiler.compile(Constraint.json_object())
     deep = '{"a": ' * 40 + '[1, 2.5e-3, "x\\n", true, null]' + "}" * 40

@@ -20,6 +20,7 @@ from constrained.compiler.backends.base import (
     Backend, CompiledGrammar, EosMatcher, TokenizerSpec, call_with_deadline, choice_regex,
 )
 from constrained.compiler.backends.exact_formats import with_exact_formats
+from constrained.compiler.backends.pattern_classes import replacement_tables, with_python_classes
 from constrained.compiler.backends.spelling import check_spellable
 from constrained.compiler.backends.tool_grammar import tool_calls_lark
 from constrained.compiler.keywords import LLGUIDANCE
@@ -60,6 +61,7 @@ class LlguidanceBackend(Backend):
         self._eos_only = spec.eos_only_row()
         added = spec.tokenizer.get_added_vocab()
         self._tool_tags_are_tokens = OPEN in added and CLOSE in added  # Qwen: yes; SmolLM2: plain text
+        replacement_tables()  # built once here, not in a first request's compile
 
     @classmethod
     def validate(cls, constraint: Constraint) -> None:
@@ -118,10 +120,11 @@ class LlguidanceBackend(Backend):
 
 
 def prepare_schema(schema: object) -> object:
-    """The schema llguidance gets: annotations dropped, unimplemented keywords rewritten, exact date formats."""
+    """The schema llguidance gets: annotations dropped, unimplemented keywords rewritten, exact date formats,
+    patterns' digit and word classes read as jsonschema reads them."""
     enforceable = enforceable_schema(schema, LLGUIDANCE)
     check_spellable(enforceable)
-    return with_exact_formats(llguidance_equivalent(enforceable))
+    return with_python_classes(with_exact_formats(llguidance_equivalent(enforceable)))
 
 
 @dataclass(frozen=True)
