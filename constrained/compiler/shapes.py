@@ -136,9 +136,9 @@ def _canonical(value: Any) -> str:
 
 def _apart(a: Shape, b: Shape) -> bool:
     """Whether no string `a` allows matches all of `b`'s patterns: a pattern of each with no string in common, or
-    `a`'s listed values all outside one of `b`'s patterns."""
-    if a.values is not None and any(all(not _automaton(p).accepts(json.loads(v)) for v in a.values
-                                         if v.startswith('"')) for p in b.patterns if _automaton(p) is not None):
+    `a`'s listed values all outside one of `b`'s patterns (as Python's `re` reads it: jsonschema's own test)."""
+    if a.values is not None and any(all(not _searches(p, json.loads(v)) for v in a.values if v.startswith('"'))
+                                    for p in b.patterns):
         return True
     return any(mine is not None and theirs is not None and mine.intersection(theirs).empty()
                for mine in map(_automaton, a.patterns) for theirs in map(_automaton, b.patterns))
@@ -148,6 +148,14 @@ _SAFE_ESCAPE = re.compile(r"\\(?:[dDwWS]|[^A-Za-z0-9])")
 _CLASS = re.compile(r"\[(?:\\.|[^\]\\])*\]")
 _ANY = r"[\s\S]*"
 _NEWLINE = "\n?"  # Python's `$` (not multiline) also matches before a final newline
+
+
+def _searches(pattern: str, text: str) -> bool:
+    """Whether `pattern` matches `text` as jsonschema checks it (an invalid pattern: as if it did)."""
+    try:
+        return re.search(pattern, text) is not None
+    except re.error:
+        return True
 
 
 def _widened(text: str) -> str:
