@@ -82,7 +82,8 @@ def test_the_sdk_and_streams_work_through_the_proxy(ray_server):
     assert len(deltas) > 1 and final.choices[0].finish_reason == "stop"
     jsonschema.validate(json.loads("".join(deltas)), PET)
     response = client.responses.create(model=MODEL, input="A pet.", max_output_tokens=64, text={"format": {
-        "type": "json_schema", "name": "pet", "schema": PET, "strict": True}})
+        "type": "json_schema", "name": "pet", "schema": PET, "strict": True}}, extra_body={"seed": 1})
+    assert response.status == "completed", response.incomplete_details  # seeded: not cut by max_output_tokens
     jsonschema.validate(json.loads(response.output_text), PET)
 
 
