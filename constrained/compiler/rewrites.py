@@ -136,8 +136,8 @@ class _Rewriter:
                                     keyword=present[0], hint="name the allowed properties or items in this schema")
         rules = [properties_rule(found, node[key]) if key == "unevaluatedProperties"
                  else items_rule(found, node[key], tuple_items) for key in present if node[key] not in (True, {})]
-        return _conjoin(rest, {"allOf": [rule for rule in rules if rule is not None]}) \
-            if any(rule is not None for rule in rules) else rest
+        rules = [rule for rule in rules if rule is not None]  # None: everything is evaluated already
+        return _conjoin(rest, {"allOf": rules}) if rules else rest
 
     def _contains(self, node: dict, pointer: str) -> dict:
         """`contains` as positions (contains.py); `minContains`/`maxContains` only from 2019-09, none before 6."""

@@ -160,14 +160,9 @@ def _searches(pattern: str, text: str) -> bool:
 
 def _widened(text: str) -> str:
     """`text` with each `\\d` and `\\w` read as "that, or any non-ASCII character": at least Python's Unicode
-    classes, which interegular reads as ASCII."""
-    out, i = [], 0
-    while i < len(text):
-        step = 2 if text[i] == "\\" else 1
-        piece = text[i:i + step]
-        out.append(f"(?:{piece}|[^\\x00-\\x7f])" if piece in ("\\d", "\\w") else piece)
-        i += step
-    return "".join(out)
+    classes, which interegular reads as ASCII. (Escapes pair up left to right, so an escaped backslash is skipped.)"""
+    return re.sub(r"\\.", lambda m: f"(?:{m.group()}|[^\\x00-\\x7f])" if m.group() in ("\\d", "\\w")
+                  else m.group(), text, flags=re.DOTALL)
 
 
 @lru_cache(maxsize=1024)

@@ -17,15 +17,9 @@ from constrained.compiler.schema_walk import map_subschemas
 Spans = list[tuple[int, int]]
 
 
-@cache
-def _all_characters() -> str:
-    """Every character, surrogates left out (no character: llguidance's classes cannot name them)."""
-    return "".join(map(chr, [*range(0xD800), *range(0xE000, 0x110000)]))
-
-
-def _python_spans(escape: str) -> Spans:
-    """The characters Python's `re` matches with `escape`, as (first, last) code point spans."""
-    return [(ord(m.group()[0]), ord(m.group()[-1])) for m in re.finditer(escape + "+", _all_characters())]
+def _python_spans(escape: str, characters: str) -> Spans:
+    """The `characters` Python's `re` matches with `escape`, as (first, last) code point spans."""
+    return [(ord(m.group()[0]), ord(m.group()[-1])) for m in re.finditer(escape + "+", characters)]
 
 
 def _complement(spans: Spans) -> Spans:
@@ -47,7 +41,8 @@ def _body(spans: Spans) -> str:
 def replacement_tables() -> tuple[dict[str, str], dict[str, str], dict[str, str], dict[str, str]]:
     """Replacement class bodies: (pattern outside a class, pattern in a class, pattern in a negated class,
     patternProperties name anywhere)."""
-    digits, word = _python_spans(r"\d"), _python_spans(r"\w")
+    characters = "".join(map(chr, [*range(0xD800), *range(0xE000, 0x110000)]))  # surrogates are no characters
+    digits, word = _python_spans(r"\d", characters), _python_spans(r"\w", characters)
     ascii_digits, ascii_word = [(0x30, 0x39)], [(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)]
     ascii_non_word = [(lo, min(hi, 0x7F)) for lo, hi in _complement(ascii_word) if lo < 0x80]
     shared = {"\\D": _body(_complement(digits)), "\\W": _body(ascii_non_word)}  # what both readings admit
