@@ -88,8 +88,9 @@ def test_a_refusal_says_how_to_fix_it(compiler):
     schema = {"type": "object", "properties": {"tags": {"type": "array", "uniqueItems": True}}}
     with pytest.raises(InvalidConstraint) as refused:
         compiler.validate(Constraint.json_schema(schema))
-    assert str(refused.value) == "'uniqueItems' at '/properties/tags': not enforced by backend 'llguidance' " \
-                                 "(drop it or use an enum)"
+    assert str(refused.value) == "'uniqueItems' at '/properties/tags': enforced on arrays of strings alone (items: " \
+                                 "{type: string}, or an enum of strings) (drop it, or make the items plain strings " \
+                                 "(items: {type: string}) or strings of an enum)"
     with pytest.raises(InvalidConstraint) as refused:
         compiler.validate(Constraint.json_schema({"type": "integer", "minimum": 0}, backend="outlines_core"))
     assert "backend 'llguidance' enforces it" in refused.value.hint

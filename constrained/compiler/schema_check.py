@@ -59,7 +59,6 @@ class Limits:
 LIMITS = Limits()
 
 _HINTS = {
-    "uniqueItems": "drop it or use an enum",
     "oneOf": "use anyOf when at most one branch can match anyway",
     "not": "drop it or list what is allowed instead (enum, anyOf)",
     "if": "express the cases with anyOf", "then": "express the cases with anyOf", "else": "express the cases with anyOf",

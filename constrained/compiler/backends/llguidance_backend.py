@@ -9,6 +9,8 @@ own resource limits, so a thread with a deadline is enough.
 from __future__ import annotations
 
 import functools
+import json
+import threading
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -23,11 +25,14 @@ from constrained.compiler.backends.exact_formats import with_exact_formats
 from constrained.compiler.backends.pattern_classes import replacement_tables, with_python_classes
 from constrained.compiler.backends.spelling import check_spellable
 from constrained.compiler.backends.tool_grammar import tool_calls_lark
+from constrained.compiler.backends.unique_matcher import VocabularyBytes, UniqueItemsMatcher
 from constrained.compiler.keywords import LLGUIDANCE
 from constrained.compiler.rewrites import llguidance_equivalent
 from constrained.compiler.schema_check import enforceable_schema
+from constrained.compiler.unique_items import Track, split_unique_items
 from constrained.constraints import Constraint
 from constrained.errors import InvalidConstraint
+from constrained.matcher import Matcher
 from constrained.tool_calls import CLOSE, OPEN
 
 JSON_OPTIONS = {
@@ -62,6 +67,8 @@ class LlguidanceBackend(Backend):
         added = spec.tokenizer.get_added_vocab()
         self._tool_tags_are_tokens = OPEN in added and CLOSE in added  # Qwen: yes; SmolLM2: plain text
         replacement_tables()  # built once here, not in a first request's compile
+        self._vocabulary: VocabularyBytes | None = None  # built by the first grammar with uniqueItems
+        self._vocabulary_lock = threading.Lock()
 
     @classmethod
     def validate(cls, constraint: Constraint) -> None:
@@ -76,13 +83,31 @@ class LlguidanceBackend(Backend):
                     raise InvalidConstraint.in_tool(i, name, exc) from exc
 
     def compile(self, constraint: Constraint, deadline: float) -> "LlguidanceGrammar":
-        return self._build(self._grammar_text(constraint), deadline, f"a {constraint.kind} constraint")
+        unique = None
+        if constraint.kind == "json_schema":
+            schema, unique = _prepared_schema(constraint)
+            grammar_text = llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=JSON_OPTIONS)
+        else:
+            grammar_text = self._grammar_text(constraint)
+        return self._build(grammar_text, unique, deadline, f"a {constraint.kind} constraint")
 
     def load(self, data: bytes, deadline: float) -> "LlguidanceGrammar":
         """From the grammar text: skips the schema rewriting and llguidance's schema conversion."""
-        return self._build(data.decode(), deadline, "a cached grammar")
+        text, unique = data.decode(), None
+        if text.startswith(_UNIQUE_HEADER):
+            header, text = text.split("\n", 1)
+            unique = Track.from_json(json.loads(header[len(_UNIQUE_HEADER):]))
+        return self._build(text, unique, deadline, "a cached grammar")
 
-    def _build(self, grammar_text: str, deadline: float, what: str) -> "LlguidanceGrammar":
+    def vocabulary_bytes(self) -> VocabularyBytes:
+        """The vocabulary by bytes, for the uniqueItems check (~0.1 s, once per tokenizer)."""
+        with self._vocabulary_lock:
+            if self._vocabulary is None:
+                tokens = self._tokenizer.vocab_size
+                self._vocabulary = VocabularyBytes([self._tokenizer.decode_bytes([i]) for i in range(tokens)])
+            return self._vocabulary
+
+    def _build(self, grammar_text: str, unique: Track | None, deadline: float, what: str) -> "LlguidanceGrammar":
         def build() -> tuple[llguidance.LLMatcher, str]:
             """The prototype and its error ("" if none). The lexer is lazy: its errors surface (and it warms
             up) here, the opening forced run included, where a pathological pattern (`a{1000000}`) exhausts
@@ -100,11 +125,11 @@ class LlguidanceBackend(Backend):
         if error:  # its first line; the rest is the parser's internal state
             raise InvalidConstraint(f"llguidance cannot enforce it: {error.splitlines()[0]}",
                                     hint="smaller bounded repetitions and fewer alternatives stay within its limits")
-        return LlguidanceGrammar(grammar_text, prototype, self.spec.eos_token_ids, self._eos_only)
+        return LlguidanceGrammar(grammar_text, prototype, self.spec.eos_token_ids, self._eos_only,
+                                 None if unique is None else (unique, self.vocabulary_bytes()))
 
     def _grammar_text(self, constraint: Constraint) -> str:
-        if constraint.kind == "json_schema":
-            return llguidance.LLMatcher.grammar_from_json_schema(_prepared_schema(constraint), overrides=JSON_OPTIONS)
+        """The grammar of a constraint other than a JSON Schema."""
         if constraint.kind == "json_object":
             lark = resources.files("grammars").joinpath("json_object.lark").read_text(encoding="utf-8")
             return llguidance.LLMatcher.grammar_from_lark(lark)
@@ -120,11 +145,22 @@ class LlguidanceBackend(Backend):
 
 
 def prepare_schema(schema: object) -> object:
-    """The schema llguidance gets: annotations dropped, unimplemented keywords rewritten, exact date formats,
-    patterns' digit and word classes read as jsonschema reads them."""
+    """The schema llguidance gets for a tool's parameters, inside the tool-call grammar (where nothing follows
+    uniqueItems yet: refused)."""
+    prepared, unique = prepare_with_unique_items(schema)
+    if unique is not None:
+        raise InvalidConstraint("uniqueItems is enforced in response_format schemas, not yet in tool parameters",
+                                keyword="uniqueItems", hint="drop it, or ask for the arguments with response_format")
+    return prepared
+
+
+def prepare_with_unique_items(schema: object) -> tuple[object, Track | None]:
+    """The schema llguidance gets: annotations dropped, unimplemented keywords rewritten, uniqueItems taken out
+    (and where it applies), exact date formats, patterns' digit and word classes read as jsonschema reads them."""
     enforceable = enforceable_schema(schema, LLGUIDANCE)
     check_spellable(enforceable)
-    return with_python_classes(with_exact_formats(llguidance_equivalent(enforceable)))
+    rewritten, unique = split_unique_items(llguidance_equivalent(enforceable))
+    return with_python_classes(with_exact_formats(rewritten)), unique
 
 
 @dataclass(frozen=True)
@@ -135,31 +171,38 @@ class _Keyed:
     schema: object = field(compare=False)
 
 
-def _prepared_schema(constraint: Constraint) -> object:
-    """`prepare_schema` of a json_schema constraint, kept for the compile that follows its validation."""
+def _prepared_schema(constraint: Constraint) -> tuple[object, Track | None]:
+    """`prepare_with_unique_items` of a json_schema constraint, kept for the compile that follows its validation."""
     return _prepare_keyed(_Keyed(constraint.key, constraint.value))
 
 
 @functools.lru_cache(maxsize=64)  # rewrites take ~1 ms; thread-safe, and a schema that raises is not kept
-def _prepare_keyed(keyed: _Keyed) -> object:
-    return prepare_schema(keyed.schema)
+def _prepare_keyed(keyed: _Keyed) -> tuple[object, Track | None]:
+    return prepare_with_unique_items(keyed.schema)
+
+
+_UNIQUE_HEADER = "%unique-items "  # the first line of a cached grammar with uniqueItems: its Track, as JSON
 
 
 class LlguidanceGrammar(CompiledGrammar):
     backend = "llguidance"
 
     def __init__(self, grammar_text: str, prototype: llguidance.LLMatcher, eos_token_ids: tuple[int, ...],
-                 eos_only: torch.Tensor):
+                 eos_only: torch.Tensor, unique: tuple[Track, VocabularyBytes] | None = None):
         self._grammar_text = grammar_text
         self._prototype = prototype  # at the start state; never advanced, only copied
         self._eos = eos_token_ids
         self._eos_only = eos_only
+        self._unique = unique  # where uniqueItems applies, and the vocabulary by bytes
 
-    def matcher(self) -> "LlguidanceMatcher":
-        return LlguidanceMatcher(self._prototype.deep_copy(), self._eos, self._eos_only)  # ~2 µs, shares the lexer
+    def matcher(self) -> Matcher:
+        matcher = LlguidanceMatcher(self._prototype.deep_copy(), self._eos, self._eos_only)  # ~2 µs, shares the lexer
+        return matcher if self._unique is None else UniqueItemsMatcher(matcher, *self._unique)
 
     def to_bytes(self) -> bytes:
-        return self._grammar_text.encode()
+        if self._unique is None:
+            return self._grammar_text.encode()
+        return f"{_UNIQUE_HEADER}{json.dumps(self._unique[0].to_json())}\n{self._grammar_text}".encode()
 
 
 class LlguidanceMatcher(EosMatcher):

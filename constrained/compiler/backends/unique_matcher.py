@@ -1,0 +1,243 @@
+"""`uniqueItems` beside the grammar: a matcher that forbids the closing quote repeating an earlier string item.
+
+The grammar's own matcher decides everything else; this one follows the JSON as it is written (where it is, in
+the `Track` graph of unique_items.py) and keeps the items of each unique array written so far. Items are compared
+by their spelling: the llguidance options give every string one spelling (no \\u escapes), so equal spellings
+are equal strings and the reverse.
+
+- A token is refused when, read after the text so far, it closes a string item equal to an earlier one; in an
+  array of enum strings also when it leaves an item on the way to no unused value, or starts an item once every
+  value is used.
+- The mask is the grammar's, less the tokens refused. In an array of plain strings: inside an item, those that
+  begin with what would complete an earlier one and then its closing quote (found in the vocabulary sorted by
+  bytes), and anywhere those holding a whole item (two quotes or more: a few hundred tokens, read one by one where
+  the grammar allows them). In an array of enum strings the grammar allows few tokens: each is read.
+Some token always remains (unique_items.py says why), so a mask never ends up empty.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from constrained.compiler.backends.base import mask_row
+from constrained.compiler.unique_items import Track
+from constrained.matcher import Matcher
+
+
+class VocabularyBytes:
+    """The vocabulary's tokens as bytes, sorted (every token beginning with given bytes, at once), and the tokens
+    with two quotes or more (those that can hold a whole string)."""
+
+    def __init__(self, token_bytes: Sequence[bytes]):
+        self.token_bytes = token_bytes
+        order = sorted(range(len(token_bytes)), key=token_bytes.__getitem__)
+        self._sorted = [token_bytes[i] for i in order]
+        self._ids = np.asarray(order, dtype=np.int64)
+        self.quoted_twice = np.asarray([i for i, data in enumerate(token_bytes) if data.count(b'"') >= 2],
+                                       dtype=np.int64)
+
+    def starting_with(self, prefix: bytes) -> np.ndarray:
+        """Ids of the tokens whose bytes begin with `prefix` (not empty, its last byte below 0xff)."""
+        upper = prefix[:-1] + bytes([prefix[-1] + 1])  # the first bytes past every extension of `prefix`
+        return self._ids[bisect.bisect_left(self._sorted, prefix):bisect.bisect_left(self._sorted, upper)]
+
+
+class _Frame(NamedTuple):
+    """An open array or object: where it is, and (an array under uniqueItems) its string items so far."""
+
+    is_array: bool
+    track: Track | None  # None: nothing below leads to a unique array
+    key: bytes | None  # an object's current property name, as spelled (kept only where tracked)
+    items: tuple[bytes, ...] | None  # a unique array's items, as spelled
+
+
+class _Position(NamedTuple):
+    frames: tuple[_Frame, ...]
+    mode: int
+    text: bytes | None  # the open string so far, where it matters (a tracked name, a unique array's item)
+
+
+# modes: what the next byte may be
+_VALUE, _KEY, _COLON, _AFTER, _STRING, _NAME, _STRING_ESCAPE, _NAME_ESCAPE, _LITERAL, _DONE = range(10)
+_QUOTE_OR_BACKSLASH = re.compile(rb'["\\]')
+_SPACE = frozenset(b" \t\n\r")
+_LITERAL_END = frozenset(b",]} \t\n\r")
+_CLOSING = {(_VALUE, 0x5D), (_KEY, 0x7D), (_AFTER, 0x5D), (_AFTER, 0x7D)}  # "[]", "{}", and after an item
+
+
+def advance(position: _Position, data: bytes, root: Track) -> _Position | None:
+    """The position after `data`; None when `data` closes a string item equal to an earlier one of its array.
+    Bytes that are not JSON leave some position (the grammar refuses such a token anyway)."""
+    frames, mode, text = position
+    i, n = 0, len(data)
+    while i < n:
+        if mode in (_STRING, _NAME):
+            found = _QUOTE_OR_BACKSLASH.search(data, i)
+            end = n if found is None else found.start()
+            if text is not None:
+                text += data[i:end]
+            if found is None:
+                break
+            i = end + 1
+            if data[end] == 0x5C:  # a backslash: the next byte belongs to the string whatever it is
+                if text is not None:
+                    text += b"\\"
+                mode = _STRING_ESCAPE if mode == _STRING else _NAME_ESCAPE
+            elif mode == _NAME:
+                frames = _with_top(frames, key=text)
+                mode, text = _COLON, None
+            else:
+                if text is not None:
+                    top = frames[-1]
+                    if text in top.items:
+                        return None
+                    frames = _with_top(frames, items=top.items + (text,))
+                mode, text = _after(frames), None
+            continue
+        byte = data[i]
+        i += 1
+        if mode in (_STRING_ESCAPE, _NAME_ESCAPE):
+            if text is not None:
+                text += bytes((byte,))
+            mode = _STRING if mode == _STRING_ESCAPE else _NAME
+        elif mode == _DONE or (byte in _SPACE and mode != _LITERAL):
+            continue
+        elif mode == _LITERAL:
+            if byte in _LITERAL_END:
+                mode = _after(frames)
+                i -= 1  # the delimiter is read again after the value
+        elif (mode, byte) in _CLOSING:
+            frames = frames[:-1]
+            mode = _after(frames)
+        elif mode == _VALUE:
+            frames, mode, text = _start_value(frames, byte, root)
+        elif mode == _KEY and byte == 0x22:
+            mode, text = _NAME, (b"" if frames and frames[-1].track is not None else None)
+        elif mode == _COLON and byte == 0x3A:
+            mode = _VALUE
+        elif mode == _AFTER and byte == 0x2C and frames:
+            mode = _VALUE if frames[-1].is_array else _KEY
+    return _Position(frames, mode, text) if _viable(frames, mode, text) else None
+
+
+def _viable(frames: tuple[_Frame, ...], mode: int, text: bytes | None) -> bool:
+    """In an array of enum strings: an open item is on the way to an unused value; no item is expected once
+    every value is used."""
+    if not frames or frames[-1].items is None or frames[-1].track.spellings is None:
+        return True
+    unused = frames[-1].track.spellings.difference(frames[-1].items)
+    if mode in (_STRING, _STRING_ESCAPE):
+        return any(value.startswith(text) for value in unused)
+    return mode != _VALUE or bool(unused)
+
+
+def _start_value(frames: tuple[_Frame, ...], byte: int, root: Track) -> tuple[tuple[_Frame, ...], int, bytes | None]:
+    if not frames:
+        track = root
+    elif frames[-1].is_array:
+        track = frames[-1].track.items if frames[-1].track is not None else None
+    else:
+        top = frames[-1]
+        track = _property(top.track, top.key) if top.track is not None and top.key is not None else None
+    if byte == 0x7B:
+        return frames + (_Frame(False, track, None, None),), _KEY, None
+    if byte == 0x5B:
+        unique = track is not None and track.unique
+        return frames + (_Frame(True, track, None, () if unique else None),), _VALUE, None
+    if byte == 0x22:
+        return frames, _STRING, (b"" if frames and frames[-1].items is not None else None)
+    return frames, _LITERAL, None
+
+
+def _property(track: Track, spelling: bytes) -> Track | None:
+    """Where the value of the property spelled `spelling` is, below `track`."""
+    try:
+        name = json.loads(b'"' + spelling + b'"')
+    except ValueError:
+        return None
+    found = track.properties.get(name)
+    return track.other if found is None and name not in track.declared else found
+
+
+def _with_top(frames: tuple[_Frame, ...], **changes) -> tuple[_Frame, ...]:
+    return frames[:-1] + (frames[-1]._replace(**changes),)
+
+
+def _after(frames: tuple[_Frame, ...]) -> int:
+    return _AFTER if frames else _DONE
+
+
+class UniqueItemsMatcher(Matcher):
+    """The grammar's matcher, with the string items of the Track's unique arrays kept distinct."""
+
+    def __init__(self, inner: Matcher, root: Track, vocabulary: VocabularyBytes):
+        self._inner = inner
+        self._root = root
+        self._vocabulary = vocabulary
+        self._position = _Position((), _VALUE, None)
+        self._history: list[_Position] = []  # the position before each accepted token
+
+    def _after_token(self, position: _Position, token_id: int) -> _Position | None:
+        token_bytes = self._vocabulary.token_bytes
+        data = token_bytes[token_id] if token_id < len(token_bytes) else b""
+        return advance(position, data, self._root)
+
+    def accept_token(self, token_id: int) -> bool:
+        after = self._after_token(self._position, token_id)
+        if after is None or not self._inner.accept_token(token_id):
+            return False
+        self._history.append(self._position)
+        self._position = after
+        return True
+
+    def validate_tokens(self, token_ids: Sequence[int]) -> int:
+        valid, position = self._inner.validate_tokens(token_ids), self._position
+        for count, token_id in enumerate(token_ids[:valid]):
+            position = self._after_token(position, token_id)
+            if position is None:
+                return count
+        return valid
+
+    def rollback(self, num_tokens: int) -> None:
+        if num_tokens:
+            self._inner.rollback(num_tokens)
+            self._position = self._history[-num_tokens]
+            del self._history[-num_tokens:]
+
+    def fill_bitmask(self, bitmask: torch.Tensor, row: int) -> None:
+        self._inner.fill_bitmask(bitmask, row)
+        words = mask_row(bitmask, row).numpy().view(np.uint32)
+        frames, mode, text = self._position
+        if frames and frames[-1].items is not None and frames[-1].track.spellings is not None:
+            candidates = np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little"))  # the grammar's few
+        else:
+            candidates = self._vocabulary.quoted_twice
+            candidates = candidates[((words[candidates >> 5] >> (candidates & 31).astype(np.uint32)) & 1).astype(bool)]
+        refused = [np.asarray([t for t in candidates.tolist() if self._after_token(self._position, t) is None],
+                              dtype=np.int64)]
+        if text is not None and mode in (_STRING, _STRING_ESCAPE) and frames[-1].track.spellings is None:
+            refused += [self._vocabulary.starting_with(item[len(text):] + b'"') for item in frames[-1].items
+                        if item.startswith(text)]
+        ids = np.concatenate(refused)
+        if len(ids):
+            np.bitwise_and.at(words, ids >> 5, ~(np.uint32(1) << (ids & 31).astype(np.uint32)))
+
+    def is_accepting(self) -> bool:
+        return self._inner.is_accepting()
+
+    def is_terminated(self) -> bool:
+        return self._inner.is_terminated()
+
+    def forced_tokens(self) -> list[int]:
+        forced, position = self._inner.forced_tokens(), self._position
+        for count, token_id in enumerate(forced):
+            position = self._after_token(position, token_id)
+            if position is None:
+                return forced[:count]
+        return forced

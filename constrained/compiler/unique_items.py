@@ -1,0 +1,276 @@
+"""Which arrays `uniqueItems` applies to, as instance locations a matcher can follow while it generates.
+
+llguidance has no `uniqueItems`. It is enforced on arrays of strings by a check beside the grammar
+(backends/unique_matcher.py), which never lets the generation reach a point where no token is left:
+- plain strings (`items: {type: string}`, at most a `minLength`): the closing quote that would repeat an earlier
+  item is forbidden; a plain string can always go on with another character instead;
+- strings from an enum: an item must stay on the way to a value not used yet, and no item starts once every
+  value is used (refused when `minItems` asks for more items than there are values).
+
+The locations are found on the schema llguidance compiles (after the rewrites): starting at the root, a location
+is reached through `properties` (by name), `additionalProperties` (any other name, where no `patternProperties`
+applies) and `items` (every item), and every subschema that applies there (through `$ref`, `allOf`, `anyOf` and
+`oneOf`) is collected. `uniqueItems` reached any other way (under `patternProperties`, `prefixItems`, `contains`,
+...) is refused with its path. The locations leading to a unique array form a `Track` graph (finite: recursive
+schemas give cycles), which the matcher walks as the JSON is written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, NamedTuple
+
+from constrained.compiler.keywords import ANNOTATIONS
+from constrained.compiler.schema_walk import children, escape, map_with_pointers, resolve_local
+from constrained.errors import InvalidConstraint
+
+_IN_PLACE = ("allOf", "anyOf", "oneOf")
+# What may stand beside a unique array's own keywords, and beside a string item's.
+_ARRAY_KEYS = frozenset({"type", "items", "uniqueItems", "minItems", "maxItems", "$ref", *_IN_PLACE, *ANNOTATIONS})
+_ITEM_KEYS = frozenset({"type", "minLength", "enum", "const", "$ref", "allOf", *ANNOTATIONS})
+_HINT = "drop it, or make the items plain strings (items: {type: string}) or strings of an enum"
+
+
+@dataclass(eq=False)
+class Track:
+    """One instance location on the way to a unique array: the locations below it that lead to one."""
+
+    unique: bool = False  # an array here must hold distinct strings
+    values: frozenset[str] | None = None  # unique: the strings its items are drawn from (None: any)
+    properties: dict[str, Track] = field(default_factory=dict)  # by property name
+    other: Track | None = None  # any name not in `declared`
+    declared: frozenset[str] = frozenset()  # every name `properties` declares here (with `other` only)
+    items: Track | None = None  # every item of an array here
+
+    @cached_property
+    def spellings(self) -> frozenset[bytes] | None:
+        """`values` as the JSON text spells them between quotes (with no \\u escapes, as llguidance writes them)."""
+        return None if self.values is None else frozenset(json.dumps(v, ensure_ascii=False)[1:-1].encode()
+                                                          for v in self.values)
+
+    def to_json(self) -> list:
+        """The graph as a list of nodes (the first is this one), children by index: cycles survive."""
+        order: dict[int, int] = {}
+        nodes: list[Track] = []
+
+        def index(track: Track | None) -> int | None:
+            if track is not None and id(track) not in order:
+                order[id(track)] = len(nodes)
+                nodes.append(track)
+            return None if track is None else order[id(track)]
+
+        index(self)
+        out = []
+        while len(out) < len(nodes):
+            track = nodes[len(out)]
+            out.append({"unique": track.unique, "values": None if track.values is None else sorted(track.values),
+                        "items": index(track.items), "other": index(track.other), "declared": sorted(track.declared),
+                        "properties": {name: index(child) for name, child in track.properties.items()}})
+        return out
+
+    @staticmethod
+    def from_json(nodes: list) -> Track:
+        tracks = [Track(node["unique"], None if node["values"] is None else frozenset(node["values"]),
+                        declared=frozenset(node["declared"])) for node in nodes]
+        for track, node in zip(tracks, nodes):
+            track.items = None if node["items"] is None else tracks[node["items"]]
+            track.other = None if node["other"] is None else tracks[node["other"]]
+            track.properties = {name: tracks[i] for name, i in node["properties"].items()}
+        return tracks[0]
+
+
+def split_unique_items(schema: Any) -> tuple[Any, Track | None]:
+    """`schema` without `uniqueItems: true`, and the Track of where it applies (None: nowhere); InvalidConstraint
+    with the path of a `uniqueItems` that cannot be enforced."""
+    if not _holds_unique(schema):
+        return schema, None
+    track = _Locations(schema).track()
+    return map_with_pointers(schema, lambda _, node: {k: v for k, v in node.items() if k != "uniqueItems"}), track
+
+
+def _holds_unique(schema: Any) -> bool:
+    return '"uniqueItems": true' in json.dumps(schema)  # cheap, and exact enough: a false positive costs a walk
+
+
+Location = frozenset  # the JSON pointers of the subschemas applying at one instance location
+
+
+class _Edges(NamedTuple):
+    properties: dict[str, Location]
+    other: Location | None
+    items: Location | None
+
+
+class _Locations:
+    """The instance locations of `root`, each as the set of subschemas (JSON pointers) applying there."""
+
+    def __init__(self, root: dict):
+        self.root = root
+        self.nodes: dict[str, Any] = {"": root}  # every subschema met, by pointer
+        self.checked: set[str] = set()  # subschemas known to hold no uniqueItems below
+
+    def track(self) -> Track | None:
+        root = self._location([""])
+        edges: dict[Location, _Edges] = {}
+        unique: dict[Location, frozenset[str] | None] = {}
+        pending = [root]
+        while pending:  # every location the walk can name
+            location = pending.pop()
+            if location in edges:
+                continue
+            if self._is_unique_array(location):
+                unique[location] = self._item_values(location)
+            edges[location] = found = self._edges(location)
+            pending.extend(child for child in (*found.properties.values(), found.other, found.items) if child)
+        live, changed = set(unique), True
+        while changed:  # and those leading to a unique array (cycles included)
+            changed = False
+            for location, found in edges.items():
+                if location not in live and any(child in live for child in (*found.properties.values(), found.other,
+                                                                            found.items)):
+                    live.add(location)
+                    changed = True
+        tracks = {location: Track(location in unique, unique.get(location)) for location in live}
+        for location, track in tracks.items():
+            found = edges[location]
+            track.properties = {name: tracks[child] for name, child in found.properties.items() if child in live}
+            track.items, track.other = tracks.get(found.items), tracks.get(found.other)
+            track.declared = frozenset(found.properties) if track.other is not None else frozenset()
+        return tracks.get(root)
+
+    def _location(self, pointers: list[str]) -> Location:
+        """The pointers given and every subschema applying in place through $ref, allOf, anyOf, oneOf."""
+        found: set[str] = set()
+        stack = list(pointers)
+        while stack:
+            pointer = stack.pop()
+            node = self.nodes[pointer]
+            if pointer in found or not isinstance(node, dict):
+                continue
+            found.add(pointer)
+            if isinstance(node.get("$ref"), str):
+                target = resolve_local(self.root, node["$ref"]) if node["$ref"].startswith("#") else None
+                if target is None:
+                    raise InvalidConstraint("a $ref to another document, where uniqueItems applies, is not enforced",
+                                            path=pointer, keyword="$ref", hint=_HINT)
+                self.nodes.setdefault(target[0], target[1])
+                stack.append(target[0])
+            for keyword in _IN_PLACE:
+                members = node.get(keyword)
+                for i, member in enumerate(members if isinstance(members, list) else []):
+                    self.nodes.setdefault(f"{pointer}/{keyword}/{i}", member)
+                    stack.append(f"{pointer}/{keyword}/{i}")
+        # a node holding a $ref alone adds nothing: left out, so that a recursion closes on the same location
+        return frozenset(p for p in found if not set(self.nodes[p]) <= {"$ref", *ANNOTATIONS})
+
+    def _edges(self, location: Location) -> _Edges:
+        """The locations of each declared property (what `patternProperties` and `additionalProperties` add there
+        included), of any other name, and of every item; a `uniqueItems` under any other child of the location's
+        subschemas is refused."""
+        nodes = {pointer: self.nodes[pointer] for pointer in location}
+        by_position = any("prefixItems" in node or isinstance(node.get("items"), list) for node in nodes.values())
+        by_pattern = any(node.get("patternProperties") for node in nodes.values())
+        names = {name for node in nodes.values() if isinstance(node.get("properties"), dict)
+                 for name in node["properties"]}
+        located: dict[str, list[str]] = {name: [] for name in names}
+        others: list[str] = []
+        items: list[str] = []
+        for pointer, node in nodes.items():
+            for suffix, child in children(node):
+                keyword = suffix[1:].partition("/")[0]
+                self.nodes.setdefault(pointer + suffix, child)
+                if keyword == "items" and not by_position:
+                    items.append(pointer + suffix)
+                elif keyword == "additionalProperties" and not by_pattern:
+                    others.append(pointer + suffix)
+                elif keyword not in ("properties", *_IN_PLACE, "$defs", "definitions"):
+                    self._refuse_unique_below(pointer + suffix, child)
+            for name in names:
+                located[name].extend(_applying(pointer, node, name))
+        return _Edges({name: self._location(pointers) for name, pointers in located.items()},
+                      self._location(others) if others else None, self._location(items) if items else None)
+
+    def _is_unique_array(self, location: Location) -> bool:
+        """Whether an array here must hold distinct items; InvalidConstraint where other keywords apply beside."""
+        nodes = {pointer: self.nodes[pointer] for pointer in location}
+        unique = [pointer for pointer, node in nodes.items() if node.get("uniqueItems") is True]
+        for pointer, node in nodes.items() if unique else ():
+            if not set(node) <= _ARRAY_KEYS or not isinstance(node.get("items", {}), (dict, bool)):
+                odd = sorted(set(node) - _ARRAY_KEYS) or ["items"]
+                raise InvalidConstraint(f"enforced on arrays of strings alone: {odd[0]!r} applies here too "
+                                        f"(at '{pointer or '/'}')", path=unique[0], keyword="uniqueItems", hint=_HINT)
+        return bool(unique)
+
+    def _item_values(self, location: Location) -> frozenset[str] | None:
+        """The strings a unique array's items are drawn from (None: any string); InvalidConstraint where the
+        items are not strings of one of those two kinds, or there cannot be as many distinct items as required."""
+        nodes = {pointer: self.nodes[pointer] for pointer in location}
+        path = min(pointer for pointer, node in nodes.items() if node.get("uniqueItems") is True)
+        pointers = [f"{pointer}/items" for pointer, node in nodes.items() if "items" in node]
+        for pointer in pointers:
+            self.nodes.setdefault(pointer, nodes[pointer[:-len("/items")]]["items"])
+        item_nodes = [self.nodes[p] for p in self._location(pointers)]
+        values: list | None = None
+        for node in item_nodes:
+            if not set(node) <= _ITEM_KEYS or node.get("type", "string") != "string":
+                raise InvalidConstraint("enforced on arrays of strings alone: plain (at most a minLength) or from "
+                                        "an enum", path=path, keyword="uniqueItems", hint=_HINT)
+            for allowed in ([node["const"]] if "const" in node else None, node.get("enum")):
+                if isinstance(allowed, list):
+                    values = allowed if values is None else [v for v in values if v in allowed]
+        strings = any(node.get("type") == "string" for node in item_nodes)
+        if not strings and (values is None or not all(isinstance(v, str) for v in values)):
+            raise InvalidConstraint("enforced on arrays of strings alone (items: {type: string}, or an enum of "
+                                    "strings)", path=path, keyword="uniqueItems", hint=_HINT)
+        values = None if values is None else frozenset(v for v in values if isinstance(v, str))
+        if values is not None and not values:
+            raise InvalidConstraint("the items can be no string", path=path, keyword="uniqueItems", hint=_HINT)
+        if values is not None and any(node.get("minLength", 0) for node in item_nodes):
+            raise InvalidConstraint("enforced on enum items without minLength", path=path, keyword="uniqueItems",
+                                    hint="drop the minLength: the enum says which strings")
+        needed = max((node.get("minItems", 0) for node in nodes.values()), default=0)
+        if values is not None and needed > len(values):
+            raise InvalidConstraint(f"minItems {needed} asks for more distinct items than the {len(values)} values",
+                                    path=path, keyword="uniqueItems", hint="lower minItems or add values")
+        return values
+
+    def _refuse_unique_below(self, pointer: str, node: Any) -> None:
+        """InvalidConstraint if a `uniqueItems: true` is reachable from the subschema at `pointer`."""
+        stack = [(pointer, node)]
+        while stack:
+            pointer, node = stack.pop()
+            if pointer in self.checked or not isinstance(node, dict):
+                continue
+            self.checked.add(pointer)
+            if node.get("uniqueItems") is True:
+                raise InvalidConstraint("enforced on arrays reached through properties, additionalProperties and items "
+                                        "alone, not under patternProperties, prefixItems, contains or not",
+                                        path=pointer, keyword="uniqueItems", hint=_HINT)
+            ref = node.get("$ref")
+            target = resolve_local(self.root, ref) if isinstance(ref, str) and ref.startswith("#") else None
+            if target is not None:
+                stack.append(target)
+            stack.extend((pointer + suffix, child) for suffix, child in children(node)
+                         if not suffix.startswith(("/$defs/", "/definitions/")))
+
+
+def _applying(pointer: str, node: dict, name: str) -> list[str]:
+    """Pointers of the subschemas of `node` that apply to its property `name`."""
+    declared = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+    patterns = node.get("patternProperties") if isinstance(node.get("patternProperties"), dict) else {}
+    found = [f"{pointer}/properties/{escape(name)}"] if name in declared else []
+    found += [f"{pointer}/patternProperties/{escape(p)}" for p in patterns if _searches(p, name)]
+    if not found and "additionalProperties" in node:
+        found.append(f"{pointer}/additionalProperties")
+    return found
+
+
+def _searches(pattern: str, name: str) -> bool:
+    """Whether a patternProperties pattern matches `name` (as jsonschema reads it); an unreadable one: yes."""
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        return True

@@ -1,0 +1,201 @@
+"""uniqueItems on arrays of plain strings: where it applies, the matcher beside the grammar, generation under it."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from constrained.compiler.unique_items import Track, split_unique_items
+from constrained.constraints import Constraint
+from constrained.engine.engine import Engine, Submission
+from constrained.engine.params import SamplingParams
+from constrained.engine.sequence import FinishReason
+from constrained.errors import InvalidConstraint
+from constrained.testing import json_finishing_bias, run_until_idle, validation_errors
+
+TAGS = {"type": "array", "items": {"type": "string"}, "uniqueItems": True}
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "tags": TAGS,
+        "groups": {"type": "array", "items": {"$ref": "#/$defs/group"}},
+        "maybe": {"anyOf": [{"$ref": "#/$defs/names"}, {"type": "null"}]},  # pydantic's Optional[set[str]]
+        "note": {"type": "string"},
+        "labels": {"type": "object", "properties": {"fixed": {"type": "string"}}, "additionalProperties": TAGS},
+        "colors": {"type": "array", "items": {"enum": ["red", "re", "green", "blue"]}, "uniqueItems": True},
+    },
+    "required": ["tags"],
+    "$defs": {"group": {"type": "object", "properties": {"tags": TAGS, "sub": {"$ref": "#/$defs/group"}}},
+              "names": {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True}},
+}
+
+
+def test_the_locations_of_unique_arrays_form_a_graph_recursion_included():
+    schema, track = split_unique_items(SCHEMA)
+    assert "uniqueItems" not in json.dumps(schema)
+    assert track.properties["tags"].unique and track.properties["maybe"].unique
+    group = track.properties["groups"].items
+    assert group.properties["tags"].unique and group.properties["sub"] is group  # a cycle, as the schema recurses
+    assert set(track.properties) == {"tags", "groups", "maybe", "labels", "colors"}  # "note" leads to none
+    assert track.properties["labels"].other.unique and track.properties["labels"].declared == {"fixed"}
+    assert track.properties["colors"].values == {"red", "re", "green", "blue"}
+    assert track.properties["tags"].values is None
+    again = Track.from_json(json.loads(json.dumps(track.to_json())))
+    assert again.properties["groups"].items.properties["sub"] is again.properties["groups"].items
+    assert split_unique_items({"type": "array", "items": {"type": "string"}}) == (
+        {"type": "array", "items": {"type": "string"}}, None)
+
+
+@pytest.mark.parametrize("schema, path", [
+    ({"type": "array", "uniqueItems": True}, ""),  # items of any type
+    ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, ""),
+    ({"type": "array", "items": {"type": "string", "maxLength": 3}, "uniqueItems": True}, ""),  # could dead-end
+    ({"type": "array", "items": {"enum": ["a", 1]}, "uniqueItems": True}, ""),  # 1 is no string
+    ({"type": "array", "items": {"enum": ["a", "b"]}, "uniqueItems": True, "minItems": 3}, ""),  # only 2 values
+    ({"type": "array", "items": {"type": "string"}, "uniqueItems": True, "contains": {"const": "a"}}, ""),
+    ({"type": "object", "patternProperties": {"^t": TAGS}}, "/patternProperties/^t"),
+    ({"type": "object", "additionalProperties": TAGS, "patternProperties": {"^x": {}}}, "/additionalProperties"),
+    ({"type": "array", "prefixItems": [TAGS]}, "/prefixItems/0"),
+    ({"type": "object", "properties": {"t": TAGS}, "patternProperties": {"^t$": {"items": {"maxLength": 2}}}},
+     "/properties/t"),  # a pattern adds to what applies at "t"
+    ({"anyOf": [{"type": "object", "properties": {"t": TAGS}}, {"properties": {"t": {"items": {"type": "integer"}}}}]},
+     "/anyOf/0/properties/t"),
+])
+def test_unique_items_it_cannot_follow_are_refused_with_their_path(compiler, schema, path):
+    with pytest.raises(InvalidConstraint) as refused:
+        compiler.validate(Constraint.json_schema(schema))
+    assert (refused.value.path, refused.value.keyword) == (path, "uniqueItems")
+
+
+def test_tool_parameters_with_unique_items_are_refused(compiler):
+    tools = [("f", {"type": "object", "properties": {"t": TAGS}})]
+    with pytest.raises(InvalidConstraint, match="not yet in tool parameters") as refused:
+        compiler.validate(Constraint.tool_calls(tools))
+    assert refused.value.path == "/tools/0/parameters"
+
+
+def accepts(grammar, tokenizer, text: str) -> bool:
+    matcher = grammar.matcher()
+    return all(matcher.accept_token(t) for t in tokenizer.encode(text)) and matcher.is_accepting()
+
+
+@pytest.mark.parametrize("text, valid", [
+    ('{"tags": ["a", "b"]}', True),
+    ('{"tags": ["a", "a"]}', False),
+    ('{"tags": ["x", "xy", "y", "x"]}', False),
+    ('{"tags": ["a\\"", "a"]}', True),
+    ('{"tags": ["a\\"", "a\\""]}', False),  # escapes are part of the spelling, one spelling per string
+    ('{"tags": ["\\n", "\\n"]}', False),
+    ('{"tags": [], "groups": [{"tags": ["a"]}, {"tags": ["a"], "sub": {"tags": ["b", "a"]}}]}', True),  # per array
+    ('{"tags": [], "groups": [{"sub": {"sub": {"tags": ["c", "c"]}}}]}', False),
+    ('{"tags": ["é", "e"], "maybe": ["é", "e"]}', True),
+    ('{"tags": [], "maybe": ["é", "é"]}', False),
+    ('{"tags": [], "maybe": null, "note": "a"}', True),
+    ('{"tags": [], "labels": {"fixed": "a", "x": ["a", "b"], "y": ["a"]}}', True),  # additionalProperties
+    ('{"tags": [], "labels": {"x": ["a", "b", "a"]}}', False),
+    ('{"tags": [], "colors": ["re", "red", "green", "blue"]}', True),
+    ('{"tags": [], "colors": ["red", "green", "red"]}', False),
+    ('{"tags": [], "colors": ["red", "green", "blue", "re", "red"]}', False),
+])
+def test_a_repeated_item_is_refused_and_the_rest_follows_the_grammar(compiler, qwen_tokenizer, text, valid):
+    grammar = compiler.compile(Constraint.json_schema(SCHEMA))
+    assert accepts(grammar, qwen_tokenizer, text) is valid
+    assert validation_errors(SCHEMA, text) == [] if valid else validation_errors(SCHEMA, text) != []
+
+
+def allowed(bitmask: torch.Tensor) -> np.ndarray:
+    return np.unpackbits(bitmask[0].numpy().view(np.uint8), bitorder="little").astype(bool)[:151_936]
+
+
+@pytest.mark.parametrize("prefix, repeating", [
+    ('{"tags": ["ab", "ab', '"'), ('{"tags": ["x.", "x', '."'), ('{"tags": ["", "', '"'),
+    ('{"tags": ["a\\"", "a\\', '""'),  # inside an escape: the escaped quote, then the closing one
+    ('{"tags": ["",', ' ""'), ('{"tags": ["", ', '""'),  # tokens holding a whole item: a repeat
+    ('{"tags": ["a', None),  # the first item repeats nothing
+    ('{"tags": [], "colors": ["red", "re', 'd'),  # an enum item: on the way to an unused value alone
+    ('{"tags": [], "colors": ["red", "green", "blue", "re"', ',')])  # every value used: no next item
+def test_the_mask_allows_exactly_the_tokens_the_matcher_accepts(compiler, qwen_tokenizer, prefix, repeating):
+    """The check takes from the grammar's mask exactly the tokens that would repeat an item (`repeating` among
+    them), and the matcher agrees with the mask on every token that holds a quote (others cannot close a string)."""
+    grammar = compiler.compile(Constraint.json_schema(SCHEMA))
+    plain = compiler.compile(Constraint.json_schema(split_unique_items(SCHEMA)[0]))
+    matcher, other = grammar.matcher(), plain.matcher()
+    for token in qwen_tokenizer.encode(prefix):
+        assert matcher.accept_token(token) and other.accept_token(token)
+    bitmask = torch.zeros(1, compiler.bitmask_width, dtype=torch.int32)
+    matcher.fill_bitmask(bitmask, 0)
+    mask = allowed(bitmask)
+    other.fill_bitmask(bitmask, 0)
+    grammar_allows = allowed(bitmask)
+    assert not (mask & ~grammar_allows).any()
+    forbidden = set(np.flatnonzero(grammar_allows & ~mask).tolist())
+    if repeating is None:
+        assert forbidden == set()
+    else:
+        assert qwen_tokenizer.encode(repeating)[0] in forbidden
+    tested = [t for t in np.flatnonzero(grammar_allows).tolist()
+              if '"' in qwen_tokenizer.decode([t]) or "colors" in prefix]  # others cannot close a plain string
+    assert {t for t in tested if matcher.validate_tokens([t]) == 0} == forbidden
+    for token in np.flatnonzero(mask)[::50].tolist():
+        assert matcher.validate_tokens([token]) == 1
+    if prefix.startswith('{"tags": ["') and prefix[-1] not in ", \\":  # inside a plain string: it always goes on
+        assert mask[qwen_tokenizer.encode("c")[0]]
+
+
+def test_rollback_and_dry_runs_keep_the_items(compiler, qwen_tokenizer):
+    grammar = compiler.compile(Constraint.json_schema(SCHEMA))
+    matcher = grammar.matcher()
+    head, repeat = qwen_tokenizer.encode('{"tags": ["a", '), qwen_tokenizer.encode('"a"]}')
+    assert all(matcher.accept_token(t) for t in head)
+    closing = next(i for i in range(len(repeat)) if qwen_tokenizer.decode(repeat[:i + 1]).count('"') == 2)
+    assert matcher.validate_tokens(repeat) == closing  # the token closing the repeat, not one before
+    fresh = qwen_tokenizer.encode('"b"]}')
+    assert matcher.validate_tokens(fresh) == len(fresh)
+    assert all(matcher.accept_token(t) for t in fresh)
+    matcher.rollback(len(fresh))  # back inside the array, "a" still taken
+    assert matcher.validate_tokens(repeat) == closing
+    assert all(matcher.accept_token(t) for t in fresh) and matcher.is_accepting()
+
+
+def test_a_cached_grammar_keeps_its_unique_arrays(compiler, qwen_tokenizer):
+    grammar = compiler.compile(Constraint.json_schema(SCHEMA))
+    backend = compiler._backend("llguidance")
+    loaded = backend.load(grammar.to_bytes(), deadline=time.monotonic() + 10)
+    assert not accepts(loaded, qwen_tokenizer, '{"tags": ["a", "a"]}')
+    assert accepts(loaded, qwen_tokenizer, '{"tags": ["a", "b"]}')
+
+
+@pytest.mark.parametrize("items, min_items, max_items", [
+    ({"type": "string"}, 4, 8),
+    ({"enum": ["a", "ab", "b", "ba", "c"]}, 3, 5),  # values prefixes of others: an item must not dead-end
+])
+def test_generation_never_repeats_an_item(tiny_model, compiler, items, min_items, max_items):
+    """Random weights pushed toward short strings repeat items often without the check (the plain schema
+    shows it), never with it; every output that stops validates, none fails."""
+    def tags(unique: bool) -> dict:
+        array = {"type": "array", "items": items, "uniqueItems": unique, "minItems": min_items, "maxItems": max_items}
+        return {"type": "object", "properties": {"tags": array}, "required": ["tags"], "additionalProperties": False}
+
+    schema, plain = tags(True), tags(False)
+    tokenizer = tiny_model.tokenizer
+    closing = {t: 14.0 for t in range(len(tokenizer)) if tokenizer.decode([t]) in ('"', '", "', '",', '"]', '""')}
+    bias = json_finishing_bias(tokenizer) | closing  # empty and one-character strings: repeats are likely
+    prompt = tokenizer.encode("tags:")
+    outputs = {}
+    for name, value in (("unique", schema), ("plain", plain)):
+        grammar = compiler.compile(Constraint.json_schema(value))
+        results = run_until_idle(Engine(tiny_model, max_batch_size=16), [
+            Submission(prompt, SamplingParams(max_tokens=60, seed=seed, logit_bias=bias), grammar, f"{name}{seed}")
+            for seed in range(16)])
+        outputs[name] = [results[(f"{name}{seed}", 0)] for seed in range(16)]
+    repeated = [o for o in outputs["plain"] if o["finish"] is FinishReason.STOP
+                and len(set(json.loads(o["text"])["tags"])) < len(json.loads(o["text"])["tags"])]
+    assert len(repeated) >= 4, "the bias no longer makes repeats likely: the test would prove little"
+    stopped = [o for o in outputs["unique"] if o["finish"] is FinishReason.STOP]
+    assert len(stopped) >= 12
+    assert all(validation_errors(schema, o["text"]) == [] for o in stopped), [o["text"] for o in stopped]
+    assert all(o["finish"] is not FinishReason.FAILED for o in outputs["unique"])
