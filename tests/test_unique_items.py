@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 
 import numpy as np
@@ -199,3 +200,47 @@ def test_generation_never_repeats_an_item(tiny_model, compiler, items, min_items
     assert len(stopped) >= 12
     assert all(validation_errors(schema, o["text"]) == [] for o in stopped), [o["text"] for o in stopped]
     assert all(o["finish"] is not FinishReason.FAILED for o in outputs["unique"])
+
+
+def random_instance(rng: random.Random) -> dict:
+    """An instance of SCHEMA's shape (its property order, the grammar's), its arrays often repeating an item."""
+    alphabet = ["a", "b", "ab", "", "é", 'q"', "\\", "\n", "x y", "日本"]
+
+    def strings(count: int) -> list[str]:
+        return [rng.choice(alphabet) for _ in range(count)]
+
+    def group(depth: int) -> dict:
+        out = {"tags": strings(rng.randint(0, 3))} if rng.random() < 0.8 else {}
+        return {**out, "sub": group(depth + 1)} if depth < 2 and rng.random() < 0.4 else out
+
+    instance = {"tags": strings(rng.randint(0, 4))}
+    if rng.random() < 0.5:
+        instance["groups"] = [group(0) for _ in range(rng.randint(0, 2))]
+    if rng.random() < 0.5:
+        instance["maybe"] = None if rng.random() < 0.3 else [s for s in strings(rng.randint(0, 3)) if s]
+    if rng.random() < 0.5:
+        instance["labels"] = {**({"fixed": "f"} if rng.random() < 0.5 else {}),
+                              **{f"k{i}": strings(rng.randint(0, 3)) for i in range(rng.randint(0, 2))}}
+    if rng.random() < 0.5:
+        instance["colors"] = [rng.choice(["red", "re", "green", "blue"]) for _ in range(rng.randint(0, 4))]
+    return instance
+
+
+def test_the_matcher_accepts_exactly_the_valid_instances_however_they_are_tokenized(compiler, qwen_tokenizer):
+    """Random instances, each split into tokens at random places (a model need not write the tokenizer's own
+    split): the matcher accepts an instance if and only if jsonschema finds it valid."""
+    rng = random.Random(0)
+    grammar = compiler.compile(Constraint.json_schema(SCHEMA))
+    verdicts = set()
+    for _ in range(300):
+        text = json.dumps(random_instance(rng), ensure_ascii=False, separators=(", ", ": "))
+        cuts = sorted(rng.sample(range(1, len(text)), min(len(text) - 1, rng.randint(0, 12))))
+        ids = [t for a, b in zip([0, *cuts], [*cuts, len(text)]) for t in qwen_tokenizer.encode(text[a:b])]
+        if qwen_tokenizer.decode(ids) != text:
+            continue
+        matcher = grammar.matcher()
+        accepted = all(matcher.accept_token(t) for t in ids) and matcher.is_accepting()
+        valid = validation_errors(SCHEMA, text) == []
+        assert accepted == valid, text
+        verdicts.add(valid)
+    assert verdicts == {True, False}
