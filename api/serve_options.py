@@ -23,6 +23,7 @@ from constrained.compiler.warmup import compile_warmup_schemas
 from constrained.engine.async_engine import AsyncEngine
 from constrained.errors import ModelLoadError
 from constrained.models import DEFAULT_MODEL, load_model
+from constrained.models.quantize import QUANTIZATIONS
 
 log = logging.getLogger("constrained.serve")
 DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -44,6 +45,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", choices=tuple(DTYPES),
                         help="weights and KV cache (auto: bfloat16 on CUDA, float32 on the CPU; bfloat16 is faster "
                              "on CPUs with AMX: 1.6x a batch-32 SmolLM2 step here, slower on CPUs without)")
+    parser.add_argument("--quantize", default="none", choices=QUANTIZATIONS,
+                        help="int8: weight-only int8 linears on the CPU, for faster decoding at small batches at a "
+                             "small quality cost (benchmarks/SPEED.md, 'int8 weights')")
     parser.add_argument("--max-batch-size", type=int, default=32, help="sequences decoded together")
     parser.add_argument("--max-waiting", type=int, default=256,
                         help="sequences waiting beyond the batch's free slots before 429")
@@ -101,8 +105,9 @@ def build_server(args: argparse.Namespace, *, warm_before_serving: bool = False)
     `warm_before_serving`: the app's startup waits for the warm-up generation (Ray routes to a replica once it
     has started), instead of starting at once with /health at 503 until warm."""
     try:
-        with _progress(f"loading model {args.model} (device {args.device}, dtype {args.dtype})"):
-            loaded = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype])
+        with _progress(f"loading model {args.model} (device {args.device}, dtype {args.dtype}, "
+                       f"quantize {args.quantize})"):
+            loaded = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype], quantize=args.quantize)
     except ModelLoadError as exc:
         raise ServerSetupError(str(exc)) from exc
     compiler = Compiler(loaded.tokenizer, vocab_rows=loaded.vocab_rows, eos_token_ids=loaded.eos_token_ids,

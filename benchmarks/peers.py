@@ -54,6 +54,7 @@ from benchmarks.serve import free_port, run_cell, running, server, shared_settin
 from constrained.compiler import Compiler
 from constrained.models import load_model
 from constrained.models.builtin import SMOLLM2, builtin_model_dir
+from constrained.models.quantize import QUANTIZATIONS
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -159,6 +160,7 @@ def main() -> None:
     parser.add_argument("--model", default="tiny-qwen3")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--dtype", default="auto", choices=tuple(DTYPES), help="ours only")
+    parser.add_argument("--quantize", default="none", choices=QUANTIZATIONS, help="ours only")
     parser.add_argument("--peers", type=lambda text: text.split(","), default=["transformers", "llama.cpp"])
     parser.add_argument("--concurrency", type=lambda text: [int(c) for c in text.split(",")], default=[1, 16],
                         help="comma-separated numbers of concurrent clients")
@@ -188,7 +190,7 @@ def main() -> None:
 
     peers = [builders[name]() for name in args.peers]
     results: dict[str, dict] = {}
-    with server(args.model, args.device, args.dtype, fast_forward=True) as ours_url:
+    with server(args.model, args.device, args.dtype, fast_forward=True, quantize=args.quantize) as ours_url:
         for peer in peers:
             if peer.skip_reason:
                 print(f"skipping {peer.name}: {peer.skip_reason}", flush=True)
@@ -197,7 +199,7 @@ def main() -> None:
             with running(peer.command, peer.port, Path(tempfile.gettempdir()) / f"peer-{peer.name}.log") as peer_url:
                 results[peer.name] = asyncio.run(compare(ours_url, peer, peer_url, args, schemas, shared))
 
-    print(f"model {args.model}, ours in dtype {args.dtype}, max_tokens {args.max_tokens}, {args.rounds} rounds x {args.requests_per_client} "
+    print(f"model {args.model}, ours in dtype {args.dtype} (quantize {args.quantize}), max_tokens {args.max_tokens}, {args.rounds} rounds x {args.requests_per_client} "
           "requests per client; ratio = ours / peer output tokens/s")
     print(f"{'peer':>12} {'C':>3} {'workload':>13} {'ours tok/s':>10} {'peer tok/s':>10} {'ratio':>6} "
           f"{'ours TTFT ms':>12} {'peer TTFT ms':>12}")
@@ -209,7 +211,8 @@ def main() -> None:
                       f"{cell['peer']['tokens_per_s']:>10} {cell['tokens_per_s_ratio']:>6} "
                       f"{cell['ours']['ttft_ms']:>12} {cell['peer']['ttft_ms']:>12}")
                 headline[f"{name}_{workload}_c{concurrency}"] = cell["tokens_per_s_ratio"]
-    print(json.dumps({"model": args.model, "dtype": args.dtype, "max_tokens": args.max_tokens, "rounds": args.rounds,
+    print(json.dumps({"model": args.model, "dtype": args.dtype, "quantize": args.quantize, "max_tokens": args.max_tokens,
+                      "rounds": args.rounds, "gguf": args.llama_gguf,
                       "requests_per_client": args.requests_per_client, "ours_over_peer_tokens_per_s": headline,
                       "peers": results}))
 

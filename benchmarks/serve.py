@@ -61,6 +61,7 @@ from benchmarks.documents import corpus_ids, document_ids
 from benchmarks.engine import KEY_HEAVY, STRING_SCHEMA, compiling_schemas
 from constrained.compiler import Compiler
 from constrained.models import load_model
+from constrained.models.quantize import QUANTIZATIONS
 from constrained.testing import json_finishing_bias
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,11 +96,13 @@ def running(command: list[str], port: int, log: Path | None = None) -> Iterator[
         yield f"http://127.0.0.1:{port}/v1"
 
 
-def server(model: str, device: str, dtype: str, *, fast_forward: bool) -> contextlib.AbstractContextManager[str]:
+def server(model: str, device: str, dtype: str, *, fast_forward: bool,
+           quantize: str = "none") -> contextlib.AbstractContextManager[str]:
     """A `constrained serve` subprocess on a free port."""
     port = free_port()
     return running([sys.executable, "-m", "api", "serve", "--model", model, "--device", device, "--dtype", dtype,
-                    "--port", str(port), "--log-level", "warning"] + ([] if fast_forward else ["--no-fast-forward"]), port)
+                    "--quantize", quantize, "--port", str(port), "--log-level", "warning"]
+                   + ([] if fast_forward else ["--no-fast-forward"]), port)
 
 
 def short_messages(i: int) -> list[dict]:
@@ -280,6 +283,7 @@ def main() -> None:
     parser.add_argument("--model", default="tiny-qwen3")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--dtype", default="auto", choices=tuple(DTYPES))
+    parser.add_argument("--quantize", default="none", choices=QUANTIZATIONS)
     parser.add_argument("--concurrency", type=lambda text: [int(c) for c in text.split(",")], default=[1, 8, 32],
                         help="comma-separated numbers of concurrent clients")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of every workload")
@@ -316,12 +320,13 @@ def main() -> None:
 
     with contextlib.ExitStack() as servers:
         started = time.perf_counter()
-        urls = {ff: servers.enter_context(server(args.model, args.device, args.dtype, fast_forward=ff))
+        urls = {ff: servers.enter_context(server(args.model, args.device, args.dtype, fast_forward=ff,
+                                                 quantize=args.quantize))
                 for ff in {workload.fast_forward for workload in workloads.values()}}
         print(f"servers ready in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
         figures = asyncio.run(run_all(urls, args, workloads, shared))
 
-    print(f"model {args.model}, device {args.device}, dtype {args.dtype}, max_tokens {args.max_tokens}, {args.rounds} rounds x "
+    print(f"model {args.model}, device {args.device}, dtype {args.dtype}, quantize {args.quantize}, max_tokens {args.max_tokens}, {args.rounds} rounds x "
           f"{args.requests_per_client} requests per client; ratios vs unconstrained at the same concurrency"
           + ("" if not args.no_finishing_bias else "; no logit_bias"))
     print(f"{'C':>3} {'workload':>20} {'TTFT ms':>9} {'p50':>9} {'p99':>9} {'TPOT ms':>9} {'tok/s':>8} {'req/s':>7} "
@@ -334,7 +339,8 @@ def main() -> None:
                   + (f"  ({cell['failed']} failed)" if cell.get("failed") else ""))
     summary = extract_headline(figures) if args.workloads == "extract" else headline(figures)
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
-    print(json.dumps({"model": args.model, "device": args.device, "dtype": args.dtype, "max_tokens": args.max_tokens,
+    print(json.dumps({"model": args.model, "device": args.device, "dtype": args.dtype, "quantize": args.quantize,
+                      "max_tokens": args.max_tokens,
                       "rounds": args.rounds, "workloads": args.workloads,
                       "finishing_bias": not args.no_finishing_bias,
                       "requests_per_client": args.requests_per_client, "headline": summary, "figures": figures}))

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from constrained.errors import ModelLoadError
 from constrained.models.builtin import BUILTIN_MODELS, load_builtin
 from constrained.models.loaded import LoadedModel
+from constrained.models.quantize import QUANTIZATIONS, quantize_int8
 
 logger = logging.getLogger(__name__)
 
@@ -20,14 +21,20 @@ _TURN_END_TOKENS = ("<|im_end|>", "<|endoftext|>")
 
 
 def load_model(
-    name_or_path: str = DEFAULT_MODEL, *, device: str = "auto", dtype: torch.dtype | None = None
+    name_or_path: str = DEFAULT_MODEL, *, device: str = "auto", dtype: torch.dtype | None = None,
+    quantize: str = "none",
 ) -> LoadedModel:
     """Return the model and tokenizer for a built-in name, a local directory, or a hub id, in eval mode.
 
     `device="auto"` picks CUDA in bfloat16 when available, else the CPU in float32; `dtype` overrides
-    the dtype. Raises ModelLoadError naming the model and the cause when anything fails.
+    the dtype. `quantize="int8"`: weight-only int8 linears (quantize.py), on the CPU only. Raises
+    ModelLoadError naming the model and the cause when anything fails.
     """
     target = _resolve_device(device)
+    if quantize not in QUANTIZATIONS:
+        raise ModelLoadError(f"unknown quantization '{quantize}': one of {', '.join(QUANTIZATIONS)}")
+    if quantize != "none" and target.type != "cpu":
+        raise ModelLoadError(f"quantization '{quantize}' runs on the CPU only: use --device cpu or leave it out")
     dtype = dtype or (torch.bfloat16 if target.type == "cuda" else torch.float32)
     start = time.perf_counter()
     logger.info("loading model %s on %s in %s", name_or_path, target, dtype)
@@ -41,13 +48,16 @@ def load_model(
         raise
     except Exception as exc:  # transformers/hub raise many types; callers need one, with the cause
         raise ModelLoadError(f"could not load model '{name_or_path}': {type(exc).__name__}: {exc}") from exc
+    vocab_rows = model.get_output_embeddings().weight.shape[0]
+    if quantize == "int8":
+        logger.info("int8 weights for %d linears", quantize_int8(model))
     loaded = LoadedModel(
         name=name_or_path,
         model=model,
         tokenizer=tokenizer,
         device=target,
         dtype=dtype,
-        vocab_rows=model.get_output_embeddings().weight.shape[0],
+        vocab_rows=vocab_rows,
         eos_token_ids=_eos_token_ids(model, tokenizer),
     )
     elapsed = time.perf_counter() - start
