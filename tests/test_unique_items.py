@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
+from typing import Literal
 
 import numpy as np
+import openai
 import pytest
 import torch
+from openai.lib._pydantic import to_strict_json_schema
+from pydantic import BaseModel, Field
 
 from constrained.compiler.unique_items import Track, split_unique_items
 from constrained.constraints import Constraint
@@ -74,7 +79,7 @@ def test_unique_items_it_cannot_follow_are_refused_with_their_path(compiler, sch
 
 def test_tool_parameters_with_unique_items_are_refused(compiler):
     tools = [("f", {"type": "object", "properties": {"t": TAGS}})]
-    with pytest.raises(InvalidConstraint, match="not yet in tool parameters") as refused:
+    with pytest.raises(InvalidConstraint, match="not yet enforced beside tools") as refused:
         compiler.validate(Constraint.tool_calls(tools))
     assert refused.value.path == "/tools/0/parameters"
 
@@ -244,3 +249,28 @@ def test_the_matcher_accepts_exactly_the_valid_instances_however_they_are_tokeni
         assert accepted == valid, text
         verdicts.add(valid)
     assert verdicts == {True, False}
+
+
+class Tagged(BaseModel):
+    tags: set[str] = Field(max_length=6)
+    labels: frozenset[Literal["urgent", "billing", "bug"]]
+
+
+async def test_the_sdk_parses_pydantic_sets_through_the_server(openai_client, finishing_bias):
+    """pydantic writes uniqueItems for every set: the SDK's strict schema is served, and what it parses is valid."""
+    schema = to_strict_json_schema(Tagged)
+    assert schema["properties"]["tags"]["uniqueItems"] and schema["properties"]["labels"]["uniqueItems"]
+
+    async def attempt(seed: int):
+        try:
+            return await openai_client.chat.completions.parse(
+                model="tiny-qwen3", messages=[{"role": "user", "content": "Tag this ticket."}], response_format=Tagged,
+                seed=seed, max_tokens=80, logit_bias=finishing_bias)
+        except openai.LengthFinishReasonError:
+            return None
+
+    parsed = [r for r in await asyncio.gather(*(attempt(seed) for seed in range(6))) if r is not None]
+    assert len(parsed) >= 3, f"only {len(parsed)} of 6 finished"
+    for completion in parsed:
+        assert isinstance(completion.choices[0].message.parsed, Tagged)
+        assert validation_errors(schema, completion.choices[0].message.content) == []

@@ -67,9 +67,10 @@ LLGUIDANCE = KeywordTable(
                          "patternProperties; with additionalProperties other than true, declared names it matches "
                          "must satisfy both)",
         "items": "", "prefixItems": "", "additionalItems": "", "minItems": "", "maxItems": "",
-        "uniqueItems": "on arrays of plain strings (items: {type: string}, at most a minLength) reached through "
-                       "properties, items, $ref, allOf, anyOf and oneOf, in response_format schemas: the closing quote "
-                       "that would repeat an item is forbidden; refused elsewhere",
+        "uniqueItems": "on arrays of strings, plain (at most a minLength) or of an enum, reached through properties, "
+                       "additionalProperties, items, $ref, allOf, anyOf and oneOf, without tools: a check beside the "
+                       "grammar refuses the token that would repeat an item (or leave an enum item no unused value); "
+                       "refused elsewhere",
         "unevaluatedProperties": "beside allOf and $ref alone, as additionalProperties over the names they declare; "
                                  "refused beside anyOf, oneOf, not, if, contains or dependent schemas",
         "unevaluatedItems": "beside allOf and $ref alone, as items after the positions they declare; refused beside "

@@ -25,7 +25,7 @@ from constrained.compiler.backends.exact_formats import with_exact_formats
 from constrained.compiler.backends.pattern_classes import replacement_tables, with_python_classes
 from constrained.compiler.backends.spelling import check_spellable
 from constrained.compiler.backends.tool_grammar import tool_calls_lark
-from constrained.compiler.backends.unique_matcher import VocabularyBytes, UniqueItemsMatcher
+from constrained.compiler.backends.unique_matcher import UniqueItemsMatcher, VocabularyBytes
 from constrained.compiler.keywords import LLGUIDANCE
 from constrained.compiler.rewrites import llguidance_equivalent
 from constrained.compiler.schema_check import enforceable_schema
@@ -145,12 +145,13 @@ class LlguidanceBackend(Backend):
 
 
 def prepare_schema(schema: object) -> object:
-    """The schema llguidance gets for a tool's parameters, inside the tool-call grammar (where nothing follows
-    uniqueItems yet: refused)."""
+    """The schema llguidance gets inside the tool-call grammar (a tool's parameters, or the answer beside tools),
+    where nothing follows uniqueItems yet: refused there."""
     prepared, unique = prepare_with_unique_items(schema)
     if unique is not None:
-        raise InvalidConstraint("uniqueItems is enforced in response_format schemas, not yet in tool parameters",
-                                keyword="uniqueItems", hint="drop it, or ask for the arguments with response_format")
+        raise InvalidConstraint("uniqueItems is not yet enforced beside tools (in a tool's parameters or an answer "
+                                "schema sent with tools)", keyword="uniqueItems",
+                                hint="drop it, or ask for the value with response_format alone")
     return prepared
 
 
