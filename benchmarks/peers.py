@@ -211,8 +211,8 @@ def main() -> None:
                       f"{cell['peer']['tokens_per_s']:>10} {cell['tokens_per_s_ratio']:>6} "
                       f"{cell['ours']['ttft_ms']:>12} {cell['peer']['ttft_ms']:>12}")
                 headline[f"{name}_{workload}_c{concurrency}"] = cell["tokens_per_s_ratio"]
-    print(json.dumps({"model": args.model, "dtype": args.dtype, "quantize": args.quantize, "max_tokens": args.max_tokens,
-                      "rounds": args.rounds, "gguf": args.llama_gguf,
+    print(json.dumps({"model": args.model, "dtype": args.dtype, "quantize": args.quantize,
+                      "max_tokens": args.max_tokens, "rounds": args.rounds, "gguf": args.llama_gguf,
                       "requests_per_client": args.requests_per_client, "ours_over_peer_tokens_per_s": headline,
                       "peers": results}))
 

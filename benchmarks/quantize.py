@@ -43,10 +43,9 @@ def example_requests() -> list[tuple[str, list[dict], dict, int]]:
 
     requests = [("extraction", [{"role": "system", "content": "Extract the contact details from the user's message."},
                                 {"role": "user", "content": CONTACT_TEXT}], schema("extraction"), 200)]
-    requests += [(f"classification {i}", [
-        {"role": "system", "content": "Label the support ticket: bug, feature_request, question or praise, with your "
-                                      "confidence."}, {"role": "user", "content": ticket}], schema("classification"), 30)
-        for i, ticket in enumerate(TICKETS)]
+    label = "Label the support ticket: bug, feature_request, question or praise, with your confidence."
+    requests += [(f"classification {i}", [{"role": "system", "content": label}, {"role": "user", "content": ticket}],
+                  schema("classification"), 30) for i, ticket in enumerate(TICKETS)]
     requests.append(("nested_document", [{"role": "user", "content": "Write a short technical note on caching HTTP "
                                           "responses, as sections with paragraphs."}], schema("nested_document"), 400))
     return requests
