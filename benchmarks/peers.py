@@ -199,8 +199,8 @@ def main() -> None:
             with running(peer.command, peer.port, Path(tempfile.gettempdir()) / f"peer-{peer.name}.log") as peer_url:
                 results[peer.name] = asyncio.run(compare(ours_url, peer, peer_url, args, schemas, shared))
 
-    print(f"model {args.model}, ours in dtype {args.dtype} (quantize {args.quantize}), max_tokens {args.max_tokens}, {args.rounds} rounds x {args.requests_per_client} "
-          "requests per client; ratio = ours / peer output tokens/s")
+    print(f"model {args.model}, ours in dtype {args.dtype} (quantize {args.quantize}), max_tokens {args.max_tokens}, "
+          f"{args.rounds} rounds x {args.requests_per_client} requests per client; ratio = ours / peer output tokens/s")
     print(f"{'peer':>12} {'C':>3} {'workload':>13} {'ours tok/s':>10} {'peer tok/s':>10} {'ratio':>6} "
           f"{'ours TTFT ms':>12} {'peer TTFT ms':>12}")
     headline = {}
