@@ -50,6 +50,7 @@ def test_every_linear_of_a_model_is_replaced_and_its_logits_stay_close(tiny_mode
     assert (approx.argmax(-1) == exact.argmax(-1)).float().mean() > 0.9
 
 
+@pytest.mark.slow  # an engine run of its own; the logits test above keeps the fast tier's check
 def test_an_int8_model_generates_valid_constrained_outputs(tiny_model, compiler):
     quantized = load_model("tiny-qwen3", device="cpu", quantize="int8")
     schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12}, "n": {"type": "integer"}},

@@ -118,10 +118,11 @@ def allowed(bitmask: torch.Tensor) -> np.ndarray:
 
 
 @pytest.mark.parametrize("prefix, repeating", [
-    ('{"tags": ["ab", "ab', '"'), ('{"tags": ["x.", "x', '."'), ('{"tags": ["", "', '"'),
+    ('{"tags": ["ab", "ab', '"'), pytest.param('{"tags": ["x.", "x', '."', marks=pytest.mark.slow),
+    pytest.param('{"tags": ["", "', '"', marks=pytest.mark.slow),
     ('{"tags": ["a\\"", "a\\', '""'),  # inside an escape: the escaped quote, then the closing one
-    ('{"tags": ["",', ' ""'), ('{"tags": ["", ', '""'),  # tokens holding a whole item: a repeat
-    ('{"tags": ["a', None),  # the first item repeats nothing
+    ('{"tags": ["",', ' ""'), pytest.param('{"tags": ["", ', '""', marks=pytest.mark.slow),  # a whole item
+    pytest.param('{"tags": ["a', None, marks=pytest.mark.slow),  # the first item repeats nothing
     ('{"tags": [], "colors": ["red", "re', 'd'),  # an enum item: on the way to an unused value alone
     ('{"tags": [], "colors": ["red", "green", "blue", "re"', ',')])  # every value used: no next item
 def test_the_mask_allows_exactly_the_tokens_the_matcher_accepts(compiler, qwen_tokenizer, prefix, repeating):
@@ -177,7 +178,8 @@ def test_a_cached_grammar_keeps_its_unique_arrays(compiler, qwen_tokenizer):
 
 @pytest.mark.parametrize("items, min_items, max_items", [
     ({"type": "string"}, 4, 8),
-    ({"enum": ["a", "ab", "b", "ba", "c"]}, 3, 5),  # values prefixes of others: an item must not dead-end
+    pytest.param({"enum": ["a", "ab", "b", "ba", "c"]}, 3, 5,  # values prefixes of others: no item may dead-end
+                 marks=pytest.mark.slow),
 ])
 def test_generation_never_repeats_an_item(tiny_model, compiler, items, min_items, max_items):
     """Random weights pushed toward short strings repeat items often without the check (the plain schema
