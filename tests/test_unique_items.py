@@ -22,6 +22,7 @@ from constrained.engine.params import SamplingParams
 from constrained.engine.sequence import FinishReason
 from constrained.errors import InvalidConstraint
 from constrained.testing import json_finishing_bias, run_until_idle, validation_errors
+from constrained.tool_calls import parse_tool_calls
 
 TAGS = {"type": "array", "items": {"type": "string"}, "uniqueItems": True}
 SCHEMA = {
@@ -77,11 +78,32 @@ def test_unique_items_it_cannot_follow_are_refused_with_their_path(compiler, sch
     assert (refused.value.path, refused.value.keyword) == (path, "uniqueItems")
 
 
-def test_tool_parameters_with_unique_items_are_refused(compiler):
+def test_an_answer_schema_beside_tools_with_unique_items_is_refused(compiler):
     tools = [("f", {"type": "object", "properties": {"t": TAGS}})]
-    with pytest.raises(InvalidConstraint, match="not yet enforced beside tools") as refused:
-        compiler.validate(Constraint.tool_calls(tools))
-    assert refused.value.path == "/tools/0/parameters"
+    compiler.validate(Constraint.tool_calls(tools))  # in a tool's parameters: enforced
+    with pytest.raises(InvalidConstraint, match="answer schema sent with tools") as refused:
+        compiler.validate(Constraint.tool_calls(tools, answer={"type": "object", "properties": {"t": TAGS}}))
+    assert refused.value.keyword == "uniqueItems"
+
+
+TOOLS = [("tag", {"type": "object", "properties": {"t": TAGS}, "required": ["t"]}),
+         ("note", {"type": "object", "properties": {"t": {"type": "array", "items": {"type": "string"}}}})]
+
+
+def call(name: str, arguments: str) -> str:
+    return f'<tool_call>\n{{"name": "{name}", "arguments": {arguments}}}\n</tool_call>'
+
+
+@pytest.mark.parametrize("text, valid", [
+    (call("tag", '{"t": ["a", "b"]}'), True),
+    (call("tag", '{"t": ["a", "a"]}'), False),
+    (call("note", '{"t": ["a", "a"]}'), True),  # no uniqueItems in that tool
+    (call("tag", '{"t": ["a"]}') + "\n" + call("tag", '{"t": ["a", "b"]}'), True),  # each call's own array
+    (call("note", '{"t": ["a"]}') + "\n" + call("tag", '{"t": ["b", "b"]}'), False),
+])
+def test_each_tool_calls_arguments_keep_their_items_distinct(compiler, qwen_tokenizer, text, valid):
+    grammar = compiler.compile(Constraint.tool_calls(TOOLS, mode="required"))
+    assert accepts(grammar, qwen_tokenizer, text) is valid
 
 
 def accepts(grammar, tokenizer, text: str) -> bool:
@@ -276,3 +298,23 @@ async def test_the_sdk_parses_pydantic_sets_through_the_server(openai_client, fi
     for completion in parsed:
         assert isinstance(completion.choices[0].message.parsed, Tagged)
         assert validation_errors(schema, completion.choices[0].message.content) == []
+
+
+@pytest.mark.slow
+def test_tool_call_generation_never_repeats_an_item(tiny_model, compiler):
+    tokenizer = tiny_model.tokenizer
+    closing = {t: 14.0 for t in range(len(tokenizer)) if tokenizer.decode([t]) in ('"', '", "', '",', '"]', '""')}
+    bias = json_finishing_bias(tokenizer) | closing
+    tools = [("tag", {"type": "object", "properties": {"t": {**TAGS, "minItems": 4, "maxItems": 8}}, "required": ["t"],
+                      "additionalProperties": False})]
+    grammar = compiler.compile(Constraint.tool_calls(tools, mode="tag"))
+    results = run_until_idle(Engine(tiny_model, max_batch_size=16), [
+        Submission(tokenizer.encode("call:"), SamplingParams(max_tokens=80, seed=seed, logit_bias=bias), grammar,
+                   f"r{seed}") for seed in range(16)])
+    outputs = [results[(f"r{seed}", 0)] for seed in range(16)]
+    assert all(o["finish"] is not FinishReason.FAILED for o in outputs)
+    stopped = [o for o in outputs if o["finish"] is FinishReason.STOP]
+    assert len(stopped) >= 12
+    for o in stopped:
+        arguments = json.loads(parse_tool_calls(o["text"])[1][0].arguments)
+        assert validation_errors(tools[0][1], json.dumps(arguments)) == [], o["text"]

@@ -68,9 +68,9 @@ LLGUIDANCE = KeywordTable(
                          "must satisfy both)",
         "items": "", "prefixItems": "", "additionalItems": "", "minItems": "", "maxItems": "",
         "uniqueItems": "on arrays of strings, plain (at most a minLength) or of an enum, reached through properties, "
-                       "additionalProperties, items, $ref, allOf, anyOf and oneOf, without tools: a check beside the "
-                       "grammar refuses the token that would repeat an item (or leave an enum item no unused value); "
-                       "refused elsewhere",
+                       "additionalProperties, items, $ref, allOf, anyOf and oneOf, in response_format and in tools' "
+                       "parameters: a check beside the grammar refuses the token that would repeat an item (or leave "
+                       "an enum item no unused value); refused elsewhere (and in an answer schema sent with tools)",
         "unevaluatedProperties": "beside allOf and $ref alone, as additionalProperties over the names they declare; "
                                  "refused beside anyOf, oneOf, not, if, contains or dependent schemas",
         "unevaluatedItems": "beside allOf and $ref alone, as items after the positions they declare; refused beside "

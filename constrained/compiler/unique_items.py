@@ -82,6 +82,24 @@ class Track:
         return tracks[0]
 
 
+@dataclass(frozen=True)
+class UniqueRoots:
+    """Where the JSON documents with unique arrays start in the output: the output itself (`start`, a
+    response_format schema), and the arguments of each tool call by tool name (`calls`)."""
+
+    start: Track | None = None
+    calls: dict[str, Track] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"start": None if self.start is None else self.start.to_json(),
+                "calls": {name: track.to_json() for name, track in self.calls.items()}}
+
+    @staticmethod
+    def from_json(value: dict) -> UniqueRoots:
+        return UniqueRoots(None if value["start"] is None else Track.from_json(value["start"]),
+                           {name: Track.from_json(nodes) for name, nodes in value["calls"].items()})
+
+
 def split_unique_items(schema: Any) -> tuple[Any, Track | None]:
     """`schema` without `uniqueItems: true`, and the Track of where it applies (None: nowhere); InvalidConstraint
     with the path of a `uniqueItems` that cannot be enforced."""

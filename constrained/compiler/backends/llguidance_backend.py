@@ -29,7 +29,7 @@ from constrained.compiler.backends.unique_matcher import UniqueItemsMatcher, Voc
 from constrained.compiler.keywords import LLGUIDANCE
 from constrained.compiler.rewrites import llguidance_equivalent
 from constrained.compiler.schema_check import enforceable_schema
-from constrained.compiler.unique_items import Track, split_unique_items
+from constrained.compiler.unique_items import Track, UniqueRoots, split_unique_items
 from constrained.constraints import Constraint
 from constrained.errors import InvalidConstraint
 from constrained.matcher import Matcher
@@ -81,14 +81,17 @@ class LlguidanceBackend(Backend):
                     prepare_schema(schema)
                 except InvalidConstraint as exc:
                     raise InvalidConstraint.in_tool(i, name, exc) from exc
+            _tool_call_roots(constraint.value)
 
     def compile(self, constraint: Constraint, deadline: float) -> "LlguidanceGrammar":
         unique = None
         if constraint.kind == "json_schema":
-            schema, unique = _prepared_schema(constraint)
+            schema, track = _prepared_schema(constraint)
             grammar_text = llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=JSON_OPTIONS)
+            unique = None if track is None else UniqueRoots(start=track)
         else:
             grammar_text = self._grammar_text(constraint)
+            unique = _tool_call_roots(constraint.value) if constraint.kind == "tool_calls" else None
         return self._build(grammar_text, unique, deadline, f"a {constraint.kind} constraint")
 
     def load(self, data: bytes, deadline: float) -> "LlguidanceGrammar":
@@ -96,7 +99,7 @@ class LlguidanceBackend(Backend):
         text, unique = data.decode(), None
         if text.startswith(_UNIQUE_HEADER):
             header, text = text.split("\n", 1)
-            unique = Track.from_json(json.loads(header[len(_UNIQUE_HEADER):]))
+            unique = UniqueRoots.from_json(json.loads(header[len(_UNIQUE_HEADER):]))
         return self._build(text, unique, deadline, "a cached grammar")
 
     def vocabulary_bytes(self) -> VocabularyBytes:
@@ -107,7 +110,8 @@ class LlguidanceBackend(Backend):
                 self._vocabulary = VocabularyBytes([self._tokenizer.decode_bytes([i]) for i in range(tokens)])
             return self._vocabulary
 
-    def _build(self, grammar_text: str, unique: Track | None, deadline: float, what: str) -> "LlguidanceGrammar":
+    def _build(self, grammar_text: str, unique: UniqueRoots | None, deadline: float,
+               what: str) -> "LlguidanceGrammar":
         def build() -> tuple[llguidance.LLMatcher, str]:
             """The prototype and its error ("" if none). The lexer is lazy: its errors surface (and it warms
             up) here, the opening forced run included, where a pathological pattern (`a{1000000}`) exhausts
@@ -145,14 +149,19 @@ class LlguidanceBackend(Backend):
 
 
 def prepare_schema(schema: object) -> object:
-    """The schema llguidance gets inside the tool-call grammar (a tool's parameters, or the answer beside tools),
-    where nothing follows uniqueItems yet: refused there."""
-    prepared, unique = prepare_with_unique_items(schema)
-    if unique is not None:
-        raise InvalidConstraint("uniqueItems is not yet enforced beside tools (in a tool's parameters or an answer "
-                                "schema sent with tools)", keyword="uniqueItems",
-                                hint="drop it, or ask for the value with response_format alone")
-    return prepared
+    """The schema llguidance gets inside the tool-call grammar; uniqueItems is left to `_tool_call_roots`."""
+    return prepare_with_unique_items(schema)[0]
+
+
+def _tool_call_roots(value: dict) -> UniqueRoots | None:
+    """Where unique arrays are in the tools' arguments, by tool name (None: nowhere). An answer schema sent with
+    tools, whose JSON is not followed yet, is refused when it has some."""
+    answer = value.get("answer")
+    if answer is not None and prepare_with_unique_items(answer)[1] is not None:
+        raise InvalidConstraint("uniqueItems is not yet enforced in an answer schema sent with tools",
+                                keyword="uniqueItems", hint="drop it, or ask for the value without tools")
+    calls = {name: track for name, schema in value["tools"] if (track := prepare_with_unique_items(schema)[1])}
+    return UniqueRoots(calls=calls) if calls else None
 
 
 def prepare_with_unique_items(schema: object) -> tuple[object, Track | None]:
@@ -189,7 +198,7 @@ class LlguidanceGrammar(CompiledGrammar):
     backend = "llguidance"
 
     def __init__(self, grammar_text: str, prototype: llguidance.LLMatcher, eos_token_ids: tuple[int, ...],
-                 eos_only: torch.Tensor, unique: tuple[Track, VocabularyBytes] | None = None):
+                 eos_only: torch.Tensor, unique: tuple[UniqueRoots, VocabularyBytes] | None = None):
         self._grammar_text = grammar_text
         self._prototype = prototype  # at the start state; never advanced, only copied
         self._eos = eos_token_ids

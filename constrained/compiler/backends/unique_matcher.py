@@ -1,7 +1,9 @@
 """`uniqueItems` beside the grammar: a matcher that forbids the closing quote repeating an earlier string item.
 
 The grammar's own matcher decides everything else; this one follows the JSON as it is written (where it is, in
-the `Track` graph of unique_items.py) and keeps the items of each unique array written so far. Items are compared
+the `Track` graph of unique_items.py) and keeps the items of each unique array written so far. A response_format
+document starts with the output; a tool call's arguments start after its opening `<tool_call>\\n{"name": "NAME",
+"arguments": ` (the layout of constrained/tool_calls.py), each call on its own. Items are compared
 by their spelling: the llguidance options give every string one spelling (no \\u escapes), so equal spellings
 are equal strings and the reverse.
 
@@ -26,8 +28,9 @@ import numpy as np
 import torch
 
 from constrained.compiler.backends.base import mask_row
-from constrained.compiler.unique_items import Track
+from constrained.compiler.unique_items import Track, UniqueRoots
 from constrained.matcher import Matcher
+from constrained.tool_calls import OPEN, TAG_PAD, call_prefix
 
 
 class VocabularyBytes:
@@ -71,18 +74,23 @@ _LITERAL_END = frozenset(b",]} \t\n\r")
 _CLOSING = {(_VALUE, 0x5D), (_KEY, 0x7D), (_AFTER, 0x5D), (_AFTER, 0x7D)}  # "[]", "{}", and after an item
 
 
-def advance(position: _Position, data: bytes, root: Track) -> _Position | None:
-    """The position after `data`; None when `data` closes a string item equal to an earlier one of its array.
-    Bytes that are not JSON leave some position (the grammar refuses such a token anyway)."""
+_START = _Position((), _VALUE, None)
+
+
+def advance(position: _Position, data: bytes, root: Track) -> tuple[_Position, int] | None:
+    """The position after `data`, and how many bytes it read (fewer where the document ends); None when `data`
+    closes a string item equal to an earlier one of its array, or dead-ends an enum item. Bytes that are not
+    JSON leave some position (the grammar refuses such a token anyway)."""
     frames, mode, text = position
     i, n = 0, len(data)
-    while i < n:
+    while i < n and mode != _DONE:
         if mode in (_STRING, _NAME):
             found = _QUOTE_OR_BACKSLASH.search(data, i)
             end = n if found is None else found.start()
             if text is not None:
                 text += data[i:end]
             if found is None:
+                i = n
                 break
             i = end + 1
             if data[end] == 0x5C:  # a backslash: the next byte belongs to the string whatever it is
@@ -106,7 +114,7 @@ def advance(position: _Position, data: bytes, root: Track) -> _Position | None:
             if text is not None:
                 text += bytes((byte,))
             mode = _STRING if mode == _STRING_ESCAPE else _NAME
-        elif mode == _DONE or (byte in _SPACE and mode != _LITERAL):
+        elif byte in _SPACE and mode != _LITERAL:
             continue
         elif mode == _LITERAL:
             if byte in _LITERAL_END:
@@ -123,7 +131,7 @@ def advance(position: _Position, data: bytes, root: Track) -> _Position | None:
             mode = _VALUE
         elif mode == _AFTER and byte == 0x2C and frames:
             mode = _VALUE if frames[-1].is_array else _KEY
-    return _Position(frames, mode, text) if _viable(frames, mode, text) else None
+    return (_Position(frames, mode, text), i) if _viable(frames, mode, text) else None
 
 
 def _viable(frames: tuple[_Frame, ...], mode: int, text: bytes | None) -> bool:
@@ -173,53 +181,95 @@ def _after(frames: tuple[_Frame, ...]) -> int:
     return _AFTER if frames else _DONE
 
 
+class _Scan(NamedTuple):
+    """Where the output is: inside a document (`position`, below `root`), or in the text between them (`tail`,
+    its last bytes, to see a tool call's arguments begin)."""
+
+    tail: bytes
+    position: _Position | None
+    root: Track | None
+
+
+class _Starts:
+    """The bytes that open each tool call's arguments (`<tool_call>\\n{"name": "NAME", "arguments": `), with the
+    Track of the tool's parameters."""
+
+    def __init__(self, roots: UniqueRoots):
+        self.by_opening = {(OPEN + TAG_PAD + call_prefix(name)).encode(): track for name, track in roots.calls.items()}
+        self.longest = max(map(len, self.by_opening), default=0)
+        self.initial = _Scan(b"", _START, roots.start) if roots.start is not None else _Scan(b"", None, None)
+
+    def scan(self, state: _Scan, data: bytes) -> _Scan | None:
+        """The state after `data`; None where it repeats an item (see `advance`)."""
+        tail, position, root = state
+        i = 0
+        while i < len(data):
+            if position is not None:
+                after = advance(position, data[i:], root)
+                if after is None:
+                    return None
+                position, used = after
+                i += used
+                if position.mode == _DONE:
+                    position, root = None, None
+            elif not self.by_opening:
+                break
+            else:
+                tail = (tail + data[i:i + 1])[-self.longest:]
+                i += 1
+                if tail[-1:] == b" ":  # every opening ends with ": "
+                    root = next((track for opening, track in self.by_opening.items() if tail.endswith(opening)), None)
+                    if root is not None:
+                        tail, position = b"", _START
+        return _Scan(tail, position, root)
+
+
 class UniqueItemsMatcher(Matcher):
-    """The grammar's matcher, with the string items of the Track's unique arrays kept distinct."""
+    """The grammar's matcher, with the string items of the unique arrays kept distinct."""
 
-    def __init__(self, inner: Matcher, root: Track, vocabulary: VocabularyBytes):
+    def __init__(self, inner: Matcher, roots: UniqueRoots, vocabulary: VocabularyBytes):
         self._inner = inner
-        self._root = root
+        self._starts = _Starts(roots)
         self._vocabulary = vocabulary
-        self._position = _Position((), _VALUE, None)
-        self._history: list[_Position] = []  # the position before each accepted token
+        self._state = self._starts.initial
+        self._history: list[_Scan] = []  # the state before each accepted token
 
-    def _after_token(self, position: _Position, token_id: int) -> _Position | None:
+    def _after_token(self, state: _Scan, token_id: int) -> _Scan | None:
         token_bytes = self._vocabulary.token_bytes
-        data = token_bytes[token_id] if token_id < len(token_bytes) else b""
-        return advance(position, data, self._root)
+        return self._starts.scan(state, token_bytes[token_id] if token_id < len(token_bytes) else b"")
 
     def accept_token(self, token_id: int) -> bool:
-        after = self._after_token(self._position, token_id)
+        after = self._after_token(self._state, token_id)
         if after is None or not self._inner.accept_token(token_id):
             return False
-        self._history.append(self._position)
-        self._position = after
+        self._history.append(self._state)
+        self._state = after
         return True
 
     def validate_tokens(self, token_ids: Sequence[int]) -> int:
-        valid, position = self._inner.validate_tokens(token_ids), self._position
+        valid, state = self._inner.validate_tokens(token_ids), self._state
         for count, token_id in enumerate(token_ids[:valid]):
-            position = self._after_token(position, token_id)
-            if position is None:
+            state = self._after_token(state, token_id)
+            if state is None:
                 return count
         return valid
 
     def rollback(self, num_tokens: int) -> None:
         if num_tokens:
             self._inner.rollback(num_tokens)
-            self._position = self._history[-num_tokens]
+            self._state = self._history[-num_tokens]
             del self._history[-num_tokens:]
 
     def fill_bitmask(self, bitmask: torch.Tensor, row: int) -> None:
         self._inner.fill_bitmask(bitmask, row)
         words = mask_row(bitmask, row).numpy().view(np.uint32)
-        frames, mode, text = self._position
+        frames, mode, text = self._state.position or _START
         if frames and frames[-1].items is not None and frames[-1].track.spellings is not None:
             candidates = np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little"))  # the grammar's few
         else:
             candidates = self._vocabulary.quoted_twice
             candidates = candidates[((words[candidates >> 5] >> (candidates & 31).astype(np.uint32)) & 1).astype(bool)]
-        refused = [np.asarray([t for t in candidates.tolist() if self._after_token(self._position, t) is None],
+        refused = [np.asarray([t for t in candidates.tolist() if self._after_token(self._state, t) is None],
                               dtype=np.int64)]
         if text is not None and mode in (_STRING, _STRING_ESCAPE) and frames[-1].track.spellings is None:
             refused += [self._vocabulary.starting_with(item[len(text):] + b'"') for item in frames[-1].items
@@ -235,9 +285,9 @@ class UniqueItemsMatcher(Matcher):
         return self._inner.is_terminated()
 
     def forced_tokens(self) -> list[int]:
-        forced, position = self._inner.forced_tokens(), self._position
+        forced, state = self._inner.forced_tokens(), self._state
         for count, token_id in enumerate(forced):
-            position = self._after_token(position, token_id)
-            if position is None:
+            state = self._after_token(state, token_id)
+            if state is None:
                 return forced[:count]
         return forced
