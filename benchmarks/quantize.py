@@ -15,7 +15,9 @@ The last line is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -30,10 +32,14 @@ from constrained.models import load_model
 from constrained.testing import run_until_idle
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-TICKETS = ["The export button crashes the app when the list is empty.", "Could you add a dark mode?",
-           "How do I reset my password?"]
-CONTACT_TEXT = ("Hi, Grace Hopper here from Remington Rand. Invoice 4471 was charged twice this month; "
-                "please call me back on +1 555 0100 or write to grace@remington.example.")
+
+
+def example(name: str):
+    """examples/<name>/run.py as a module (its inputs: TEXT, TICKETS)."""
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / name / "run.py")
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # pydantic resolves names there
+    spec.loader.exec_module(module)
+    return module
 
 
 def example_requests() -> list[tuple[str, list[dict], dict, int]]:
@@ -42,10 +48,10 @@ def example_requests() -> list[tuple[str, list[dict], dict, int]]:
         return json.loads((EXAMPLES / name / "schema.json").read_text())
 
     requests = [("extraction", [{"role": "system", "content": "Extract the contact details from the user's message."},
-                                {"role": "user", "content": CONTACT_TEXT}], schema("extraction"), 200)]
+                                {"role": "user", "content": example("extraction").TEXT}], schema("extraction"), 200)]
     label = "Label the support ticket: bug, feature_request, question or praise, with your confidence."
     requests += [(f"classification {i}", [{"role": "system", "content": label}, {"role": "user", "content": ticket}],
-                  schema("classification"), 30) for i, ticket in enumerate(TICKETS)]
+                  schema("classification"), 30) for i, ticket in enumerate(example("classification").TICKETS)]
     requests.append(("nested_document", [{"role": "user", "content": "Write a short technical note on caching HTTP "
                                           "responses, as sections with paragraphs."}], schema("nested_document"), 400))
     return requests

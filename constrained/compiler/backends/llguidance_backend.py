@@ -150,17 +150,22 @@ class LlguidanceBackend(Backend):
 
 def prepare_schema(schema: object) -> object:
     """The schema llguidance gets inside the tool-call grammar; uniqueItems is left to `_tool_call_roots`."""
-    return prepare_with_unique_items(schema)[0]
+    return _prepared_tool_schema(schema)[0]
+
+
+def _prepared_tool_schema(schema: object) -> tuple[object, Track | None]:
+    """`prepare_with_unique_items` of a tool's schema, once for its validation, grammar text and Track."""
+    return _prepare_keyed(_Keyed(json.dumps(schema, sort_keys=True), schema))
 
 
 def _tool_call_roots(value: dict) -> UniqueRoots | None:
     """Where unique arrays are in the tools' arguments, by tool name (None: nowhere). An answer schema sent with
     tools, whose JSON is not followed yet, is refused when it has some."""
     answer = value.get("answer")
-    if answer is not None and prepare_with_unique_items(answer)[1] is not None:
+    if answer is not None and _prepared_tool_schema(answer)[1] is not None:
         raise InvalidConstraint("uniqueItems is not yet enforced in an answer schema sent with tools",
                                 keyword="uniqueItems", hint="drop it, or ask for the value without tools")
-    calls = {name: track for name, schema in value["tools"] if (track := prepare_with_unique_items(schema)[1])}
+    calls = {name: track for name, schema in value["tools"] if (track := _prepared_tool_schema(schema)[1])}
     return UniqueRoots(calls=calls) if calls else None
 
 
