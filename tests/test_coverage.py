@@ -53,7 +53,8 @@ def test_mislabelled_instances_are_counted_as_errors(adapter):
 
 
 def test_refusal_is_recorded_with_its_reason(adapter):
-    row = evaluate(adapter, Case("hand", "not", {"not": {"type": "string", "pattern": "^a"}}, ((True, 1),)), lambda: None)
+    row = evaluate(adapter, Case("hand", "not", {"not": {"type": "string", "pattern": "^(a)\\1"}}, ((True, 1),)),
+                   lambda: None)
     assert row["status"] == "refused" and "not" in row["reason"]
 
 

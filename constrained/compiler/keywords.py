@@ -50,8 +50,9 @@ LLGUIDANCE = KeywordTable(
         "oneOf": "as anyOf where branches provably cannot overlap; else each branch without the others' "
                  "instances (their complements, as for `not`), or where those cannot be written or grow too large, "
                  "without a name the others require (narrower, never invalid); otherwise refused",
-        "not": "as its complement: of type, enum/const, required, properties, bounds, anyOf/allOf/not "
-               "of those; non-integer numbers left out of `not: {type: integer}`; others refused",
+        "not": "as its complement: of type, enum/const, required, properties, bounds, pattern (its automaton "
+               "complemented), anyOf/allOf/not of those; non-integer numbers left out of `not: {type: integer}`; "
+               "others refused",
         "if": "as anyOf [if and then, not if and else]; `not if` as for `not`",
         "then": "with `if`", "else": "with `if`",
         "dependencies": "", "dependentRequired": "", "dependentSchemas": "",

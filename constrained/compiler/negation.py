@@ -7,19 +7,42 @@ over S's keywords, of "an instance of that type that the keyword rejects" (`{typ
 with the types `type` leaves out. `anyOf`/`allOf` swap under negation, `not` cancels, and a `$ref` is negated
 through its target.
 
-The result may be narrower than the complement, never wider: a schema whose instances all fail `S`. Only one
-case narrows: the non-integer numbers outside `type: integer`, which no schema llguidance enforces can pick
-out. A keyword whose failing instances cannot be described at all (`pattern`, `format`, `multipleOf`,
-`uniqueItems`, `items`, ...) makes the whole complement None: the caller refuses.
+The result may be narrower than the complement, never wider: a schema whose instances all fail `S`. Two cases
+narrow: the non-integer numbers outside `type: integer`, which no schema llguidance enforces can pick out; and
+the strings a `pattern` rejects, which are written from an automaton that may match more than the
+pattern (pattern_automata.py), or from a pattern matching at least what a `format`'s checker accepts. A keyword
+whose failing instances cannot be described at all (`multipleOf`, `uniqueItems`, `items`, a pattern the
+automaton cannot read, a format without such a pattern or that jsonschema does not check, ...) makes the whole
+complement None: the caller refuses.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
+import jsonschema
+
 from constrained.compiler.keywords import ASSERTIONS
+from constrained.compiler.pattern_automata import strings_not_matching
 from constrained.compiler.schema_walk import resolve_local
 
+# A pattern matching at least every string jsonschema's checker accepts for a format (its complement then holds
+# only strings the format rejects): ipaddress reads ASCII digits, at most 3 an octet; IPv6 is hex, ":" and an
+# IPv4 tail (jsonschema refuses a scope); fqdn's hostname regex reads \d and [A-Z] (ignoring case) in Unicode;
+# RFC 3339 date-times are read upper-cased (no other character upper-cases into their alphabet), dates in ASCII;
+# a URI (rfc3987, rfc3986-validator) has a scheme; an email holds "@".
+_FORMAT_SUPERSETS = {
+    "ipv4": r"^[0-9]{1,3}(?:\.[0-9]{1,3}){3}$",
+    "ipv6": r"^[0-9A-Fa-f:.]+$",
+    "hostname": r"^(?:[A-Za-z0-9.-]|[^\x00-\x7f])+$",
+    "host-name": r"^(?:[A-Za-z0-9.-]|[^\x00-\x7f])+$",
+    "date": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+    "date-time": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+                 r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$",
+    "uri": r"^[A-Za-z][A-Za-z0-9+.-]*:",
+    "email": "@",
+}
 _KINDS = ("null", "boolean", "object", "array", "number", "string")  # disjoint: "integer" is among the numbers
 _MAX_DEPTH = 8  # $refs followed and nested negations: deeper is refused
 _MAX_VALUE_CHARS = 200  # a string left out of the complement is spelled one character at a time
@@ -52,6 +75,11 @@ def negate(schema: Any, root: Any, *, narrowing: bool = False) -> Any:
 class _Negation:
     def __init__(self, root: Any, narrowing: bool):
         self.root, self.narrowing = root, narrowing
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # an unknown $schema: the default draft
+            draft = jsonschema.validators.validator_for(root if isinstance(root, dict) else {},
+                                                        default=jsonschema.Draft202012Validator)
+        self.checked_formats = draft.FORMAT_CHECKER.checkers  # a format the draft does not check fails nothing
 
     def negate(self, schema: Any, depth: int) -> Any:
         try:
@@ -118,6 +146,13 @@ class _Negation:
             return [intersection([self.negate(branch, depth + 1) for branch in value]), *pairs]
         if key == "not":
             return [value]
+        if key == "format" and value in _FORMAT_SUPERSETS and value in self.checked_formats:
+            return self._failing("pattern", _FORMAT_SUPERSETS[value], schema, depth)
+        if key == "pattern" and isinstance(value, str):
+            rejected = strings_not_matching(value)
+            if rejected is None:
+                raise _Inexpressible
+            return [{"type": "string", "pattern": rejected}] if rejected else []
         raise _Inexpressible
 
 

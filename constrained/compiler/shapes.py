@@ -1,11 +1,8 @@
 """What every instance of a schema must be, conservatively: enough to tell that two oneOf branches can never
 match one instance (rewrites.py keeps those as anyOf, and keeps the others apart).
 
-Two string patterns are told apart by intersecting them as automata (interegular), read so that each matches
-at least what it matches for Python's `re` (jsonschema, which the guarantee is checked with) and ECMA-262:
-interegular's `\\d` and `\\w` are ASCII, Python's are Unicode, so outside a class they are read as "that, or any
-non-ASCII character", and a class holding them is not used; a final `$` also matches before a final newline in
-Python; the whitespace class, other letter escapes and inline flags are not used.
+Two string patterns are told apart by intersecting their automata (pattern_automata.py), each matching at
+least what the pattern matches for Python's `re` (jsonschema, which the guarantee is checked with) and ECMA-262.
 """
 
 from __future__ import annotations
@@ -13,11 +10,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-import interegular
-
+from constrained.compiler.pattern_automata import automaton
 from constrained.compiler.schema_walk import resolve_local
 
 JSON_TYPES = frozenset({"null", "boolean", "object", "array", "number", "string", "integer"})
@@ -141,13 +136,7 @@ def _apart(a: Shape, b: Shape) -> bool:
                                     for p in b.patterns):
         return True
     return any(mine is not None and theirs is not None and mine.intersection(theirs).empty()
-               for mine in map(_automaton, a.patterns) for theirs in map(_automaton, b.patterns))
-
-
-_SAFE_ESCAPE = re.compile(r"\\(?:[dDwWS]|[^A-Za-z0-9])")
-_CLASS = re.compile(r"\[(?:\\.|[^\]\\])*\]")
-_ANY = r"[\s\S]*"
-_NEWLINE = "\n?"  # Python's `$` (not multiline) also matches before a final newline
+               for mine in map(automaton, a.patterns) for theirs in map(automaton, b.patterns))
 
 
 def _searches(pattern: str, text: str) -> bool:
@@ -156,27 +145,3 @@ def _searches(pattern: str, text: str) -> bool:
         return re.search(pattern, text) is not None
     except re.error:
         return True
-
-
-def _widened(text: str) -> str:
-    """`text` with each `\\d` and `\\w` read as "that, or any non-ASCII character": at least Python's Unicode
-    classes, which interegular reads as ASCII. (Escapes pair up left to right, so an escaped backslash is skipped.)"""
-    return re.sub(r"\\.", lambda m: f"(?:{m.group()}|[^\\x00-\\x7f])" if m.group() in ("\\d", "\\w")
-                  else m.group(), text, flags=re.DOTALL)
-
-
-@lru_cache(maxsize=1024)
-def _automaton(pattern: str) -> Any:
-    """The strings a JSON Schema `pattern` (a search) matches, as an automaton, at least those Python's `re` and
-    ECMA-262 match; None when it uses an escape or a flag interegular may read more narrowly, or a construct it
-    cannot read."""
-    plain = _CLASS.sub("", _SAFE_ESCAPE.sub("", pattern))  # escapes and classes out: what anchors are left
-    if "\\" in plain or "^" in plain[1:] or "$" in plain[:-1] or re.search(r"\(\?[^:]", plain) \
-            or any(_widened(found) != found for found in _CLASS.findall(pattern)):
-        return None
-    start, end = plain.startswith("^"), plain.endswith("$")
-    body = _widened(pattern[1 if start else 0:len(pattern) - 1 if end else len(pattern)])
-    try:
-        return interegular.parse_pattern(f"{'' if start else _ANY}(?:{body}){_NEWLINE if end else _ANY}").to_fsm()
-    except Exception:  # interegular raises several types for what it cannot read (lookarounds, backreferences)
-        return None
