@@ -106,6 +106,16 @@ CASES = [
      ["2020-01-01", "2020-01-01T10:00:00Z", "2020-13-01", "x"]),
     ({"type": "string", "not": {"format": "email"}}, ["a@b", "ab", "@"]),
     ({"type": "string", "oneOf": [{"format": "uri"}, {"enum": ["."]}]}, [".", "https://a.b/c", "x"]),
+    # items' complements: an item failing its schema, at its position (a list) or at one of the first ones
+    ({"oneOf": [{"type": "array", "items": {"type": "number"}}, {"type": "array", "items": {"type": "string"}}]},
+     [[1, 2], ["a"], [], [1, "a"], ["a", 1]]),
+    ({"type": "array", "not": {"items": {"type": "integer", "minimum": 0}}}, [[1], [-1], [1, 2, -3], [], ["x"]]),
+    ({"$schema": DRAFT7, "type": "array", "not": {"items": [{"type": "string"}, {"type": "integer"}]}},
+     [["a", 1], [1], ["a", "b"], [], ["a", 1, None]]),
+    ({"$schema": DRAFT7, "type": "array", "not": {"items": [{"type": "string"}], "additionalItems": False}},
+     [["a"], ["a", 1], [1], []]),
+    ({"type": "array", "not": {"prefixItems": [{"type": "string"}], "items": {"type": "integer"}}},
+     [["a", 1], ["a", "b"], [1], [], ["a", 1, 2, "c"]]),
     # min/maxProperties beside optional properties
     ({"type": "object", "properties": {"a": {}, "b": {}, "c": {}}, "additionalProperties": False, "minProperties": 1},
      [{}, {"a": 1}, {"b": 1, "c": 2}]),

@@ -46,6 +46,7 @@ _FORMAT_SUPERSETS = {
 _KINDS = ("null", "boolean", "object", "array", "number", "string")  # disjoint: "integer" is among the numbers
 _MAX_DEPTH = 8  # $refs followed and nested negations: deeper is refused
 _MAX_VALUE_CHARS = 200  # a string left out of the complement is spelled one character at a time
+_MAX_ITEM_STARTS = 3  # positions an item failing `items` is placed at in its complement
 
 # (keyword, the type it constrains, the schema of that type its failing instances satisfy, given its value)
 _BOUNDS = {
@@ -80,6 +81,7 @@ class _Negation:
             draft = jsonschema.validators.validator_for(root if isinstance(root, dict) else {},
                                                         default=jsonschema.Draft202012Validator)
         self.checked_formats = draft.FORMAT_CHECKER.checkers  # a format the draft does not check fails nothing
+        self.positional = "prefixItems" if "prefixItems" in draft.VALIDATORS else "items"  # a list of item schemas
 
     def negate(self, schema: Any, depth: int) -> Any:
         try:
@@ -146,6 +148,8 @@ class _Negation:
             return [intersection([self.negate(branch, depth + 1) for branch in value]), *pairs]
         if key == "not":
             return [value]
+        if key in ("items", "prefixItems", "additionalItems"):
+            return self._failing_items(key, value, schema, depth)
         if key == "format" and value in _FORMAT_SUPERSETS and value in self.checked_formats:
             return self._failing("pattern", _FORMAT_SUPERSETS[value], schema, depth)
         if key == "pattern" and isinstance(value, str):
@@ -154,6 +158,28 @@ class _Negation:
                 raise _Inexpressible
             return [{"type": "string", "pattern": rejected}] if rejected else []
         raise _Inexpressible
+
+
+    def _failing_items(self, key: str, value: Any, schema: dict, depth: int) -> list[Any]:
+        """Arrays with an item failing its schema: at its position for a list of item schemas (exact); for the
+        schema of the items after those, at one of the _MAX_ITEM_STARTS positions after them (narrower)."""
+        positional = self.positional
+        if isinstance(value, list):
+            if key != positional:
+                raise _Inexpressible
+            return [{"type": "array", positional: [{}] * i + [failing], "minItems": i + 1}
+                    for i, item in enumerate(value) if (failing := self.negate(item, depth + 1)) is not False]
+        before = schema.get(positional) if key != positional else None
+        if key == "additionalItems" and (positional == "prefixItems" or not isinstance(before, list)):
+            return []  # asserts nothing from 2020-12, nor beside no list of item schemas
+        if key == "prefixItems" or (key == "items" and before is not None and not isinstance(before, list)):
+            raise _Inexpressible
+        failing = self.negate(value, depth + 1)
+        if failing is False:
+            return []
+        offset = len(before) if isinstance(before, list) else 0
+        return [{"type": "array", positional: [{}] * start + [failing], "minItems": start + 1}
+                for start in range(offset, offset + _MAX_ITEM_STARTS)]
 
 
 def union(parts: list[Any]) -> Any:
