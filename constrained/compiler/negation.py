@@ -46,6 +46,7 @@ _FORMAT_SUPERSETS = {
 _KINDS = ("null", "boolean", "object", "array", "number", "string")  # disjoint: "integer" is among the numbers
 _MAX_DEPTH = 8  # $refs followed and nested negations: deeper is refused
 _MAX_VALUE_CHARS = 200  # a string left out of the complement is spelled one character at a time
+_LARGE_COMPLEMENTS = ("items", "prefixItems", "additionalItems", "pattern", "format")
 _MAX_ITEM_STARTS = 3  # positions an item failing `items` is placed at in its complement
 
 # (keyword, the type it constrains, the schema of that type its failing instances satisfy, given its value)
@@ -63,19 +64,20 @@ class _Inexpressible(Exception):
     """Some keyword's failing instances have no schema."""
 
 
-def negate(schema: Any, root: Any, *, narrowing: bool = False) -> Any:
+def negate(schema: Any, root: Any, *, narrowing: bool = False, coarse: bool = False) -> Any:
     """A schema that only instances failing `schema` satisfy (its complement, see the module docstring); False
     when every instance satisfies `schema`, {} when none does; None when it cannot be written. With `narrowing`,
-    a keyword whose failing instances have no schema contributes none instead (a narrower complement)."""
+    a keyword whose failing instances have no schema contributes none instead (a narrower complement); `coarse`
+    counts items, patterns and formats among those (their complements can be large)."""
     try:
-        return _Negation(root, narrowing).negate(schema, 0)
+        return _Negation(root, narrowing, coarse).negate(schema, 0)
     except _Inexpressible:
         return None
 
 
 class _Negation:
-    def __init__(self, root: Any, narrowing: bool):
-        self.root, self.narrowing = root, narrowing
+    def __init__(self, root: Any, narrowing: bool, coarse: bool):
+        self.root, self.narrowing, self.coarse = root, narrowing, coarse
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # an unknown $schema: the default draft
             draft = jsonschema.validators.validator_for(root if isinstance(root, dict) else {},
@@ -148,6 +150,8 @@ class _Negation:
             return [intersection([self.negate(branch, depth + 1) for branch in value]), *pairs]
         if key == "not":
             return [value]
+        if self.coarse and key in _LARGE_COMPLEMENTS:
+            raise _Inexpressible
         if key in ("items", "prefixItems", "additionalItems"):
             return self._failing_items(key, value, schema, depth)
         if key == "format" and value in _FORMAT_SUPERSETS and value in self.checked_formats:

@@ -80,9 +80,9 @@ class _Rewriter:
         finally:
             self.nested -= 1
 
-    def complement(self, schema: Any, pointer: str, *, narrowing: bool = False) -> Any:
+    def complement(self, schema: Any, pointer: str, *, narrowing: bool = False, coarse: bool = False) -> Any:
         """negate(schema), rewritten; None when it has no schema (or recursion would rewrite it forever)."""
-        negated = negate(schema, self.root, narrowing=narrowing)
+        negated = negate(schema, self.root, narrowing=narrowing, coarse=coarse)
         if negated is None or negated is False or negated == {}:
             return negated
         return None if self.nested >= _MAX_NESTED else self._apply_nested(negated, pointer)
@@ -199,14 +199,15 @@ class _Rewriter:
         guards = [[_excluding(shapes[i], shapes[j]) for j in found] for i, found in enumerate(overlaps)]
         if not any(None in mine for mine in guards):
             return [self._guarded(branch, mine) for branch, mine in zip(branches, guards)]
-        if apart is not None:
-            return None
-        narrowed = {j: self.complement(branches[j], pointer, narrowing=True) for j in overlapped}
-        if any(narrowed[j] is False for j in overlapped if exact[j] is not False):
-            return None
-        apart = self._apart(branches, overlaps, narrowed)
         possible = sum(False not in (exact[j] for j in found) for found in overlaps)
-        return None if apart is None or len(apart) < possible or _too_big(apart) else apart
+        for coarse in (False, True):  # coarse: items, patterns and formats count as having no complement
+            narrowed = {j: self.complement(branches[j], pointer, narrowing=True, coarse=coarse) for j in overlapped}
+            if any(narrowed[j] is False for j in overlapped if exact[j] is not False):
+                continue
+            apart = self._apart(branches, overlaps, narrowed)
+            if apart is not None and len(apart) >= possible and not _too_big(apart):
+                return apart
+        return None
 
     def _apart(self, branches: list, overlaps: list[list[int]], complements: dict[int, Any]) -> list | None:
         """Each branch with the complements of those it overlaps; one that can never hold (a complement is False,
