@@ -228,3 +228,14 @@ def test_a_recursive_complement_ends():
     with pytest.raises(InvalidConstraint) as caught:
         llguidance_equivalent(schema)
     assert caught.value.keyword == "oneOf"
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
+def test_a_oneof_whose_fine_complements_grow_too_big_takes_the_coarse_ones():
+    """Five arrays of enum strings: their item complements (a trie of each enum, at three positions) are too big
+    together, so the branches are kept apart without them (as before items had a complement)."""
+    rows = (json.loads(line) for line in (DATA / "Github_medium.jsonl").read_text().split("\n") if line.strip())
+    schema = next(row["schema"] for row in rows if row["id"] == "Github_medium/o62056")
+    branches = llguidance_equivalent(schema)["properties"]["serviceTypes"]["anyOf"]
+    assert len(branches) == len(schema["properties"]["serviceTypes"]["oneOf"])
+    assert "prefixItems" not in json.dumps(branches)  # no item complement in them
