@@ -51,8 +51,9 @@ LLGUIDANCE = KeywordTable(
                  "instances (their complements, as for `not`), or where those cannot be written or grow too large, "
                  "without a name the others require (narrower, never invalid); otherwise refused",
         "not": "as its complement: of type, enum/const, required, properties, bounds, pattern (its automaton "
-               "complemented), anyOf/allOf/not of those; non-integer numbers left out of `not: {type: integer}`; "
-               "others refused",
+               "complemented), format (ipv4, ipv6, hostname, date, date-time, uri, email), items (a failing item "
+               "among the first positions), anyOf/allOf/not of those; non-integer numbers left out of "
+               "`not: {type: integer}`; others refused",
         "if": "as anyOf [if and then, not if and else]; `not if` as for `not`",
         "then": "with `if`", "else": "with `if`",
         "dependencies": "", "dependentRequired": "", "dependentSchemas": "",

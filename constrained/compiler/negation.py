@@ -7,13 +7,13 @@ over S's keywords, of "an instance of that type that the keyword rejects" (`{typ
 with the types `type` leaves out. `anyOf`/`allOf` swap under negation, `not` cancels, and a `$ref` is negated
 through its target.
 
-The result may be narrower than the complement, never wider: a schema whose instances all fail `S`. Two cases
-narrow: the non-integer numbers outside `type: integer`, which no schema llguidance enforces can pick out; and
-the strings a `pattern` rejects, which are written from an automaton that may match more than the
-pattern (pattern_automata.py), or from a pattern matching at least what a `format`'s checker accepts. A keyword
-whose failing instances cannot be described at all (`multipleOf`, `uniqueItems`, `items`, a pattern the
-automaton cannot read, a format without such a pattern or that jsonschema does not check, ...) makes the whole
-complement None: the caller refuses.
+The result may be narrower than the complement, never wider: a schema whose instances all fail `S`. It
+narrows in three places: the non-integer numbers outside `type: integer`, which no schema llguidance enforces
+can pick out; the strings a `pattern` rejects, written from an automaton that may match more than the pattern
+(pattern_automata.py), or from a pattern matching at least what a `format`'s checker accepts; and an item failing
+`items`, placed at one of the first positions after the positional ones. A keyword whose failing instances cannot
+be described at all (`multipleOf`, `uniqueItems`, a pattern the automaton cannot read, a format without such a
+pattern or that jsonschema does not check, ...) makes the whole complement None: the caller refuses.
 """
 
 from __future__ import annotations
@@ -162,7 +162,6 @@ class _Negation:
                 raise _Inexpressible
             return [{"type": "string", "pattern": rejected}] if rejected else []
         raise _Inexpressible
-
 
     def _failing_items(self, key: str, value: Any, schema: dict, depth: int) -> list[Any]:
         """Arrays with an item failing its schema: at its position for a list of item schemas (exact); for the
