@@ -29,8 +29,9 @@ With `--workloads extract` (what extraction apps send), instead, per `--document
   (benchmarks/documents.py), a new one for every request, so only the system prompt can come from the prefix
   cache; `extract_N`: the same with EXTRACT_SCHEMA (10 fields) as strict json_schema; ratios against
   `unconstrained_N`. Use `--max-tokens 128 --concurrency 1,16`.
-Per request: TTFT (request sent -> first content delta) and time per output token (after the first,
-to the end, over usage.completion_tokens); per cell output tokens/s and requests/s over the wall time.
+Per request: TTFT (request sent -> first content delta), time per output token (after the first, to the
+end, over usage.completion_tokens) and latency (sent -> the stream's end: what an extraction app waits for);
+per cell output tokens/s and requests/s over the wall time.
 Ratios are against `unconstrained` at the same concurrency (`keys_no_ff` too: both servers decode
 unconstrained requests alike). Shorter outputs finish sooner, so requests/s compares like for like
 only between `unconstrained` and `string`. The last line is one JSON object with every figure.
@@ -131,7 +132,8 @@ async def one_request(client: openai.AsyncOpenAI, model: str, i: int, schemas: l
         return {"failed": True}
     end = time.perf_counter()
     first = first or end
-    return {"ttft": first - start, "tpot": (end - first) / (tokens - 1) if tokens > 1 else None, "tokens": tokens}
+    return {"ttft": first - start, "tpot": (end - first) / (tokens - 1) if tokens > 1 else None, "tokens": tokens,
+            "latency": end - start}
 
 
 async def run_cell(base_url: str, model: str, schemas: list[dict], concurrency: int, requests: int,
@@ -164,14 +166,20 @@ def summarise(runs: list[tuple[list[dict], float]]) -> dict:
     wall = sum(w for _, w in runs)
     tpots = [r["tpot"] for r in results if r["tpot"] is not None]
     tokens = sum(r["tokens"] for r in results)
-    ttfts = sorted(r["ttft"] for r in results)
+    ttfts, latencies = sorted(r["ttft"] for r in results), sorted(r["latency"] for r in results)
     return {"requests": len(results), "tokens": tokens,
             "ttft_ms": round(1000 * statistics.mean(ttfts), 2),
-            "ttft_p50_ms": round(1000 * ttfts[len(ttfts) // 2], 2),
-            "ttft_p99_ms": round(1000 * ttfts[min(len(ttfts) - 1, round(0.99 * (len(ttfts) - 1)))], 2),
+            "ttft_p50_ms": _percentile_ms(ttfts, 0.5), "ttft_p99_ms": _percentile_ms(ttfts, 0.99),
+            "latency_p50_ms": _percentile_ms(latencies, 0.5), "latency_p99_ms": _percentile_ms(latencies, 0.99),
             "tpot_ms": round(1000 * statistics.mean(tpots), 3) if tpots else None,
             "tokens_per_s": round(tokens / wall, 1), "requests_per_s": round(len(results) / wall, 2),
             **({"failed": failed} if failed else {})}
+
+
+def _percentile_ms(ordered: list[float], fraction: float) -> float:
+    """The value at `fraction` of the sorted seconds (the upper middle for the median), in milliseconds."""
+    index = len(ordered) // 2 if fraction == 0.5 else min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))
+    return round(1000 * ordered[index], 2)
 
 
 class Workload(NamedTuple):

@@ -68,3 +68,11 @@ def test_extract_workloads_send_both_servers_the_same_documents(qwen_tokenizer):
     other = workloads["unconstrained_128"].messages()(0)[1]["content"]
     assert other not in {m[1]["content"] for m in first}  # the unconstrained cell reads other documents
     assert list(workloads_for(SimpleNamespace(workloads="short"), qwen_tokenizer, [{}])) == ["unconstrained", "schemas"]
+
+
+def test_a_cell_reports_latency_percentiles_beside_ttft():
+    from benchmarks.serve import summarise
+    requests = [{"ttft": t / 10, "tpot": 0.01, "tokens": 11, "latency": t / 10 + 0.1} for t in range(1, 11)]
+    cell = summarise([(requests + [{"failed": True}], 2.0)])
+    assert (cell["ttft_p50_ms"], cell["latency_p50_ms"], cell["latency_p99_ms"]) == (600.0, 700.0, 1100.0)
+    assert cell["requests"] == 10 and cell["failed"] == 1 and cell["tokens_per_s"] == 55.0
