@@ -57,7 +57,7 @@ import torch
 
 from api.serve_options import DTYPES
 from benchmarks.engine import compiling_schemas
-from benchmarks.serve import (EXTRACT_SCHEMA, extract_messages, free_port, run_cell, running, server, shared_settings,
+from benchmarks.serve import (extract_cells, extract_messages, free_port, run_cell, running, server, shared_settings,
                               short_messages, summarise)
 from constrained.compiler import Compiler
 from constrained.models import load_model
@@ -93,12 +93,8 @@ def workloads_for(args, tokenizer, schemas: list[dict]) -> dict[str, PeerWorkloa
     length N: unconstrained_N and extract_N (benchmarks.serve's system prompt, documents and EXTRACT_SCHEMA)."""
     if args.workloads == "short":
         return {"unconstrained": PeerWorkload([]), "schemas": PeerWorkload(schemas)}
-    workloads = {}
-    for k, length in enumerate(args.document_tokens):
-        for name, kind_schemas, first in ((f"unconstrained_{length}", [], 20_000 * k),
-                                          (f"extract_{length}", [EXTRACT_SCHEMA], 20_000 * k + 10_000)):
-            workloads[name] = PeerWorkload(kind_schemas, lambda n=length, f=first: extract_messages(tokenizer, n, f))
-    return workloads
+    return {name: PeerWorkload(cell_schemas, lambda n=length, f=first: extract_messages(tokenizer, n, f))
+            for name, (cell_schemas, length, first) in extract_cells(args.document_tokens).items()}
 
 
 def transformers_peer(model: str, device: str, *, continuous_batching: bool) -> Peer:

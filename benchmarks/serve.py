@@ -232,6 +232,16 @@ def extract_messages(tokenizer, document_tokens: int, first: int) -> Callable[[i
     return messages
 
 
+def extract_cells(lengths: list[int]) -> dict[str, tuple[list[dict], int, int]]:
+    """Per document length N, `unconstrained_N` and `extract_N` as (schemas, N, the number of their first
+    document): each cell reads documents of its own."""
+    cells = {}
+    for k, length in enumerate(lengths):
+        cells[f"unconstrained_{length}"] = ([], length, 20_000 * k)
+        cells[f"extract_{length}"] = ([EXTRACT_SCHEMA], length, 20_000 * k + 10_000)
+    return cells
+
+
 def add_ratios(cells: dict, workloads: dict[str, Workload]) -> None:
     """Each workload vs its baseline cell (an unconstrained one) of the same concurrency."""
     for name, cell in cells.items():
@@ -310,14 +320,9 @@ def main() -> None:
     loaded = load_model(args.model, device="cpu", dtype=torch.bfloat16)
     compiler = Compiler(loaded.tokenizer, vocab_rows=loaded.vocab_rows, eos_token_ids=loaded.eos_token_ids)
     if args.workloads == "extract":
-        workloads = {}
-        for k, length in enumerate(args.document_tokens):
-            free = f"unconstrained_{length}"
-            workloads[free] = Workload([], messages=extract_messages(loaded.tokenizer, length, 20_000 * k),
-                                       baseline=free)
-            workloads[f"extract_{length}"] = Workload(
-                [EXTRACT_SCHEMA], messages=extract_messages(loaded.tokenizer, length, 20_000 * k + 10_000),
-                baseline=free)
+        workloads = {name: Workload(schemas, messages=extract_messages(loaded.tokenizer, length, first),
+                                    baseline=f"unconstrained_{length}")
+                     for name, (schemas, length, first) in extract_cells(args.document_tokens).items()}
     else:
         keys = compiling_schemas(compiler, args.schemas, min_required=6)
         workloads = {"unconstrained": Workload([]), "string": Workload([STRING_SCHEMA]),

@@ -24,7 +24,7 @@ from typing import Any
 import jsonschema
 
 from constrained.compiler.keywords import ASSERTIONS
-from constrained.compiler.pattern_automata import strings_not_matching
+from constrained.compiler.pattern_automata import escape, strings_not_matching
 from constrained.compiler.schema_walk import resolve_local
 
 # A pattern matching at least every string jsonschema's checker accepts for a format (its complement then holds
@@ -267,7 +267,6 @@ def _type_of(value: Any) -> str:
 
 
 _ANY = r"[\s\S]"
-_META = set("\\.+*?()|[]{}^$#&-~")
 
 
 def other_strings(values: set[str]) -> str:
@@ -288,20 +287,6 @@ def other_strings(values: set[str]) -> str:
 def _node_pattern(node: dict) -> str:
     chars = sorted(char for char in node if char is not None)
     branches = [] if None in node else [""]
-    branches.append(f"[^{''.join(map(_escape, chars))}]{_ANY}*" if chars else f"{_ANY}+")
-    branches += [f"{_escape(char)}(?:{_node_pattern(node[char])})" for char in chars]
+    branches.append(f"[^{''.join(map(escape, chars))}]{_ANY}*" if chars else f"{_ANY}+")
+    branches += [f"{escape(char)}(?:{_node_pattern(node[char])})" for char in chars]
     return "|".join(branches)
-
-
-def regex_literal(text: str) -> str:
-    """A pattern (llguidance's regex syntax) matching `text` itself."""
-    return "".join(map(_escape, text))
-
-
-def _escape(char: str) -> str:
-    if char in _META:
-        return "\\" + char
-    if char.isprintable() and not char.isspace():
-        return char
-    return f"\\x{{{ord(char):x}}}"
-

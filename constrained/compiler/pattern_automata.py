@@ -1,16 +1,17 @@
 """A JSON Schema `pattern` as an automaton, and the pattern of the strings it never matches.
 
 The automaton (interegular) matches at least what the pattern matches for Python's `re` (jsonschema, which the
-guarantee is checked with) and for ECMA-262: interegular's `\\d` and `\\w` are ASCII, Python's Unicode, so outside
-a class they are read as "that, or any non-ASCII character", and a class holding them is not used; `\\s` is read
-as every character either reading counts as whitespace (not inside a negated class); a final `$` also matches
-before a final newline in Python; other letter escapes and inline flags are not used. shapes.py intersects two
+guarantee is checked with) and for ECMA-262: interegular's `\\d` and `\\w` are ASCII, Python's Unicode, so they
+(or a class holding them) are read as "that, or any non-ASCII character"; `\\s` is read as every character either
+reading counts as whitespace; a final `$` also matches before a final newline in Python. Class escapes inside a
+negated class, other letter escapes and inline flags are not used. shapes.py intersects two
 such automata to tell oneOf branches apart.
 
 `not: {pattern}` and overlapping oneOf branches need the strings a pattern rejects (negation.py), which
 llguidance's regex syntax cannot say: `strings_not_matching` complements the automaton and writes it back as a
-regex by state elimination. Since the automaton may match more than the pattern, never less, its complement may
-leave out strings the pattern rejects, never hold one it matches.
+regex by state elimination (characters spelled by `escape`, also behind `regex_literal`). Since the automaton
+may match more than the pattern, never less, its complement may leave out strings the pattern rejects, never
+hold one it matches.
 """
 
 from __future__ import annotations
@@ -159,11 +160,8 @@ def _regex_of(fsm: Any) -> str | None:
         return ""
     classes = _symbol_classes(fsm.alphabet)
     start, end = object(), object()
-    out: dict[Any, dict[Any, str]] = {start: {fsm.initial: ""}, end: {}}  # out[p][q]: the regex from p to q
-    into: dict[Any, dict[Any, str]] = {start: {}, end: {}}
-    for state in live:
-        out.setdefault(state, {})
-        into.setdefault(state, {})
+    out: dict[Any, dict[Any, str]] = {start: {fsm.initial: ""}, end: {}, **{s: {} for s in live}}  # p -> q: regex
+    into: dict[Any, dict[Any, str]] = {start: {}, end: {}, **{s: {} for s in live}}
     into[fsm.initial][start] = ""
     for state in live:
         targets: dict[Any, list[int]] = {}
@@ -227,7 +225,7 @@ def _symbol_classes(alphabet: Any):
             rest = [c for s, chars in by_symbol.items() if s not in chosen for c in chars]
             return f"[^{_ranges(rest)}]" if rest else r"[\s\S]"
         chars = [c for s in chosen for c in by_symbol[s]]
-        return _escape(chars[0]) if len(chars) == 1 else f"[{_ranges(chars)}]"
+        return escape(chars[0]) if len(chars) == 1 else f"[{_ranges(chars)}]"
 
     return spelled
 
@@ -240,10 +238,21 @@ def _ranges(chars: list[str]) -> str:
             spans[-1][1] = point
         else:
             spans.append([point, point])
-    return "".join(_escape(chr(lo)) if lo == hi else f"{_escape(chr(lo))}-{_escape(chr(hi))}" for lo, hi in spans)
+    return "".join(escape(chr(lo)) if lo == hi else f"{escape(chr(lo))}-{escape(chr(hi))}" for lo, hi in spans)
 
 
-def _escape(char: str) -> str:
-    if char.isascii() and char.isalnum():
+def regex_literal(text: str) -> str:
+    """A pattern (llguidance's regex syntax) matching `text` itself."""
+    return "".join(map(escape, text))
+
+
+_META = set("\\.+*?()|[]{}^$#&-~")
+
+
+def escape(char: str) -> str:
+    """`char` as llguidance's regex syntax reads it literally, in a class too."""
+    if char in _META:
+        return "\\" + char
+    if char.isprintable() and not char.isspace():
         return char
-    return "\\" + char if char.isascii() and char.isprintable() and char != " " else f"\\x{{{ord(char):x}}}"
+    return f"\\x{{{ord(char):x}}}"

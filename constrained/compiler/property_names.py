@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema_rs
 
 from constrained.compiler.keywords import ASSERTIONS
-from constrained.compiler.negation import regex_literal
+from constrained.compiler.pattern_automata import regex_literal
 from constrained.compiler.schema_walk import resolve_local
 
 _MAX_REFS = 8
