@@ -48,6 +48,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", default="none", choices=QUANTIZATIONS,
                         help="int8: weight-only int8 linears on the CPU, for faster decoding at small batches at a "
                              "small quality cost (benchmarks/SPEED.md, 'int8 weights')")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="a request decoding alone takes a step compiled by torch.compile (CPU; Llama, Qwen2 and "
+                             "Qwen3 layers): 2-3x its tokens/s, after a compile of seconds at the first request "
+                             "(benchmarks/SPEED.md, 'A compiled step for a lone row')")
     parser.add_argument("--max-batch-size", type=int, default=32, help="sequences decoded together")
     parser.add_argument("--max-waiting", type=int, default=256,
                         help="sequences waiting beyond the batch's free slots before 429")
@@ -121,9 +125,13 @@ def build_server(args: argparse.Namespace, *, warm_before_serving: bool = False)
                 log.info("%d warm-up schemas compiled", compile_warmup_schemas(compiler, args.warmup_schemas))
         except (OSError, ValueError) as exc:
             raise ServerSetupError(f"cannot read warm-up schemas: {exc}") from exc
-    engine = AsyncEngine(loaded, compiler=compiler, max_batch_size=args.max_batch_size,
-                         max_waiting=args.max_waiting, fast_forward=args.fast_forward,
-                         prefix_cache_bytes=args.prefix_cache_bytes, max_step_tokens=args.max_step_tokens or None)
+    try:
+        engine = AsyncEngine(loaded, compiler=compiler, max_batch_size=args.max_batch_size,
+                             max_waiting=args.max_waiting, fast_forward=args.fast_forward,
+                             prefix_cache_bytes=args.prefix_cache_bytes, max_step_tokens=args.max_step_tokens or None,
+                             torch_compile=args.torch_compile)
+    except ValueError as exc:  # --torch-compile on a model or device it has no step for
+        raise ServerSetupError(f"--torch-compile: {exc}") from exc
     try:
         app = create_app(engine, model_name=args.model, api_key=args.api_key, max_body_bytes=args.max_body_bytes,
                          reasoning_effort=args.reasoning_effort, warm_before_serving=warm_before_serving)

@@ -43,10 +43,11 @@ def release_openmp_workers() -> None:
 class AsyncEngine:
     def __init__(self, loaded: LoadedModel, *, compiler: Compiler | None = None, max_batch_size: int = 32,
                  max_waiting: int = 256, compile_deadline_s: float = 10.0, fast_forward: bool = True,
-                 prefix_cache_bytes: int = 0, max_step_tokens: int | None = None):
+                 prefix_cache_bytes: int = 0, max_step_tokens: int | None = None, torch_compile: bool = False):
         self.loaded = loaded
         self.engine = Engine(loaded, max_batch_size=max_batch_size, max_waiting=max_waiting, fast_forward=fast_forward,
-                             prefix_cache_bytes=prefix_cache_bytes, max_step_tokens=max_step_tokens)
+                             prefix_cache_bytes=prefix_cache_bytes, max_step_tokens=max_step_tokens,
+                             torch_compile=torch_compile)
         self.compiler = compiler or Compiler(
             loaded.tokenizer, vocab_rows=loaded.vocab_rows, eos_token_ids=loaded.eos_token_ids,
             deadline_s=compile_deadline_s,

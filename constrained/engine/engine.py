@@ -52,10 +52,11 @@ class Engine:
     sample every token (their forced tokens then come with the logprobs they had)."""
 
     def __init__(self, loaded: LoadedModel, *, max_batch_size: int = 32, max_waiting: int = 256,
-                 fast_forward: bool = True, prefix_cache_bytes: int = 0, max_step_tokens: int | None = None):
+                 fast_forward: bool = True, prefix_cache_bytes: int = 0, max_step_tokens: int | None = None,
+                 torch_compile: bool = False):
         self.loaded = loaded
         self.fast_forward = fast_forward
-        self.runner = ModelRunner(loaded)
+        self.runner = ModelRunner(loaded, torch_compile=torch_compile)
         self.scheduler = Scheduler(max_batch_size=max_batch_size, max_waiting=max_waiting)
         self.cache = self.runner.new_cache()
         self.token_bytes = token_byte_table(loaded.tokenizer, loaded.vocab_rows)

@@ -30,6 +30,11 @@ class BatchKVCache:
     def num_rows(self) -> int:
         return self.lengths.shape[0]
 
+    @property
+    def holds_keys(self) -> bool:
+        """Whether every layer's storage exists (a forward pass has run since the cache was made)."""
+        return all(layer.is_initialized for layer in self.kv.layers)
+
     def add_rows(self, count: int) -> None:
         """Append `count` empty rows."""
         self.lengths = torch.cat([self.lengths, self.lengths.new_zeros(count)])
@@ -50,6 +55,13 @@ class BatchKVCache:
         for layer, kv in zip(self.kv.layers, prefix):
             layer.write_columns(row, self.num_rows, kv)
         self.lengths[row] = prefix.shape[3]
+
+    def row_stores(self, row: int, columns: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's key and value storage of row `row` ([heads, capacity, dim] views, written in place), with
+        room for `columns` columns (lone_row_step.py writes and reads them there)."""
+        for layer in self.kv.layers:
+            layer._reserve(self.num_rows, columns)
+        return [(layer.key_store[row], layer.value_store[row]) for layer in self.kv.layers]
 
     def read_columns(self, row: int, start: int, end: int) -> torch.Tensor:
         """A copy of row `row`'s columns start..end: [layers, 2, heads, end - start, dim]."""

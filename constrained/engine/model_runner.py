@@ -8,18 +8,23 @@ import torch
 
 from constrained.engine import packed_attention
 from constrained.engine.kv_cache import BatchKVCache
+from constrained.engine.lone_row_step import LoneRowStep
 from constrained.engine.packed_attention import Group, packed
 from constrained.models import LoadedModel
 
 
 class ModelRunner:
-    def __init__(self, loaded: LoadedModel):
+    """`torch_compile`: a row decoding alone takes the compiled step (lone_row_step.py); ValueError where the model
+    has none."""
+
+    def __init__(self, loaded: LoadedModel, *, torch_compile: bool = False):
         self.model = loaded.model
         self.decoder = loaded.model.get_decoder()  # the transformer without its vocabulary head
         self.lm_head = loaded.model.get_output_embeddings()
         self.device = loaded.device
         # Its attention layers then take a packed step (packed_attention.py); other calls get sdpa as before.
         self.model.config._attn_implementation = packed_attention.NAME
+        self.lone_row = LoneRowStep(loaded.model) if torch_compile else None
 
     def new_cache(self) -> BatchKVCache:
         return BatchKVCache(self.model.config, self.device)
@@ -31,6 +36,9 @@ class ModelRunner:
 
         Returns float32 logits [rows, vocab_rows] of each row's last input token.
         """
+        if self.lone_row is not None and len(inputs) == 1 and len(inputs[0]) == 1 and cache.holds_keys \
+                and int(cache.lengths[0]) > 0:
+            return self.lone_row(cache, inputs[0][0])
         widths = [len(tokens) for tokens in inputs]
         ends = list(itertools.accumulate(widths))  # each row's tokens end here in the packed sequence
         row_of = torch.repeat_interleave(torch.arange(len(inputs)), torch.tensor(widths)).to(self.device)

@@ -1,0 +1,136 @@
+"""A compiled step for a row decoding alone: one token in, its logits out (`--torch-compile`, CPU).
+
+One row decoding alone (a laptop's single client) reads every weight once per token, and eager PyTorch spends
+about as long again in Python and small kernels between the matmuls (each layer's norms, rotary embedding,
+attention, residuals). Here a decoder layer is one function of its weights, compiled once by torch.compile
+(inductor) and called for every layer: the cache length is a dynamic size, so it is not compiled again as the
+row grows. A matrix-vector product is written as a reduction, which inductor's generated loops run faster on
+one row than the matmul kernel does. The logits equal the eager step's up to float rounding, not bit for bit.
+
+Llama, Qwen2 and Qwen3 decoder layers are read from their modules (`unsupported` says why another model is not);
+the eager step runs everything else: batches, prompts, forced runs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from constrained.engine.kv_cache import BatchKVCache
+
+_MODEL_TYPES = ("llama", "qwen2", "qwen3")
+
+
+def unsupported(model: nn.Module) -> str | None:
+    """Why `model`'s layers cannot take the compiled step (None: they can)."""
+    config = model.config
+    if config.model_type not in _MODEL_TYPES:
+        return f"model type {config.model_type!r} (supported: {', '.join(_MODEL_TYPES)})"
+    if getattr(config, "hidden_act", "silu") != "silu":
+        return f"activation {config.hidden_act!r}"
+    if getattr(config, "use_sliding_window", False) or getattr(config, "mlp_bias", False):
+        return "sliding-window attention or MLP biases"
+    if next(model.parameters()).device.type != "cpu":
+        return "a device other than the CPU"
+    return None
+
+
+class LoneRowStep:
+    """`model`'s forward pass for one row of one token, against the row's keys and values in a BatchKVCache."""
+
+    def __init__(self, model: nn.Module):
+        reason = unsupported(model)
+        if reason is not None:
+            raise ValueError(f"no compiled step for {reason}")
+        decoder = model.get_decoder()
+        attention = decoder.layers[0].self_attn
+        self.embed, self.rotary = decoder.embed_tokens, decoder.rotary_emb
+        self.final_norm = (decoder.norm.weight, decoder.norm.variance_epsilon)
+        self.head = model.get_output_embeddings()
+        self.shape = (model.config.num_attention_heads, model.config.num_key_value_heads, attention.head_dim,
+                      decoder.layers[0].input_layernorm.variance_epsilon, attention.scaling)
+        self.layers = [_weights(layer) for layer in decoder.layers]
+        self._layer = torch.compile(_layer_step, dynamic=True)
+        self._logits = torch.compile(_logits, dynamic=False)
+        self.calls = 0  # steps taken (for tests and benchmarks)
+
+    def __call__(self, cache: BatchKVCache, token: int) -> torch.Tensor:
+        """Float32 logits [1, vocab_rows] of `token` appended to the cache's only row (which holds a prompt)."""
+        length = int(cache.lengths[0])
+        hidden = self.embed.weight[token].clone()
+        position = torch.tensor([length])
+        cos, sin = self.rotary(hidden.float()[None, None], position[None])
+        stores = cache.row_stores(0, length + 1)
+        for weights, (keys, values) in zip(self.layers, stores):
+            torch._dynamo.maybe_mark_dynamic(keys, 1)
+            torch._dynamo.maybe_mark_dynamic(values, 1)
+            hidden = self._layer(hidden, weights, cos[0, 0], sin[0, 0], keys, values, position, length + 1, self.shape)
+        cache.commit(torch.ones(1, dtype=torch.long))
+        self.calls += 1
+        return self._logits(hidden, *self.final_norm, _linear_weights(self.head))[None]
+
+
+def _weights(layer: nn.Module) -> tuple:
+    """A decoder layer's tensors, in _layer_step's order (None where the model has no such tensor)."""
+    attention, mlp = layer.self_attn, layer.mlp
+    q_norm, k_norm = getattr(attention, "q_norm", None), getattr(attention, "k_norm", None)
+    return (layer.input_layernorm.weight, _linear_weights(attention.q_proj), _linear_weights(attention.k_proj),
+            _linear_weights(attention.v_proj), _linear_weights(attention.o_proj),
+            None if q_norm is None else q_norm.weight, None if k_norm is None else k_norm.weight,
+            layer.post_attention_layernorm.weight, _linear_weights(mlp.gate_proj), _linear_weights(mlp.up_proj),
+            _linear_weights(mlp.down_proj))
+
+
+def _linear_weights(linear: nn.Module) -> tuple:
+    """(weight, bias, int8 weight, scales) of an nn.Linear, or of an Int8Linear (`--quantize int8`), whose int8
+    weights are then the ones read."""
+    return linear.weight, linear.bias, getattr(linear, "weight_int8", None), getattr(linear, "scales", None)
+
+
+def _linear(x: torch.Tensor, weights: tuple) -> torch.Tensor:
+    """x [in] times the weight [out, in] (+ bias), in float32, rounded to the weight's dtype as nn.Linear's is;
+    int8 weights through PyTorch's own kernel, as Int8Linear does."""
+    weight, bias, int8, scales = weights
+    if int8 is not None:
+        out = torch._weight_int8pack_mm(x[None].to(weight.dtype), int8, scales)[0].float()
+    else:
+        out = (x.float()[None, :] * weight.float()).sum(-1)
+    return (out if bias is None else out + bias.float()).to(weight.dtype)
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Over the last dimension, as the models' RMSNorm (float32 inside, the input's dtype out, times weight)."""
+    x32 = x.float()
+    return weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return (x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin).to(x.dtype)
+
+
+def _layer_step(hidden: torch.Tensor, weights: tuple, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
+                values: torch.Tensor, position: torch.Tensor, columns: int, shape: tuple) -> torch.Tensor:
+    """One decoder layer for one token: its keys and values written at `position` of the row's stores
+    ([kv_heads, capacity, head_dim]), attention over their first `columns` columns."""
+    heads, kv_heads, head_dim, eps, scaling = shape
+    norm_in, q_proj, k_proj, v_proj, o_proj, q_norm, k_norm, norm_post, gate_proj, up_proj, down_proj = weights
+    x = _rms_norm(hidden, norm_in, eps)
+    query = _linear(x, q_proj).view(heads, head_dim)
+    key = _linear(x, k_proj).view(kv_heads, head_dim)
+    if q_norm is not None:
+        query, key = _rms_norm(query, q_norm, eps), _rms_norm(key, k_norm, eps)
+    query, key = _rotate(query, cos, sin), _rotate(key, cos, sin)
+    keys.index_copy_(1, position, key[:, None].to(keys.dtype))
+    values.index_copy_(1, position, _linear(x, v_proj).view(kv_heads, 1, head_dim).to(values.dtype))
+    grouped = query.float().view(kv_heads, heads // kv_heads, head_dim)
+    scores = torch.einsum("kgd,kcd->kgc", grouped, keys[:, :columns].float()) * scaling
+    attended = torch.einsum("kgc,kcd->kgd", torch.softmax(scores, dim=-1), values[:, :columns].float())
+    hidden = hidden + _linear(attended.reshape(heads * head_dim).to(hidden.dtype), o_proj)
+    x = _rms_norm(hidden, norm_post, eps)
+    gated = nn.functional.silu(_linear(x, gate_proj)) * _linear(x, up_proj)
+    return hidden + _linear(gated, down_proj)
+
+
+def _logits(hidden: torch.Tensor, norm: torch.Tensor, eps: float, head: tuple) -> torch.Tensor:
+    return _linear(_rms_norm(hidden, norm, eps), head).float()

@@ -1,0 +1,82 @@
+"""The compiled step for a row decoding alone (`--torch-compile`): the eager step's logits, and the engine's output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
+
+from constrained.constraints import Constraint
+from constrained.engine.engine import Engine, Submission
+from constrained.engine.lone_row_step import LoneRowStep, unsupported
+from constrained.engine.model_runner import ModelRunner
+from constrained.engine.params import SamplingParams
+from constrained.engine.sequence import FinishReason
+from constrained.models import LoadedModel
+from constrained.testing import run_until_idle, validation_errors
+
+pytestmark = pytest.mark.slow  # each model's layer is compiled by inductor: seconds on 2 cores
+
+
+def _steps(loaded: LoadedModel, prompt: list[int], steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(eager, compiled) logits of each decode step after `prompt`, both fed the eager step's greedy tokens."""
+    eager, compiled = ModelRunner(loaded), ModelRunner(loaded, torch_compile=True)
+    caches = [runner.new_cache() for runner in (eager, compiled)]
+    for cache in caches:
+        cache.add_rows(1)
+    pairs = []
+    with torch.inference_mode():
+        token = int(eager.forward(caches[0], [prompt]).argmax())
+        compiled.forward(caches[1], [prompt])
+        for _ in range(steps):
+            pairs.append((eager.forward(caches[0], [[token]]), compiled.forward(caches[1], [[token]])))
+            token = int(pairs[-1][0].argmax())
+    assert compiled.lone_row.calls == steps  # the prompt took the eager step, every decode step the compiled one
+    return pairs
+
+
+def test_qwen3_logits_equal_the_eager_steps(tiny_model):
+    for eager, compiled in _steps(tiny_model, list(range(1000, 1040)), 12):
+        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+
+
+def test_qwen2_with_biases_and_a_grown_cache(tiny_model):
+    """Qwen2's q/k/v biases; 80 steps past a 40-token prompt outgrow the cache's first 64 columns (storage
+    doubles while the compiled step runs, with the cache length a dynamic size)."""
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    model = Qwen2ForCausalLM(config).eval()
+    for proj in ("q_proj", "k_proj", "v_proj"):
+        torch.nn.init.normal_(getattr(model.model.layers[0].self_attn, proj).bias, std=0.5)
+    loaded = LoadedModel("tiny-qwen2", model, tiny_model.tokenizer, torch.device("cpu"), torch.float32, 512, (0,))
+    for eager, compiled in _steps(loaded, list(range(40)), 80):
+        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+
+
+def test_other_architectures_are_refused_by_name():
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64))
+    assert "gpt2" in unsupported(model)
+    with pytest.raises(ValueError, match="gpt2"):
+        LoneRowStep(model)
+
+
+def test_a_lone_request_under_a_schema_validates(tiny_model, compiler, finishing_bias):
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
+                                               "count": {"type": "integer"}}, "required": ["name", "count"]}
+    grammar = compiler.compile(Constraint.json_schema(schema))
+    engine = Engine(tiny_model, torch_compile=True)
+    prompt = tiny_model.tokenizer.encode("Give a name and a count as JSON.")
+    stopped = 0
+    for seed in range(3):
+        results = run_until_idle(engine, [Submission(prompt, SamplingParams(max_tokens=64, seed=seed,
+                                                                            logit_bias=finishing_bias), grammar)])
+        (result,) = results.values()
+        text = result["text"]
+        if result["finish"] is FinishReason.STOP:
+            assert validation_errors(schema, text) == [], text
+            json.loads(text)
+            stopped += 1
+    assert stopped and engine.runner.lone_row.calls > 0
