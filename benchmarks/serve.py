@@ -98,12 +98,13 @@ def running(command: list[str], port: int, log: Path | None = None) -> Iterator[
 
 
 def server(model: str, device: str, dtype: str, *, fast_forward: bool,
-           quantize: str = "none") -> contextlib.AbstractContextManager[str]:
+           quantize: str = "none", torch_compile: bool = False) -> contextlib.AbstractContextManager[str]:
     """A `constrained serve` subprocess on a free port."""
     port = free_port()
     return running([sys.executable, "-m", "api", "serve", "--model", model, "--device", device, "--dtype", dtype,
                     "--quantize", quantize, "--port", str(port), "--log-level", "warning"]
-                   + ([] if fast_forward else ["--no-fast-forward"]), port)
+                   + ([] if fast_forward else ["--no-fast-forward"]) + (["--torch-compile"] if torch_compile else []),
+                   port)
 
 
 def short_messages(i: int) -> list[dict]:
