@@ -247,7 +247,8 @@ def main() -> None:
             with running(peer.command, peer.port, Path(tempfile.gettempdir()) / f"peer-{peer.name}.log") as peer_url:
                 results[peer.name] = asyncio.run(compare(ours_url, peer, peer_url, args, workloads, shared))
 
-    print(f"model {args.model}, ours in dtype {args.dtype} (quantize {args.quantize}, torch_compile {args.torch_compile}), max_tokens {args.max_tokens}, "
+    print(f"model {args.model}, ours in dtype {args.dtype} (quantize {args.quantize}, torch_compile "
+          f"{args.torch_compile}), max_tokens {args.max_tokens}, "
           f"{args.rounds} rounds x {args.requests_per_client} requests per client; ratio = ours / peer output tokens/s")
     print(f"{'peer':>12} {'C':>3} {'workload':>20} {'ours tok/s':>10} {'peer tok/s':>10} {'ratio':>6} "
           f"{'ours TTFT p50/p99 ms':>21} {'peer TTFT p50/p99 ms':>21} {'latency p50 ours/peer ms':>24}")
@@ -266,7 +267,8 @@ def main() -> None:
                 headline[f"{name}_{workload}_c{concurrency}"] = cell["tokens_per_s_ratio"]
                 headline[f"{name}_{workload}_c{concurrency}_ttft_p50"] = cell["ttft_p50_ratio"]
                 headline[f"{name}_{workload}_c{concurrency}_latency_p50"] = cell["latency_p50_ratio"]
-    print(json.dumps({"model": args.model, "dtype": args.dtype, "quantize": args.quantize, "torch_compile": args.torch_compile,
+    print(json.dumps({"model": args.model, "dtype": args.dtype, "quantize": args.quantize,
+                      "torch_compile": args.torch_compile,
                       "max_tokens": args.max_tokens, "rounds": args.rounds, "gguf": args.llama_gguf,
                       "workloads": args.workloads, "document_tokens": args.document_tokens,
                       "requests_per_client": args.requests_per_client, "ours_over_peer_tokens_per_s": headline,

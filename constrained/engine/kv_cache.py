@@ -30,11 +30,6 @@ class BatchKVCache:
     def num_rows(self) -> int:
         return self.lengths.shape[0]
 
-    @property
-    def holds_keys(self) -> bool:
-        """Whether every layer's storage exists (a forward pass has run since the cache was made)."""
-        return all(layer.is_initialized for layer in self.kv.layers)
-
     def add_rows(self, count: int) -> None:
         """Append `count` empty rows."""
         self.lengths = torch.cat([self.lengths, self.lengths.new_zeros(count)])

@@ -46,7 +46,7 @@ class LoneRowStep:
         attention = decoder.layers[0].self_attn
         self.embed, self.rotary = decoder.embed_tokens, decoder.rotary_emb
         self.final_norm = (decoder.norm.weight, decoder.norm.variance_epsilon)
-        self.head = model.get_output_embeddings()
+        self.head = _linear_weights(model.get_output_embeddings())
         self.shape = (model.config.num_attention_heads, model.config.num_key_value_heads, attention.head_dim,
                       decoder.layers[0].input_layernorm.variance_epsilon, attention.scaling)
         self.layers = [_weights(layer) for layer in decoder.layers]
@@ -62,12 +62,13 @@ class LoneRowStep:
         cos, sin = self.rotary(hidden.float()[None, None], position[None])
         stores = cache.row_stores(0, length + 1)
         for weights, (keys, values) in zip(self.layers, stores):
+            # capacity dynamic from the first compile: otherwise the storage's first doubling compiles again
             torch._dynamo.maybe_mark_dynamic(keys, 1)
             torch._dynamo.maybe_mark_dynamic(values, 1)
             hidden = self._layer(hidden, weights, cos[0, 0], sin[0, 0], keys, values, position, length + 1, self.shape)
         cache.commit(torch.ones(1, dtype=torch.long))
         self.calls += 1
-        return self._logits(hidden, *self.final_norm, _linear_weights(self.head))[None]
+        return self._logits(hidden, *self.final_norm, self.head)[None]
 
 
 def _weights(layer: nn.Module) -> tuple:

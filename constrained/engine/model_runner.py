@@ -36,8 +36,8 @@ class ModelRunner:
 
         Returns float32 logits [rows, vocab_rows] of each row's last input token.
         """
-        if self.lone_row is not None and len(inputs) == 1 and len(inputs[0]) == 1 and cache.holds_keys \
-                and int(cache.lengths[0]) > 0:
+        # one row of one token, after its prompt (a row holding tokens has every layer's storage)
+        if self.lone_row is not None and len(inputs) == 1 and len(inputs[0]) == 1 and int(cache.lengths[0]) > 0:
             return self.lone_row(cache, inputs[0][0])
         widths = [len(tokens) for tokens in inputs]
         ends = list(itertools.accumulate(widths))  # each row's tokens end here in the packed sequence
