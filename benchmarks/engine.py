@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="best of N runs per cell")
+    parser.add_argument("--torch-compile", action="store_true", help="a lone row takes the compiled step")
     args = parser.parse_args()
 
     loaded = load_model(args.model, device=args.device)
@@ -105,7 +106,7 @@ def main() -> None:
                  "keys": ([keys_grammar], True), "keys_no_ff": ([keys_grammar], False)}
     prompt = loaded.tokenizer.encode(loaded.tokenizer.apply_chat_template(
         [{"role": "user", "content": "Describe a person as JSON."}], add_generation_prompt=True, tokenize=False))
-    engine = Engine(loaded, max_batch_size=max(args.batch_sizes))
+    engine = Engine(loaded, max_batch_size=max(args.batch_sizes), torch_compile=args.torch_compile)
     for batch in args.batch_sizes:  # warm-up: the first forward passes of each shape run slow
         for grammars, fast_forward in workloads.values():
             run_batch(engine, prompt, grammars, batch, 8, fast_forward)
@@ -115,10 +116,10 @@ def main() -> None:
         for name, (grammars, fast_forward) in workloads.items():  # interleaved: drift hits all alike
             runs = [run_batch(engine, prompt, grammars, batch, args.max_tokens, fast_forward) for _ in range(args.repeats)]
             results.setdefault(str(batch), {})[name] = max(runs, key=lambda r: r["tokens_per_s"])
-    print(f"model {args.model} on {loaded.device}, max_tokens {args.max_tokens}")
+    print(f"model {args.model} on {loaded.device}, max_tokens {args.max_tokens}, torch_compile {args.torch_compile}")
     names = [name for name in workloads if name != "unconstrained"]
     print(f"{'batch':>5} {'unconstrained tok/s':>20}" + "".join(f" {name + ' tok/s':>17} {'ratio':>6}" for name in names))
-    summary = {"model": args.model, "device": str(loaded.device), "compile_ms": round(compile_ms, 2),
+    summary = {"model": args.model, "device": str(loaded.device), "torch_compile": args.torch_compile, "compile_ms": round(compile_ms, 2),
                "cached_compile_ms": round(cached_ms, 4), "batches": results}
     for batch, row in results.items():
         base = row["unconstrained"]["tokens_per_s"]
