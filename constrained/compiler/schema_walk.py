@@ -43,17 +43,23 @@ def map_with_pointers(schema: Any, rewrite: Callable[[str, dict], Any], pointer:
     """`map_subschemas`, where `rewrite` also gets the JSON pointer of the (original) subschema."""
     if not isinstance(schema, dict):
         return schema
+    return rewrite(pointer, map_children(schema, lambda suffix, child: map_with_pointers(child, rewrite,
+                                                                                        pointer + suffix)))
+
+
+def map_children(schema: dict, rewrite: Callable[[str, Any], Any]) -> dict:
+    """A copy of `schema` with each direct subschema replaced by `rewrite(pointer suffix, subschema)`."""
     out = dict(schema)
     for key, value in schema.items():
-        here = f"{pointer}/{escape(key)}"
-        if key in _ONE or (key == "items" and isinstance(value, dict)):
-            out[key] = map_with_pointers(value, rewrite, here)
+        here = f"/{escape(key)}"
+        if key in _ONE or (key == "items" and not isinstance(value, list)):
+            out[key] = rewrite(here, value)
         elif key in _LIST or key == "items":
             if isinstance(value, list):
-                out[key] = [map_with_pointers(item, rewrite, f"{here}/{i}") for i, item in enumerate(value)]
+                out[key] = [rewrite(f"{here}/{i}", item) for i, item in enumerate(value)]
         elif key in _MAP and isinstance(value, dict):
-            out[key] = {name: map_with_pointers(item, rewrite, f"{here}/{escape(name)}") for name, item in value.items()}
-    return rewrite(pointer, out)
+            out[key] = {name: rewrite(f"{here}/{escape(name)}", item) for name, item in value.items()}
+    return out
 
 
 def resolve_local(root: Any, ref: str) -> tuple[str, Any] | None:

@@ -13,6 +13,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any, Callable
 
 import llguidance
 import llguidance.hf
@@ -27,6 +28,7 @@ from constrained.compiler.backends.spelling import check_spellable
 from constrained.compiler.backends.tool_grammar import tool_calls_lark
 from constrained.compiler.backends.unique_matcher import UniqueItemsMatcher, VocabularyBytes
 from constrained.compiler.keywords import LLGUIDANCE
+from constrained.compiler.recursive_refs import without_recursive_intersections
 from constrained.compiler.rewrites import llguidance_equivalent
 from constrained.compiler.schema_check import enforceable_schema
 from constrained.compiler.unique_items import Track, UniqueRoots, split_unique_items
@@ -47,6 +49,9 @@ JSON_OPTIONS = {
     "json_allow_general_unicode_escapes": False,
 }
 
+
+# llguidance's refusals that recursive_refs.py's rewrites avoid.
+_RECURSIVE_INTERSECTION = ("circular references with sibling keys", "Schema intersection stack level exceeded")
 
 # Room in the parser's rows for an object's optional properties (about 4 items each) up to the schema
 # limit (schema_check.Limits.max_optional_properties); llguidance's default row of 2,000 items holds ~500.
@@ -84,15 +89,16 @@ class LlguidanceBackend(Backend):
             _tool_call_roots(constraint.value)
 
     def compile(self, constraint: Constraint, deadline: float) -> "LlguidanceGrammar":
-        unique = None
-        if constraint.kind == "json_schema":
-            schema, track = _prepared_schema(constraint)
-            grammar_text = llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=JSON_OPTIONS)
-            unique = None if track is None else UniqueRoots(start=track)
-        else:
-            grammar_text = self._grammar_text(constraint)
-            unique = _tool_call_roots(constraint.value) if constraint.kind == "tool_calls" else None
-        return self._build(grammar_text, unique, deadline, f"a {constraint.kind} constraint")
+        """Built from the prepared schemas; where llguidance refuses to intersect a recursive reference, built
+        again with those references taken out of intersections (recursive_refs.py): only then, since that
+        grows the grammar."""
+        what = f"a {constraint.kind} constraint"
+        try:
+            return self._build(*self._grammar_text(constraint, _identity), deadline, what)
+        except InvalidConstraint as exc:
+            if not any(reason in str(exc) for reason in _RECURSIVE_INTERSECTION):
+                raise
+        return self._build(*self._grammar_text(constraint, without_recursive_intersections), deadline, what)
 
     def load(self, data: bytes, deadline: float) -> "LlguidanceGrammar":
         """From the grammar text: skips the schema rewriting and llguidance's schema conversion."""
@@ -132,20 +138,29 @@ class LlguidanceBackend(Backend):
         return LlguidanceGrammar(grammar_text, prototype, self.spec.eos_token_ids, self._eos_only,
                                  None if unique is None else (unique, self.vocabulary_bytes()))
 
-    def _grammar_text(self, constraint: Constraint) -> str:
-        """The grammar of a constraint other than a JSON Schema."""
+    def _grammar_text(self, constraint: Constraint, finish: Callable[[Any], Any]) -> tuple[str, UniqueRoots | None]:
+        """The grammar text and where its unique arrays are; `finish` maps each prepared schema to what
+        llguidance gets."""
+        if constraint.kind == "json_schema":
+            schema, track = _prepared_schema(constraint)
+            text = llguidance.LLMatcher.grammar_from_json_schema(finish(schema), overrides=JSON_OPTIONS)
+            return text, None if track is None else UniqueRoots(start=track)
+        if constraint.kind == "tool_calls":
+            lark = tool_calls_lark(constraint.value, lambda schema: finish(prepare_schema(schema)), JSON_OPTIONS,
+                                   tags_are_tokens=self._tool_tags_are_tokens)
+            return llguidance.LLMatcher.grammar_from_lark(lark), _tool_call_roots(constraint.value)
         if constraint.kind == "json_object":
             lark = resources.files("grammars").joinpath("json_object.lark").read_text(encoding="utf-8")
-            return llguidance.LLMatcher.grammar_from_lark(lark)
-        if constraint.kind == "tool_calls":
-            lark = tool_calls_lark(constraint.value, prepare_schema, JSON_OPTIONS,
-                                   tags_are_tokens=self._tool_tags_are_tokens)
-            return llguidance.LLMatcher.grammar_from_lark(lark)
+            return llguidance.LLMatcher.grammar_from_lark(lark), None
         if constraint.kind == "regex":
-            return llguidance.LLMatcher.grammar_from_regex(constraint.value)
+            return llguidance.LLMatcher.grammar_from_regex(constraint.value), None
         if constraint.kind == "grammar":
-            return llguidance.LLMatcher.grammar_from_lark(constraint.value)
-        return llguidance.LLMatcher.grammar_from_regex(choice_regex(constraint.value))
+            return llguidance.LLMatcher.grammar_from_lark(constraint.value), None
+        return llguidance.LLMatcher.grammar_from_regex(choice_regex(constraint.value)), None
+
+
+def _identity(schema: Any) -> Any:
+    return schema
 
 
 def prepare_schema(schema: object) -> object:
