@@ -57,6 +57,17 @@ def test_the_locations_of_unique_arrays_form_a_graph_recursion_included():
         {"type": "array", "items": {"type": "string"}}, None)
 
 
+def test_keywords_of_other_types_beside_a_unique_array_are_left_to_the_grammar():
+    """uniqueItems asserts nothing where `type` rules arrays out; keywords for strings or objects beside it (and
+    unknown ones) shape no array."""
+    assert split_unique_items({"type": "string", "uniqueItems": True, "items": {"type": "integer"}})[1] is None
+    _, track = split_unique_items({"type": ["string", "array"], "format": "uri", "minLength": 2, "x-note": 1,
+                                   "additionalProperties": False, "items": {"type": "string"}, "uniqueItems": True})
+    assert track.unique and track.values is None
+    _, track = split_unique_items({"properties": {"t": {"anyOf": [{"type": "string", "pattern": "^a"}, TAGS]}}})
+    assert track.properties["t"].unique
+
+
 @pytest.mark.parametrize("schema, path", [
     ({"type": "array", "uniqueItems": True}, ""),  # items of any type
     ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, ""),
@@ -64,6 +75,7 @@ def test_the_locations_of_unique_arrays_form_a_graph_recursion_included():
     ({"type": "array", "items": {"enum": ["a", 1]}, "uniqueItems": True}, ""),  # 1 is no string
     ({"type": "array", "items": {"enum": ["a", "b"]}, "uniqueItems": True, "minItems": 3}, ""),  # only 2 values
     ({"type": "array", "items": {"type": "string"}, "uniqueItems": True, "contains": {"const": "a"}}, ""),
+    ({"type": "array", "items": {"type": "string"}, "uniqueItems": True, "enum": [["a", "a"], ["b"]]}, ""),
     ({"type": "object", "patternProperties": {"^t": TAGS}}, "/patternProperties/^t"),
     ({"type": "object", "additionalProperties": TAGS, "patternProperties": {"^x": {}}}, "/additionalProperties"),
     ({"type": "array", "prefixItems": [TAGS]}, "/prefixItems/0"),

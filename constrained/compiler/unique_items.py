@@ -28,8 +28,10 @@ from constrained.compiler.schema_walk import children, escape, map_with_pointers
 from constrained.errors import InvalidConstraint
 
 _IN_PLACE = ("allOf", "anyOf", "oneOf")
-# What may stand beside a unique array's own keywords, and beside a string item's.
-_ARRAY_KEYS = frozenset({"type", "items", "uniqueItems", "minItems", "maxItems", "$ref", *_IN_PLACE, *ANNOTATIONS})
+# What may not stand beside a unique array's own keywords: those shaping an array some other way (the rest apply
+# to other types, or assert nothing), and beside a string item's, what may.
+_SHAPING_ARRAYS = frozenset({"prefixItems", "additionalItems", "contains", "minContains", "maxContains",
+                             "unevaluatedItems", "not", "if", "then", "else"})
 _ITEM_KEYS = frozenset({"type", "minLength", "enum", "const", "$ref", "allOf", *ANNOTATIONS})
 _HINT = "drop it, or make the items plain strings (items: {type: string}) or strings of an enum"
 
@@ -212,12 +214,14 @@ class _Locations:
                       self._location(others) if others else None, self._location(items) if items else None)
 
     def _is_unique_array(self, location: Location) -> bool:
-        """Whether an array here must hold distinct items; InvalidConstraint where other keywords apply beside."""
+        """Whether an array here must hold distinct items; InvalidConstraint where other keywords shape arrays
+        beside."""
         nodes = {pointer: self.nodes[pointer] for pointer in location}
-        unique = [pointer for pointer, node in nodes.items() if node.get("uniqueItems") is True]
+        unique = [pointer for pointer, node in nodes.items() if _asks_unique(node)]
         for pointer, node in nodes.items() if unique else ():
-            if not set(node) <= _ARRAY_KEYS or not isinstance(node.get("items", {}), (dict, bool)):
-                odd = sorted(set(node) - _ARRAY_KEYS) or ["items"]
+            odd = sorted(_SHAPING_ARRAYS & set(node)) or [key for key in ("items", "enum", "const")
+                                                          if _holds_arrays(key, node.get(key))]
+            if odd:
                 raise InvalidConstraint(f"enforced on arrays of strings alone: {odd[0]!r} applies here too "
                                         f"(at '{pointer or '/'}')", path=unique[0], keyword="uniqueItems", hint=_HINT)
         return bool(unique)
@@ -226,7 +230,7 @@ class _Locations:
         """The strings a unique array's items are drawn from (None: any string); InvalidConstraint where the
         items are not strings of one of those two kinds, or there cannot be as many distinct items as required."""
         nodes = {pointer: self.nodes[pointer] for pointer in location}
-        path = min(pointer for pointer, node in nodes.items() if node.get("uniqueItems") is True)
+        path = min(pointer for pointer, node in nodes.items() if _asks_unique(node))
         pointers = [f"{pointer}/items" for pointer, node in nodes.items() if "items" in node]
         for pointer in pointers:
             self.nodes.setdefault(pointer, nodes[pointer[:-len("/items")]]["items"])
@@ -263,7 +267,7 @@ class _Locations:
             if pointer in self.checked or not isinstance(node, dict):
                 continue
             self.checked.add(pointer)
-            if node.get("uniqueItems") is True:
+            if _asks_unique(node):
                 raise InvalidConstraint("enforced on arrays reached through properties, additionalProperties and items "
                                         "alone, not under patternProperties, prefixItems, contains or not",
                                         path=pointer, keyword="uniqueItems", hint=_HINT)
@@ -273,6 +277,19 @@ class _Locations:
                 stack.append(target)
             stack.extend((pointer + suffix, child) for suffix, child in children(node)
                          if not suffix.startswith(("/$defs/", "/definitions/")))
+
+
+def _asks_unique(node: dict) -> bool:
+    """`uniqueItems: true` in a node that arrays may satisfy (beside a `type` without "array" it asserts nothing)."""
+    types = node.get("type", "array")
+    return node.get("uniqueItems") is True and ("array" in types if isinstance(types, list) else types == "array")
+
+
+def _holds_arrays(key: str, value: Any) -> bool:
+    """Whether `items` is a list of schemas (one per position), or enum/const allow an array."""
+    if key == "items":
+        return isinstance(value, list)
+    return any(isinstance(v, list) for v in (value if key == "enum" and isinstance(value, list) else [value]))
 
 
 def _applying(pointer: str, node: dict, name: str) -> list[str]:
