@@ -69,9 +69,15 @@ def test_keywords_of_other_types_beside_a_unique_array_are_left_to_the_grammar()
 
 
 @pytest.mark.parametrize("schema, path", [
-    ({"type": "array", "uniqueItems": True}, ""),  # items of any type
-    ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, ""),
-    ({"type": "array", "items": {"type": "string", "maxLength": 3}, "uniqueItems": True}, ""),  # could dead-end
+    # items that may have no way left to differ from the earlier ones where they end
+    ({"type": "array", "items": {"type": "boolean"}, "uniqueItems": True}, ""),
+    ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, ""),  # "0" takes no more digits
+    ({"type": "array", "items": {"type": "number", "minimum": -1}, "uniqueItems": True}, ""),  # nor "-1"
+    ({"type": "array", "items": {"type": "number", "maximum": 9}, "uniqueItems": True}, ""),
+    ({"type": "array", "items": {"type": "string", "maxLength": 3}, "uniqueItems": True}, ""),
+    ({"type": "array", "items": {"type": "string", "pattern": "^a$"}, "uniqueItems": True}, ""),
+    ({"type": "array", "items": {"type": "object", "additionalProperties": False}, "uniqueItems": True}, ""),
+    ({"type": "array", "items": {"type": "array", "maxItems": 2}, "uniqueItems": True}, ""),
     ({"type": "array", "items": {"enum": ["a", 1]}, "uniqueItems": True}, ""),  # 1 is no string
     ({"type": "array", "items": {"enum": ["a", "b"]}, "uniqueItems": True, "minItems": 3}, ""),  # only 2 values
     ({"type": "array", "items": {"type": "string"}, "uniqueItems": True, "contains": {"const": "a"}}, ""),
@@ -330,3 +336,88 @@ def test_tool_call_generation_never_repeats_an_item(tiny_model, compiler):
     for o in stopped:
         arguments = json.loads(parse_tool_calls(o["text"])[1][0].arguments)
         assert validation_errors(tools[0][1], json.dumps(arguments)) == [], o["text"]
+
+
+ANY_KIND = {"type": "object", "properties": {"any": {"type": "array", "uniqueItems": True},
+                                             "objects": {"type": "array", "uniqueItems": True, "items": {
+                                                 "type": "object", "properties": {"k": {"type": "integer"}}}},
+                                             "numbers": {"type": "array", "uniqueItems": True,
+                                                         "items": {"type": "number", "minimum": 0}}}}
+
+
+@pytest.mark.parametrize("text, valid", [
+    ('{"any": [1, "1", true, null, [1], {"k": 1}, [], {}]}', True),
+    ('{"any": [1, 1.0]}', False),  # equal numbers, as jsonschema has it
+    ('{"any": [1, true]}', True),  # but true is no number
+    ('{"any": [true, false, true]}', False),
+    ('{"any": [null, "null", null]}', False),
+    ('{"any": [[1, 2], [2, 1], [1, 2]]}', False),
+    ('{"any": [{"k": [1]}, {"k": [1.0]}]}', False),
+    ('{"any": ["a", "ab", "a"]}', False),
+    ('{"objects": [{"k": 1}, {"k": 1, "x": 2}, {"k": 2}]}', True),
+    ('{"objects": [{"k": 1, "x": 2}, {"k": 1, "x": 2.0}]}', False),
+    ('{"objects": [{"k": 1, "x": {"a": 1, "b": 2}}, {"k": 1, "x": {"b": 2, "a": 1}}]}', False),  # keys in any order
+    ('{"numbers": [1, 1.5, 10, 0]}', True),
+    ('{"numbers": [1e2, 100]}', False),
+])
+def test_items_of_other_kinds_are_compared_as_json_values(compiler, qwen_tokenizer, text, valid):
+    grammar = compiler.compile(Constraint.json_schema(ANY_KIND))
+    assert accepts(grammar, qwen_tokenizer, text) is valid
+    assert validation_errors(ANY_KIND, text) == [] if valid else validation_errors(ANY_KIND, text) != []
+
+
+@pytest.mark.parametrize("prefix", [
+    '{"any": [1, {"k": "ab"}, {"k": "ab',  # inside an item: only what closes it can repeat one
+    '{"any": ["xy", "x', '{"any": [true, null, ', '{"any": [[1], [1', '{"any": [{"k": [1]}, {"k": [1]',
+    '{"objects": [{"k": 1}, {"k": 1', '{"numbers": [1, 1'])
+def test_the_mask_refuses_exactly_what_the_matcher_refuses(compiler, qwen_tokenizer, prefix):
+    """Every token the grammar allows after `prefix`, read by the matcher: the mask allows exactly those it takes."""
+    grammar = compiler.compile(Constraint.json_schema(ANY_KIND))
+    plain = compiler.compile(Constraint.json_schema(split_unique_items(ANY_KIND)[0]))
+    matcher, other = grammar.matcher(), plain.matcher()
+    for token in qwen_tokenizer.encode(prefix):
+        assert matcher.accept_token(token) and other.accept_token(token)
+    bitmask = torch.zeros(1, compiler.bitmask_width, dtype=torch.int32)
+    matcher.fill_bitmask(bitmask, 0)
+    mask = allowed(bitmask)
+    other.fill_bitmask(bitmask, 0)
+    taken = []
+    for token in np.flatnonzero(allowed(bitmask)).tolist():
+        taken.append(matcher.accept_token(token))
+        if taken[-1]:
+            matcher.rollback(1)
+    assert mask[allowed(bitmask)].tolist() == taken
+    assert not all(taken) or prefix.endswith("x"), "nothing refused: the prefix proves little"
+
+
+@pytest.mark.parametrize("items", [{"type": "integer", "minimum": 1},
+                                   {"type": "object", "properties": {"k": {"type": "integer", "minimum": 1}},
+                                    "required": ["k"]}])
+def test_generation_never_repeats_a_value(tiny_model, compiler, items):
+    """Random weights pushed toward short items repeat them without the check, never with it: an item about to
+    repeat an earlier one takes another digit or property instead; every output that stops validates, none fails."""
+    def array(unique: bool) -> dict:
+        return {"type": "array", "items": items, "uniqueItems": unique, "minItems": 3, "maxItems": 5}
+
+    tokenizer = tiny_model.tokenizer
+    closing = {",": 12.0, "]": 12.0, "}": 14.0, "},": 14.0, "}]": 14.0}  # one-digit items: repeats are likely
+    bias = json_finishing_bias(tokenizer) | {t: closing[tokenizer.decode([t])] for t in range(len(tokenizer))
+                                             if tokenizer.decode([t]) in closing}
+    prompt = tokenizer.encode("items:")
+    outputs = {}
+    for name, value in (("unique", array(True)), ("plain", array(False))):
+        grammar = compiler.compile(Constraint.json_schema(value))
+        results = run_until_idle(Engine(tiny_model, max_batch_size=16), [
+            Submission(prompt, SamplingParams(max_tokens=60, seed=seed, logit_bias=bias), grammar, f"{name}{seed}")
+            for seed in range(12)])
+        outputs[name] = [results[(f"{name}{seed}", 0)] for seed in range(12)]
+
+    def repeats(text: str) -> bool:
+        values = [json.dumps(item, sort_keys=True) for item in json.loads(text)]
+        return len(set(values)) < len(values)
+    assert sum(o["finish"] is FinishReason.STOP and repeats(o["text"]) for o in outputs["plain"]) >= 3, \
+        "the bias no longer makes repeats likely: the test would prove little"
+    stopped = [o["text"] for o in outputs["unique"] if o["finish"] is FinishReason.STOP]
+    assert len(stopped) >= 6
+    assert [text for text in stopped if validation_errors(array(True), text)] == []
+    assert all(o["finish"] is not FinishReason.FAILED for o in outputs["unique"])

@@ -50,7 +50,7 @@ class Limits:
     max_depth: int = 32  # subschemas nested inside each other
     max_properties: int = 10_000
     max_optional_properties: int = 2_000  # in one object: each is a branch the parser tracks at every key
-    max_enum_values: int = 2_500  # enum entries and choices, over the whole constraint
+    max_enum_values: int = 5_000  # enum entries and choices, over the whole constraint
     max_value_chars: int = 250_000  # property names, enum/const strings and choices
     max_regex_chars: int = 20_000
     max_grammar_chars: int = 100_000

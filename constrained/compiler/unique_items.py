@@ -1,11 +1,15 @@
 """Which arrays `uniqueItems` applies to, as instance locations a matcher can follow while it generates.
 
-llguidance has no `uniqueItems`. It is enforced on arrays of strings by a check beside the grammar
-(backends/unique_matcher.py), which never lets the generation reach a point where no token is left:
-- plain strings (`items: {type: string}`, at most a `minLength`): the closing quote that would repeat an earlier
+llguidance has no `uniqueItems`. It is enforced by a check beside the grammar (backends/unique_matcher.py), which
+never lets the generation reach a point where no token is left:
+- plain strings (`items: {type: string}`, at most a minLength): the closing quote that would repeat an earlier
   item is forbidden; a plain string can always go on with another character instead;
 - strings from an enum: an item must stay on the way to a value not used yet, and no item starts once every
-  value is used (refused when `minItems` asks for more items than there are values).
+  value is used (refused when `minItems` asks for more items than there are values);
+- items of other kinds, compared as JSON values (1 == 1.0, keys in any order): the token ending an item equal to
+  an earlier one is forbidden, and `true`/`false`/`null` do not start once used; refused unless every item can
+  still differ where it would end (`_open_ended`): a string goes on, a number takes another digit, an object
+  another property, an array another item.
 
 The locations are found on the schema llguidance compiles (after the rewrites): starting at the root, a location
 is reached through `properties` (by name), `additionalProperties` (any other name, where no `patternProperties`
@@ -33,15 +37,16 @@ _IN_PLACE = ("allOf", "anyOf", "oneOf")
 _SHAPING_ARRAYS = frozenset({"prefixItems", "additionalItems", "contains", "minContains", "maxContains",
                              "unevaluatedItems", "not", "if", "then", "else"})
 _ITEM_KEYS = frozenset({"type", "minLength", "enum", "const", "$ref", "allOf", *ANNOTATIONS})
-_HINT = "drop it, or make the items plain strings (items: {type: string}) or strings of an enum"
+_HINT = "drop it, or keep the items open-ended: plain strings, numbers with no maximum, objects open to more properties"
 
 
 @dataclass(eq=False)
 class Track:
     """One instance location on the way to a unique array: the locations below it that lead to one."""
 
-    unique: bool = False  # an array here must hold distinct strings
-    values: frozenset[str] | None = None  # unique: the strings its items are drawn from (None: any)
+    unique: bool = False  # an array here must hold distinct items
+    values: frozenset[str] | None = None  # unique strings: the strings its items are drawn from (None: any)
+    general: bool = False  # unique items of other kinds too, compared as JSON values (see `_open_ended`)
     properties: dict[str, Track] = field(default_factory=dict)  # by property name
     other: Track | None = None  # any name not in `declared`
     declared: frozenset[str] = frozenset()  # every name `properties` declares here (with `other` only)
@@ -68,7 +73,8 @@ class Track:
         out = []
         while len(out) < len(nodes):
             track = nodes[len(out)]
-            out.append({"unique": track.unique, "values": None if track.values is None else sorted(track.values),
+            out.append({"unique": track.unique, "general": track.general,
+                        "values": None if track.values is None else sorted(track.values),
                         "items": index(track.items), "other": index(track.other), "declared": sorted(track.declared),
                         "properties": {name: index(child) for name, child in track.properties.items()}})
         return out
@@ -76,7 +82,7 @@ class Track:
     @staticmethod
     def from_json(nodes: list) -> Track:
         tracks = [Track(node["unique"], None if node["values"] is None else frozenset(node["values"]),
-                        declared=frozenset(node["declared"])) for node in nodes]
+                        node.get("general", False), declared=frozenset(node["declared"])) for node in nodes]
         for track, node in zip(tracks, nodes):
             track.items = None if node["items"] is None else tracks[node["items"]]
             track.other = None if node["other"] is None else tracks[node["other"]]
@@ -135,7 +141,7 @@ class _Locations:
     def track(self) -> Track | None:
         root = self._location([""])
         edges: dict[Location, _Edges] = {}
-        unique: dict[Location, frozenset[str] | None] = {}
+        unique: dict[Location, tuple[frozenset[str] | None, bool]] = {}
         pending = [root]
         while pending:  # every location the walk can name
             location = pending.pop()
@@ -153,7 +159,8 @@ class _Locations:
                                                                             found.items)):
                     live.add(location)
                     changed = True
-        tracks = {location: Track(location in unique, unique.get(location)) for location in live}
+        tracks = {location: Track(location in unique, *unique[location]) if location in unique else Track()
+                  for location in live}
         for location, track in tracks.items():
             found = edges[location]
             track.properties = {name: tracks[child] for name, child in found.properties.items() if child in live}
@@ -226,15 +233,19 @@ class _Locations:
                                         f"(at '{pointer or '/'}')", path=unique[0], keyword="uniqueItems", hint=_HINT)
         return bool(unique)
 
-    def _item_values(self, location: Location) -> frozenset[str] | None:
-        """The strings a unique array's items are drawn from (None: any string); InvalidConstraint where the
-        items are not strings of one of those two kinds, or there cannot be as many distinct items as required."""
+    def _item_values(self, location: Location) -> tuple[frozenset[str] | None, bool]:
+        """How a unique array's items are kept apart: (the strings they are drawn from, None: any string; False),
+        or (None, True) for items compared as JSON values; InvalidConstraint where the items are of no such
+        kind, or there cannot be as many distinct items as required."""
         nodes = {pointer: self.nodes[pointer] for pointer in location}
         path = min(pointer for pointer, node in nodes.items() if _asks_unique(node))
         pointers = [f"{pointer}/items" for pointer, node in nodes.items() if "items" in node]
         for pointer in pointers:
             self.nodes.setdefault(pointer, nodes[pointer[:-len("/items")]]["items"])
         item_nodes = [self.nodes[p] for p in self._location(pointers)]
+        if not all(set(node) <= _ITEM_KEYS and node.get("type", "string") == "string" for node in item_nodes) \
+                or not item_nodes:
+            return self._general_items(item_nodes, path)
         values: list | None = None
         for node in item_nodes:
             if not set(node) <= _ITEM_KEYS or node.get("type", "string") != "string":
@@ -257,7 +268,18 @@ class _Locations:
         if values is not None and needed > len(values):
             raise InvalidConstraint(f"minItems {needed} asks for more distinct items than the {len(values)} values",
                                     path=path, keyword="uniqueItems", hint="lower minItems or add values")
-        return values
+        return values, False
+
+    @staticmethod
+    def _general_items(item_nodes: list[dict], path: str) -> tuple[None, bool]:
+        """(None, True) where every item can still be made unlike the earlier ones (`_open_ended`); else
+        InvalidConstraint naming what may leave an item no way to differ."""
+        for node in item_nodes:
+            if (closing := _open_ended(node)) is not None:
+                raise InvalidConstraint(f"items compared as JSON values must stay open-ended: {closing!r} may leave "
+                                        "an item no way to differ from the earlier ones", path=path,
+                                        keyword="uniqueItems", hint=_HINT)
+        return None, True
 
     def _refuse_unique_below(self, pointer: str, node: Any) -> None:
         """InvalidConstraint if a `uniqueItems: true` is reachable from the subschema at `pointer`."""
@@ -277,6 +299,47 @@ class _Locations:
                 stack.append(target)
             stack.extend((pointer + suffix, child) for suffix, child in children(node)
                          if not suffix.startswith(("/$defs/", "/definitions/")))
+
+
+_ALL_TYPES = frozenset({"string", "number", "integer", "object", "array", "boolean", "null"})
+_BOUNDING = {"string": ("pattern", "format", "maxLength"), "number": ("maximum", "exclusiveMaximum", "multipleOf"),
+             "object": ("maxProperties", "propertyNames", "unevaluatedProperties"),
+             "array": ("maxItems", "prefixItems", "contains", "unevaluatedItems")}
+
+
+def _open_ended(node: dict) -> str | None:
+    """None where an item this subschema allows can always be made unlike any finite set of earlier items at
+    the point it would end (a string goes on, a number takes another digit, an object another property, an
+    array another item; `true`, `false` and `null` are refused before they start); else the keyword in the way.
+    A number's minimum below 0 (an integer's below 1) is in the way too."""
+    for key in ("enum", "const", "not", "if"):
+        if key in node:
+            return key
+    named = node.get("type")
+    kinds = _ALL_TYPES if named is None else frozenset([named] if isinstance(named, str) else named)
+    if kinds <= {"boolean", "null"}:
+        return "type"
+    number = "number" in kinds
+    for kind, keys in _BOUNDING.items():
+        if kind in kinds or (kind == "number" and "integer" in kinds):
+            found = [key for key in keys if key in node]
+            if found:
+                return found[0]
+    if "object" in kinds and node.get("additionalProperties") is False:
+        return "additionalProperties"
+    if "array" in kinds and isinstance(node.get("items"), list):
+        return "items"
+    if number or "integer" in kinds:
+        lows = {key: node[key] for key in ("minimum", "exclusiveMinimum") if _is_number(node.get(key))}
+        if number and any(low < 0 for low in lows.values()):
+            return "minimum"  # "-1" over a minimum of -1.5 takes no more digits
+        if not number and not (lows.get("minimum", 0) >= 1 or lows.get("exclusiveMinimum", -1) >= 0):
+            return "minimum"  # an integer item "0" takes no more digits
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _asks_unique(node: dict) -> bool:
