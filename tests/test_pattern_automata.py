@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from constrained.compiler.pattern_automata import automaton, strings_not_matching
+from constrained.compiler.pattern_automata import automaton, endless, strings_not_matching
 
 ALPHABET = "ab/*.-_ 09AF\n\t\u3000\u0663é{}()\\"  # ASCII, a Unicode digit and space, a letter, a newline
 
@@ -61,3 +61,15 @@ def test_a_pattern_matching_every_string_has_an_empty_complement():
 
 def test_a_complement_too_long_to_write_is_refused():
     assert strings_not_matching("a.{40}b|c.{40}d|e.{40}f") is None
+
+
+@pytest.mark.parametrize("pattern, expected", [
+    ("^[a-z0-9_]+$", True), ("^[A-Za-z_][A-Za-z0-9_]*$", True), ("^[a-z]+(-[a-z]+)*$", True),
+    ("^\\.[^/]+$", True),
+    ("^[0-9]+x$", False),  # after "1x" nothing may follow
+    ("^(any|[0-9]+)$", False), ("^[a-z]{2,5}$", False), ("^a$", False),
+    ("^\\d+$", False),  # class escapes: not read here
+    ("[a-z]+", False),  # unanchored: not read here
+])
+def test_endless_patterns_can_always_go_on(pattern, expected):
+    assert endless(pattern) is expected

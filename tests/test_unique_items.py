@@ -342,7 +342,9 @@ ANY_KIND = {"type": "object", "properties": {"any": {"type": "array", "uniqueIte
                                              "objects": {"type": "array", "uniqueItems": True, "items": {
                                                  "type": "object", "properties": {"k": {"type": "integer"}}}},
                                              "numbers": {"type": "array", "uniqueItems": True,
-                                                         "items": {"type": "number", "minimum": 0}}}}
+                                                         "items": {"type": "number", "minimum": 0}},
+                                             "names": {"type": "array", "uniqueItems": True,
+                                                       "items": {"type": "string", "pattern": "^[a-z]+(-[a-z]+)*$"}}}}
 
 
 @pytest.mark.parametrize("text, valid", [
@@ -359,6 +361,8 @@ ANY_KIND = {"type": "object", "properties": {"any": {"type": "array", "uniqueIte
     ('{"objects": [{"k": 1, "x": {"a": 1, "b": 2}}, {"k": 1, "x": {"b": 2, "a": 1}}]}', False),  # keys in any order
     ('{"numbers": [1, 1.5, 10, 0]}', True),
     ('{"numbers": [1e2, 100]}', False),
+    ('{"names": ["a", "a-b", "ab"]}', True),  # a pattern each match of which can go on: "a" -> "ab", "a-b"
+    ('{"names": ["a-b", "a-b"]}', False),
 ])
 def test_items_of_other_kinds_are_compared_as_json_values(compiler, qwen_tokenizer, text, valid):
     grammar = compiler.compile(Constraint.json_schema(ANY_KIND))
@@ -369,7 +373,7 @@ def test_items_of_other_kinds_are_compared_as_json_values(compiler, qwen_tokeniz
 @pytest.mark.parametrize("prefix", [
     '{"any": [1, {"k": "ab"}, {"k": "ab',  # inside an item: only what closes it can repeat one
     '{"any": ["xy", "x', '{"any": [true, null, ', '{"any": [[1], [1', '{"any": [{"k": [1]}, {"k": [1]',
-    '{"objects": [{"k": 1}, {"k": 1', '{"numbers": [1, 1'])
+    '{"objects": [{"k": 1}, {"k": 1', '{"numbers": [1, 1', '{"names": ["a-b", "a-b'])
 def test_the_mask_refuses_exactly_what_the_matcher_refuses(compiler, qwen_tokenizer, prefix):
     """Every token the grammar allows after `prefix`, read by the matcher: the mask allows exactly those it takes."""
     grammar = compiler.compile(Constraint.json_schema(ANY_KIND))

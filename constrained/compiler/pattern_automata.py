@@ -256,3 +256,39 @@ def escape(char: str) -> str:
     if char.isprintable() and not char.isspace():
         return char
     return f"\\x{{{ord(char):x}}}"
+
+
+_CLASS_ESCAPES = re.compile(r"\\[dDwWsSbBpP]")
+
+
+@lru_cache(maxsize=1024)
+def endless(pattern: str) -> bool:
+    """Whether every string on the way to a match of `pattern` can still go on into infinitely many matches (so a
+    finite set of them never leaves it no way on). Read for anchored patterns (`^...$`) without class escapes alone,
+    where interegular reads the pattern exactly; False for any other."""
+    body = pattern[1:-1]
+    if not (pattern.startswith("^") and pattern.endswith("$")) or body.endswith("\\") or _CLASS_ESCAPES.search(body):
+        return False
+    plain = _CLASS.sub("", re.sub(r"\\.", "", body))
+    if "^" in plain or "$" in plain or re.search(r"\(\?[^:]", plain):
+        return False
+    try:
+        with _bounded():
+            fsm = interegular.parse_pattern(body).to_fsm()
+    except Exception:  # what interegular cannot read, or too many states
+        return False
+    live = _live_states(fsm)
+    follow = {state: {t for t in fsm.map.get(state, {}).values() if t in live} for state in live}
+
+    def reach(state: Any) -> set:
+        seen, todo = set(), [state]
+        while todo:
+            for target in follow[todo.pop()]:
+                if target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        return seen
+
+    reached = {state: reach(state) for state in live}
+    cycling = {state for state in live if state in reached[state]}
+    return all(state in cycling or reached[state] & cycling for state in live)

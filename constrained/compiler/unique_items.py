@@ -28,6 +28,7 @@ from functools import cached_property
 from typing import Any, NamedTuple
 
 from constrained.compiler.keywords import ANNOTATIONS
+from constrained.compiler.pattern_automata import endless
 from constrained.compiler.schema_walk import children, escape, map_with_pointers, resolve_local
 from constrained.errors import InvalidConstraint
 
@@ -309,8 +310,9 @@ _BOUNDING = {"string": ("pattern", "format", "maxLength"), "number": ("maximum",
 
 def _open_ended(node: dict) -> str | None:
     """None where an item this subschema allows can always be made unlike any finite set of earlier items at
-    the point it would end (a string goes on, a number takes another digit, an object another property, an
-    array another item; `true`, `false` and `null` are refused before they start); else the keyword in the way.
+    the point it would end (a string goes on, within its pattern where that is `endless`; a number takes another
+    digit, an object another property, an array another item; `true`, `false` and `null` are refused before they
+    start); else the keyword in the way.
     A number's minimum below 0 (an integer's below 1) is in the way too."""
     for key in ("enum", "const", "not", "if"):
         if key in node:
@@ -322,7 +324,7 @@ def _open_ended(node: dict) -> str | None:
     number = "number" in kinds
     for kind, keys in _BOUNDING.items():
         if kind in kinds or (kind == "number" and "integer" in kinds):
-            found = [key for key in keys if key in node]
+            found = [key for key in keys if key in node and not (key == "pattern" and endless(node[key]))]
             if found:
                 return found[0]
     if "object" in kinds and node.get("additionalProperties") is False:
