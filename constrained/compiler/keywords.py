@@ -69,8 +69,8 @@ LLGUIDANCE = KeywordTable(
                          "patternProperties; with additionalProperties other than true, declared names it matches "
                          "must satisfy both)",
         "items": "", "prefixItems": "", "additionalItems": "", "minItems": "", "maxItems": "",
-        "uniqueItems": "a check beside the grammar refuses the token that would repeat an item: strings (plain or of an "
-                       "enum) by spelling; items of other kinds (numbers, objects, arrays, any value) as JSON values, "
+        "uniqueItems": "a check beside the grammar refuses the token that would repeat an item: strings (plain or of "
+                       "an enum) by spelling; items of other kinds (numbers, objects, arrays, any value) as JSON values, "
                        "where an item can always still differ where it ends (refused beside an item's maximum, "
                        "maxLength, format, enum, additionalProperties: false or a pattern some match of which can go "
                        "no further; an integer's minimum below 1, a number's below 0); reached through properties, additionalProperties, items, $ref, "
