@@ -401,3 +401,16 @@ def test_forget_drops_a_cached_grammar_and_its_answer(compiler):
     assert compiler.compile(reasoning) is first and compiler.compile(answer) is first_answer  # cached
     compiler.forget(reasoning)
     assert compiler.compile(reasoning) is not first and compiler.compile(answer) is not first_answer
+
+
+@pytest.mark.parametrize("schema, accepted, refused", [
+    ({"type": "string", "pattern": "^/[^\u0000]+$"}, ['"/tmp"', '"/a b"'], ['"tmp"', '"/"']),
+    ({"type": "string", "pattern": "^[^\\s\\\\/\\x01-\\x1f]{1,4}$"}, ['"abc"'], ['"a/b"', '"a b"', '"abcde"']),
+])
+def test_control_characters_in_a_negated_class_are_enforced(compiler, qwen_tokenizer, schema, accepted, refused):
+    """A negated class only keeps out characters: control characters named there (never written anyway) are kept."""
+    grammar = compiler.compile(Constraint.json_schema(schema))
+    for text in accepted:
+        assert validation_errors(schema, text) == [] and walk(grammar, qwen_tokenizer, text), text
+    for text in refused:
+        assert validation_errors(schema, text) and not walk(grammar, qwen_tokenizer, text), text
