@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from constrained.compiler.pattern_automata import automaton, endless, strings_not_matching
+from constrained.compiler.pattern_automata import automaton, endless, strings_not_matching, without_lookaheads
 
 ALPHABET = "ab/*.-_ 09AF\n\t\u3000\u0663é{}()\\"  # ASCII, a Unicode digit and space, a letter, a newline
 
@@ -73,3 +73,13 @@ def test_a_complement_too_long_to_write_is_refused():
 ])
 def test_endless_patterns_can_always_go_on(pattern, expected):
     assert endless(pattern) is expected
+
+
+@pytest.mark.parametrize("pattern", ["^(?!@@)[@a-zA-Z0-9_-]+$", "^(?!tag|category)$", "^(?=ab)a",
+                                     "^(?!(False|None|True|and))[a-z]+$", "^(?!x)", "^(?=[^=]+$)(?![ ]+$).+$"])
+def test_a_pattern_without_its_lookaheads_matches_the_same_strings(pattern):
+    regex = without_lookaheads(pattern)
+    python = re.sub(r"\\x\{([0-9a-f]+)\}", lambda m: f"\\x{int(m.group(1), 16):02x}", regex)[:-1] + "\\Z"  # $: the end
+    for text in ["", "@@x", "@x", "abc", "tag", "x", "ab", "None", "and", "andy", "a\n", "@@", "a=b", "  ", "y\n\n"]:
+        assert bool(re.search(pattern, text)) is bool(re.search(python, text)), (pattern, text, regex)
+    assert without_lookaheads("^(?!\\d)\\w+$") is None  # a class escape: the automaton would not be exact

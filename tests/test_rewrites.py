@@ -155,6 +155,12 @@ CASES = [
       "unevaluatedItems": False}, [[1, "s"], [1], [1, "s", 2], ["s"], []]),
     ({"$schema": "https://json-schema.org/draft/2019-09/schema", "items": [{"type": "integer"}],
       "unevaluatedItems": {"type": "string"}}, [[1, "s", "t"], [1, 2], []]),
+    # patterns opening with lookaheads: one regex where the automata are exact, else a complement beside
+    ({"type": "string", "pattern": "^(?!@@)[@a-z]+$"}, ["ab", "@a", "@@", "@@a", "a@@", ""]),
+    ({"type": "string", "pattern": "^(?=.*b)(?!x)"}, ["ab", "xb", "a", "b"]),
+    ({"type": "string", "pattern": "^(?!\\d)\\w+$"}, ["a1", "1a", "_", "a-"]),  # "é": narrowed (negation.py)
+    ({"type": "object", "patternProperties": {"^(?!x-)[a-z-]+$": {"type": "integer"}},
+      "additionalProperties": {"type": "string"}}, [{"ab": 1}, {"x-a": "s"}, {"x-a": 1}, {"ab": "s"}]),
 ]
 
 

@@ -292,3 +292,69 @@ def endless(pattern: str) -> bool:
     reached = {state: reach(state) for state in live}
     cycling = {state for state in live if state in reached[state]}
     return all(state in cycling or reached[state] & cycling for state in live)
+
+
+def leading_lookaheads(pattern: str) -> tuple[list[str], list[str], str] | None:
+    """`^(?=A)(?!B)C` as (["^(?:A)"], ["^(?:B)"], "^C"): the prefixes a string must and must not start with, and
+    the rest of the pattern; None unless the pattern opens with a lookahead (llguidance has none: the parts are enforced
+    apart, the negative ones as complements)."""
+    if not pattern.startswith(("^(?=", "^(?!")):
+        return None
+    ahead: list[str] = []
+    not_ahead: list[str] = []
+    i = 1
+    while pattern.startswith(("(?=", "(?!"), i):
+        end = _group_end(pattern, i)
+        if end is None:
+            return None
+        inner = pattern[i + 3:end]
+        anchored = inner.endswith("$") and not inner.endswith("\\$")
+        (ahead if pattern[i + 2] == "=" else not_ahead).append(f"^(?:{inner[:-1]})$" if anchored else f"^(?:{inner})")
+        i = end + 1
+    return ahead, not_ahead, "^" + pattern[i:]
+
+
+def _group_end(pattern: str, start: int) -> int | None:
+    """The index of the parenthesis closing the group opened at `start` (escapes and classes skipped)."""
+    depth, i = 0, start
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "[":
+            found = _CLASS.match(pattern, i)
+            if found is None:
+                return None
+            i = found.end()
+            continue
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0:
+            return i
+        i += 1
+    return None
+
+
+def without_lookaheads(pattern: str) -> str | None:
+    """A regex (llguidance's syntax, anchored) matching exactly the strings `pattern` matches, for a pattern
+    opening with lookaheads (`leading_lookaheads`) and using no class escape (where the automaton is exact);
+    None for any other, or where the regex cannot be written."""
+    split = leading_lookaheads(pattern)
+    if split is None or _CLASS_ESCAPES.search(pattern):
+        return None
+    ahead, not_ahead, rest = split
+    parts = [automaton(part) for part in (rest, *ahead, *not_ahead)]
+    if any(part is None for part in parts):
+        return None
+    try:
+        with _bounded():
+            matching = parts[0].intersection(*parts[1:len(ahead) + 1])
+            if not_ahead:
+                matching = matching.difference(*parts[len(ahead) + 1:])
+            matching = matching.reduce()
+    except _TooLarge:
+        return None
+    regex = _regex_of(matching)
+    if regex is None or len(regex) > _MAX_REGEX_CHARS:
+        return None
+    return f"^(?:{regex})$" if regex else "[^\\s\\S]"

@@ -36,6 +36,7 @@ import jsonschema
 
 from constrained.compiler.contains import with_contains
 from constrained.compiler.negation import intersection, negate, union
+from constrained.compiler.pattern_automata import leading_lookaheads, without_lookaheads
 from constrained.compiler.property_counts import with_property_counts
 from constrained.compiler.property_names import with_property_names
 from constrained.compiler.schema_walk import map_with_pointers, resolve_local
@@ -88,7 +89,7 @@ class _Rewriter:
         return None if self.nested >= _MAX_NESTED else self._apply_nested(negated, pointer)
 
     def _rewrite(self, pointer: str, node: dict) -> Any:
-        node = self._unevaluated(self._ref_siblings(node), pointer)
+        node = self._unevaluated(self._ref_siblings(self._lookaheads(node, pointer)), pointer)
         node = with_property_counts(self._property_names(self._contains(node, pointer), pointer))
         node = self._conditional(_dependencies(node, self.known), pointer)
         if node is not False and "not" in node:
@@ -105,6 +106,32 @@ class _Rewriter:
                                         "are not enforced", path=pointer, keyword="oneOf",
                                         hint="use anyOf when at most one branch can match anyway")
             node = _conjoin(node, {"anyOf": branches}) if "anyOf" in node else {**node, "anyOf": branches}
+        return node
+
+    def _lookaheads(self, node: dict, pointer: str) -> Any:
+        """Patterns opening with lookaheads (llguidance has none): `^(?=A)(?!B)C` as one regex where the automata
+        are exact (pattern_automata.without_lookaheads), else as the patterns "^(?:A)" and "^C" beside the
+        complement of the strings matching "^(?:B)". patternProperties names take the first way alone."""
+        names = node.get("patternProperties")
+        if isinstance(names, dict) and any(map(leading_lookaheads, names)):
+            node = {**node, "patternProperties": {without_lookaheads(name) or name: value
+                                                  for name, value in names.items()}}
+        split = leading_lookaheads(node["pattern"]) if isinstance(node.get("pattern"), str) else None
+        if split is None:
+            return node
+        if (regex := without_lookaheads(node["pattern"])) is not None:
+            return {**node, "pattern": regex}
+        ahead, not_ahead, rest = split
+        node = {k: v for k, v in node.items() if k != "pattern"} | ({"pattern": rest} if rest != "^" else {})
+        for prefix in ahead:
+            node = _conjoin(node, {"pattern": prefix})
+        for prefix in not_ahead:
+            complement = self.complement({"type": "string", "pattern": prefix}, pointer)
+            if complement is None or _too_big(complement):
+                raise InvalidConstraint("a negative lookahead whose strings have no complement (or too large a one) "
+                                        "is not enforced", path=pointer, keyword="pattern",
+                                        hint="spell the allowed strings without a lookahead")
+            node = _conjoin(node, complement)
         return node
 
     def _ref_siblings(self, node: dict) -> dict:
