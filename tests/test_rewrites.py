@@ -155,6 +155,10 @@ CASES = [
       "unevaluatedItems": False}, [[1, "s"], [1], [1, "s", 2], ["s"], []]),
     ({"$schema": "https://json-schema.org/draft/2019-09/schema", "items": [{"type": "integer"}],
       "unevaluatedItems": {"type": "string"}}, [[1, "s", "t"], [1, 2], []]),
+    # oneOf branches apart by how many properties an object holds (composer.json's repositories)
+    ({"oneOf": [{"type": "object", "oneOf": [{"required": ["type", "url"]}, {"required": ["type", "package"]}]},
+                {"type": "object", "additionalProperties": {"const": False}, "minProperties": 1, "maxProperties": 1}]},
+     [{"type": "x", "url": "u"}, {"x": False}, {"type": False}, {"type": "x"}, {"x": False, "y": False}, {}]),
     # patterns opening with lookaheads: one regex where the automata are exact, else a complement beside
     ({"type": "string", "pattern": "^(?!@@)[@a-z]+$"}, ["ab", "@a", "@@", "@@a", "a@@", ""]),
     ({"type": "string", "pattern": "^(?=.*b)(?!x)"}, ["ab", "xb", "a", "b"]),
@@ -245,3 +249,13 @@ def test_a_oneof_whose_fine_complements_grow_too_big_takes_the_coarse_ones():
     branches = llguidance_equivalent(schema)["properties"]["serviceTypes"]["anyOf"]
     assert len(branches) == len(schema["properties"]["serviceTypes"]["oneOf"])
     assert "prefixItems" not in json.dumps(branches)  # no item complement in them
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the checkout")
+def test_oneof_branches_apart_by_their_property_counts_stay_whole():
+    """composer.json's repositories: a repository (6 kinds, each requiring 2 names) or {"name": false}: told apart
+    by how many properties each holds, kept as they are (their complements grow too large)."""
+    rows = (json.loads(line) for line in (DATA / "Github_ultra.jsonl").read_text().split("\n") if line.strip())
+    schema = next(row["schema"] for row in rows if row["id"] == "Github_ultra/o21840")
+    items = llguidance_equivalent(schema)["properties"]["repositories"]["items"]
+    assert items == {"anyOf": schema["properties"]["repositories"]["items"]["oneOf"]}

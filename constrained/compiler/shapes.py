@@ -25,8 +25,9 @@ class Shape:
     """What every instance of a schema must be (conservative: what is not known is left open).
 
     `values`: its possible values as canonical JSON (None: any); for objects, `required` names, the possible
-    values of some of them (`known`) and of some properties when present (`declared`), and the names it cannot
-    hold (`closed`: all but these; `absent`); for strings, the patterns they match.
+    values of some of them (`known`) and of some properties when present (`declared`), the names it cannot
+    hold (`closed`: all but these; `absent`) and how many properties it holds (`fewest` to `most`); for strings,
+    the patterns they match.
     """
 
     types: set[str] = field(default_factory=lambda: set(JSON_TYPES))
@@ -37,6 +38,8 @@ class Shape:
     closed: set[str] | None = None
     absent: set[str] = field(default_factory=set)
     patterns: list[str] = field(default_factory=list)
+    fewest: int = 0
+    most: int | None = None
 
     def excludes(self, name: str) -> bool:
         return name in self.absent or (self.closed is not None and name not in self.closed)
@@ -53,6 +56,9 @@ class Shape:
             self.closed = other.closed if self.closed is None else self.closed & other.closed
         self.absent |= other.absent
         self.patterns += other.patterns
+        self.fewest = max(self.fewest, other.fewest)
+        if other.most is not None:
+            self.most = other.most if self.most is None else min(self.most, other.most)
 
 
 def shape_of(schema: Any, root: dict, depth: int) -> Shape:
@@ -89,7 +95,18 @@ def shape_of(schema: Any, root: dict, depth: int) -> Shape:
     shape.absent |= {name for name, sub in properties.items() if sub is False}
     if schema.get("additionalProperties") is False and not schema.get("patternProperties"):
         shape.closed = set(properties) if shape.closed is None else shape.closed & set(properties)
+    counts = [schema.get(key) for key in ("minProperties", "maxProperties")]
+    shape.fewest = max(shape.fewest, len(shape.required), counts[0] if _is_count(counts[0]) else 0)
+    if _is_count(counts[1]):
+        shape.most = counts[1] if shape.most is None else min(shape.most, counts[1])
+    for key in ("anyOf", "oneOf"):  # an object matching one of the branches holds as many properties as it asks
+        if isinstance(schema.get(key), list) and schema[key]:
+            shape.fewest = max(shape.fewest, min(shape_of(b, root, depth + 1).fewest for b in schema[key]))
     return shape
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def disjoint(a: Shape, b: Shape) -> bool:
@@ -100,9 +117,10 @@ def disjoint(a: Shape, b: Shape) -> bool:
         return True
     if shared == {"string"}:
         return _apart(a, b) or _apart(b, a)
-    if shared == {"object"}:  # objects told apart by a required property: its values, or the other forbids it
+    if shared == {"object"}:  # objects told apart by a required property (its values, or the other forbids it),
         return any(not a.known[name] & b.known[name] for name in a.known.keys() & b.known.keys()) \
-            or any(b.excludes(name) for name in a.required) or any(a.excludes(name) for name in b.required)
+            or any(b.excludes(name) for name in a.required) or any(a.excludes(name) for name in b.required) \
+            or (a.most is not None and a.most < b.fewest) or (b.most is not None and b.most < a.fewest)  # or counts
     return False
 
 
