@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from constrained.compiler.keywords import ANNOTATIONS
-from constrained.compiler.schema_walk import children, map_children, map_subschemas, resolve_local
+from constrained.compiler.schema_walk import children, map_children, map_document, resolve_local
 
 _INLINE_DEPTH = 3  # references followed through one intersected branch
 _MAX_GROWTH = 4  # inlining stops once it has added this many times the schema's own size (as text)
@@ -32,12 +32,12 @@ def without_recursive_intersections(schema: Any) -> Any:
     """`schema` rewritten so that llguidance intersects no reference to a recursive target (see the module)."""
     if not isinstance(schema, dict) or '"$ref"' not in json.dumps(schema):
         return schema
-    simplified = map_subschemas(schema, lambda node: _simplified(node, schema))
+    simplified = map_document(schema, lambda node: _simplified(node, schema))
     recursive = _recursive_refs(simplified)
     if not recursive:
         return simplified
     inliner = _Inliner(simplified, recursive)
-    return map_subschemas(simplified, inliner.at_intersections)
+    return map_document(simplified, inliner.at_intersections)
 
 
 def _simplified(node: dict, root: dict) -> dict:

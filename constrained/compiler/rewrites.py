@@ -39,7 +39,7 @@ from constrained.compiler.negation import intersection, negate, union
 from constrained.compiler.pattern_automata import leading_lookaheads, without_lookaheads
 from constrained.compiler.property_counts import with_property_counts
 from constrained.compiler.property_names import with_property_names
-from constrained.compiler.schema_walk import map_with_pointers, resolve_local
+from constrained.compiler.schema_walk import map_with_pointers, outside_targets, replaced, resolve_local
 from constrained.compiler.shapes import Shape, disjoint, shape_of
 from constrained.compiler.unevaluated import evaluated, items_rule, properties_rule
 from constrained.errors import InvalidConstraint
@@ -52,9 +52,19 @@ def llguidance_equivalent(schema: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # an unknown $schema: the default draft
         known = set(jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).VALIDATORS)
-    rewritten = _Rewriter(schema, known).apply(schema, "")
+    rewriter = _Rewriter(schema, known)
+    rewritten = rewriter.apply(schema, "")
     if rewritten is False:
         raise InvalidConstraint("the schema matches nothing", hint="give a schema some value satisfies")
+    return _outside_targets_rewritten(rewriter, rewritten)
+
+
+def _outside_targets_rewritten(rewriter: _Rewriter, rewritten: dict) -> dict:
+    """`rewritten` with the `$ref` targets kept under names of the schema's own (`#/onvif/ptz/...`), which the
+    keyword walk never visits, rewritten in place as well."""
+    for pointer in outside_targets(rewriter.root):
+        rewritten = replaced(rewritten, pointer, rewriter.apply(resolve_local(rewriter.root, "#" + pointer)[1],
+                                                                pointer))
     return rewritten
 
 

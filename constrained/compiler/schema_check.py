@@ -20,7 +20,7 @@ import jsonschema_rs
 import llguidance
 
 from constrained.compiler.keywords import ANNOTATIONS, ASSERTIONS, TABLES, KeywordTable
-from constrained.compiler.schema_walk import escape, map_subschemas, reachable
+from constrained.compiler.schema_walk import escape, map_document, reachable
 from constrained.constraints import Constraint
 from constrained.errors import InvalidConstraint
 from constrained.json_values import unrepresentable
@@ -182,7 +182,7 @@ def enforceable_schema(schema: Any, table: KeywordTable) -> Any:
             and not (key == "format" and fmt not in table.formats and fmt not in ASSERTED_FORMATS)
         }
 
-    return map_subschemas(schema, strip)
+    return map_document(schema, strip)
 
 
 def check_tool_calls(value: Any, table: KeywordTable, limits: Limits = LIMITS) -> None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Iterator
 from urllib.parse import unquote
 
@@ -62,6 +63,53 @@ def map_children(schema: dict, rewrite: Callable[[str, Any], Any]) -> dict:
     return out
 
 
+def map_document(schema: Any, rewrite: Callable[[dict], Any]) -> Any:
+    """`map_subschemas` over a whole document, the `$ref` targets kept under names of its own included."""
+    mapped = map_subschemas(schema, rewrite)
+    for pointer in outside_targets(schema):
+        mapped = replaced(mapped, pointer, map_subschemas(resolve_local(schema, "#" + pointer)[1], rewrite))
+    return mapped
+
+
+def outside_targets(root: Any) -> list[str]:
+    """Pointers of the subschemas a `$ref` reaches that the keyword walk (`children`) never visits: kept under
+    names of the schema's own (`#/onvif/ptz/...`). Those below another one's keywords are left out (a walk from
+    it visits them), shortest first."""
+    if '"$ref"' not in json.dumps(root):
+        return []
+    tree: set[str] = set()
+    stack = [("", root)]
+    while stack:  # every subschema the keyword walk visits
+        pointer, node = stack.pop()
+        tree.add(pointer)
+        if isinstance(node, dict):
+            stack.extend((pointer + suffix, child) for suffix, child in children(node))
+    try:
+        found = sorted({pointer for pointer, _, _ in reachable(root) if pointer not in tree}, key=len)
+    except KeyError:  # a $ref that points nowhere: refused where the schema is checked
+        return []
+    tops: list[str] = []
+    for pointer in found:
+        if not any(pointer.startswith(top + "/") and in_keyword_tree(resolve_local(root, "#" + top)[1],
+                                                                     pointer[len(top):]) for top in tops):
+            tops.append(pointer)
+    return tops
+
+
+def replaced(tree: Any, pointer: str, value: Any) -> Any:
+    """A copy of `tree` with the node at `pointer` set to `value` (the nodes on the way copied, none changed)."""
+    if not pointer:
+        return value
+    token, _, rest = pointer[1:].partition("/")
+    rest = "/" + rest if rest else ""
+    if isinstance(tree, list):
+        copy = list(tree)
+        copy[int(token)] = replaced(tree[int(token)], rest, value)
+        return copy
+    name = unquote(token).replace("~1", "/").replace("~0", "~")
+    return {**tree, name: replaced(tree[name], rest, value)}
+
+
 def resolve_local(root: Any, ref: str) -> tuple[str, Any] | None:
     """(pointer, target) of a same-document reference like "#/$defs/x"; None for any other kind of $ref."""
     if not ref.startswith("#") or (len(ref) > 1 and not ref.startswith("#/")):
@@ -77,6 +125,19 @@ def resolve_local(root: Any, ref: str) -> tuple[str, Any] | None:
         else:
             raise KeyError(ref)
     return ref[1:], node
+
+
+def in_keyword_tree(root: Any, pointer: str) -> bool:
+    """Whether `pointer` names a subschema reached from the root through keywords alone (`children`), not one kept
+    under a name of the schema's own (`#/onvif/ptz/...`), which only a `$ref` reaches."""
+    node = root
+    while pointer:
+        step = next(((suffix, child) for suffix, child in children(node) if isinstance(node, dict)
+                     and pointer.startswith(suffix) and pointer[len(suffix):][:1] in ("", "/")), None)
+        if step is None:
+            return False
+        pointer, node = pointer[len(step[0]):], step[1]
+    return True
 
 
 def reachable(root: Any) -> Iterator[tuple[str, int, dict]]:

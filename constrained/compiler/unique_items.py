@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 from constrained.compiler.keywords import ANNOTATIONS
 from constrained.compiler.pattern_automata import endless
-from constrained.compiler.schema_walk import children, escape, map_with_pointers, resolve_local
+from constrained.compiler.schema_walk import children, escape, map_document, resolve_local
 from constrained.errors import InvalidConstraint
 
 _IN_PLACE = ("allOf", "anyOf", "oneOf")
@@ -115,7 +115,7 @@ def split_unique_items(schema: Any) -> tuple[Any, Track | None]:
     if not _holds_unique(schema):
         return schema, None
     track = _Locations(schema).track()
-    return map_with_pointers(schema, lambda _, node: {k: v for k, v in node.items() if k != "uniqueItems"}), track
+    return map_document(schema, lambda node: {k: v for k, v in node.items() if k != "uniqueItems"}), track
 
 
 def _holds_unique(schema: Any) -> bool:

@@ -16,7 +16,7 @@ one that both validators compile, from a regular part of the language: groups ne
 
 from __future__ import annotations
 
-from constrained.compiler.schema_walk import map_subschemas
+from constrained.compiler.schema_walk import map_document
 
 _YEAR = r"(?:[0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"
 _LEAP_YEAR = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
@@ -97,4 +97,4 @@ def with_exact_formats(schema: object) -> object:
             out.update(replacement)
         return out
 
-    return map_subschemas(schema, rewrite)
+    return map_document(schema, rewrite)

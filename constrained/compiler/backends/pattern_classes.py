@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from constrained.compiler.schema_walk import map_subschemas
+from constrained.compiler.schema_walk import map_document
 
 Spans = list[tuple[int, int]]
 
@@ -100,4 +100,4 @@ def with_python_classes(schema: object) -> object:
                                         for name, value in node["patternProperties"].items()}
         return out
 
-    return map_subschemas(schema, rewrite)
+    return map_document(schema, rewrite)

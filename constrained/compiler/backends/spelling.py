@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from constrained.compiler.schema_walk import map_with_pointers
+from constrained.compiler.schema_walk import reachable
 from constrained.errors import InvalidConstraint
 
 # a control character json.dumps writes as \u00XX (it writes \b \f \n \r \t short), or a regex escape for one
@@ -25,14 +25,11 @@ _LITERALS = ("const", "enum", "pattern", "properties", "patternProperties", "req
 def check_spellable(schema: Any) -> None:
     """InvalidConstraint at the first keyword whose strings (or names) need an escape llguidance cannot write."""
 
-    def check(pointer: str, node: dict) -> dict:
+    for pointer, _, node in reachable(schema):
         for keyword in _LITERALS:
             if keyword in node and _UNSPELLABLE.search(json.dumps(_strings(node[keyword], keyword))):
                 raise InvalidConstraint("a control character other than \\b \\f \\n \\r \\t is not enforced",
                                         path=pointer, keyword=keyword, hint="leave control characters out")
-        return node
-
-    map_with_pointers(schema, check)
 
 
 def _strings(value: Any, keyword: str) -> Any:
