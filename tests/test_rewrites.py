@@ -155,6 +155,10 @@ CASES = [
       "unevaluatedItems": False}, [[1, "s"], [1], [1, "s", 2], ["s"], []]),
     ({"$schema": "https://json-schema.org/draft/2019-09/schema", "items": [{"type": "integer"}],
       "unevaluatedItems": {"type": "string"}}, [[1, "s", "t"], [1, 2], []]),
+    # a $ref target kept under a name of the schema's own: rewritten (oneOf) and its formats exact, like the rest
+    ({"type": "object", "properties": {"d": {"$ref": "#/things/d"}}, "required": ["d"],
+      "things": {"d": {"oneOf": [{"type": "integer"}, {"type": "string", "format": "date"}]}}},
+     [{"d": 1}, {"d": "2024-02-29"}, {"d": "2023-02-29"}, {"d": 1.5}, {}]),
     # oneOf branches apart by how many properties an object holds (composer.json's repositories)
     ({"oneOf": [{"type": "object", "oneOf": [{"required": ["type", "url"]}, {"required": ["type", "package"]}]},
                 {"type": "object", "additionalProperties": {"const": False}, "minProperties": 1, "maxProperties": 1}]},
