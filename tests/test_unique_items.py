@@ -344,7 +344,12 @@ ANY_KIND = {"type": "object", "properties": {"any": {"type": "array", "uniqueIte
                                              "numbers": {"type": "array", "uniqueItems": True,
                                                          "items": {"type": "number", "minimum": 0}},
                                              "names": {"type": "array", "uniqueItems": True,
-                                                       "items": {"type": "string", "pattern": "^[a-z]+(-[a-z]+)*$"}}}}
+                                                       "items": {"type": "string", "pattern": "^[a-z]+(-[a-z]+)*$"}},
+                                             "deps": {"type": "array", "uniqueItems": True, "items": {"anyOf": [
+                                                 {"type": "string"},
+                                                 {"type": "object", "additionalProperties": False, "required": ["name"],
+                                                  "properties": {"name": {"type": "string"},
+                                                                 "optional": {"type": "boolean"}}}]}}}}
 
 
 @pytest.mark.parametrize("text, valid", [
@@ -363,6 +368,8 @@ ANY_KIND = {"type": "object", "properties": {"any": {"type": "array", "uniqueIte
     ('{"numbers": [1e2, 100]}', False),
     ('{"names": ["a", "a-b", "ab"]}', True),  # a pattern each match of which can go on: "a" -> "ab", "a-b"
     ('{"names": ["a-b", "a-b"]}', False),
+    ('{"deps": [{"name": "a"}, {"name": "b", "optional": true}, "a", "b"]}', True),  # closed objects: by "name"
+    ('{"deps": [{"name": "a", "optional": true}, {"name": "a", "optional": true}]}', False),
 ])
 def test_items_of_other_kinds_are_compared_as_json_values(compiler, qwen_tokenizer, text, valid):
     grammar = compiler.compile(Constraint.json_schema(ANY_KIND))
@@ -373,7 +380,7 @@ def test_items_of_other_kinds_are_compared_as_json_values(compiler, qwen_tokeniz
 @pytest.mark.parametrize("prefix", [
     '{"any": [1, {"k": "ab"}, {"k": "ab',  # inside an item: only what closes it can repeat one
     '{"any": ["xy", "x', '{"any": [true, null, ', '{"any": [[1], [1', '{"any": [{"k": [1]}, {"k": [1]',
-    '{"objects": [{"k": 1}, {"k": 1', '{"numbers": [1, 1', '{"names": ["a-b", "a-b'])
+    '{"objects": [{"k": 1}, {"k": 1', '{"numbers": [1, 1', '{"names": ["a-b", "a-b', '{"deps": [{"name": "ab"}, {"name": "ab'])
 def test_the_mask_refuses_exactly_what_the_matcher_refuses(compiler, qwen_tokenizer, prefix):
     """Every token the grammar allows after `prefix`, read by the matcher: the mask allows exactly those it takes."""
     grammar = compiler.compile(Constraint.json_schema(ANY_KIND))
@@ -392,6 +399,17 @@ def test_the_mask_refuses_exactly_what_the_matcher_refuses(compiler, qwen_tokeni
             matcher.rollback(1)
     assert mask[allowed(bitmask)].tolist() == taken
     assert not all(taken) or prefix.endswith("x"), "nothing refused: the prefix proves little"
+
+
+def test_objects_closed_to_more_properties_are_told_apart_by_a_key(compiler, qwen_tokenizer):
+    """Narrower: two objects alike in their key are never both written, even where they differ otherwise (their
+    last properties may leave no way to differ once the key is written); the key can always go on."""
+    grammar = compiler.compile(Constraint.json_schema(ANY_KIND))
+    text = '{"deps": [{"name": "a", "optional": true}, {"name": "a", "optional": false}]}'
+    assert validation_errors(ANY_KIND, text) == [] and not accepts(grammar, qwen_tokenizer, text)
+    closed = {"type": "object", "additionalProperties": False, "properties": {"n": {"type": "integer"}}}
+    with pytest.raises(InvalidConstraint, match="'additionalProperties' may leave"):  # no string key to tell apart
+        compiler.validate(Constraint.json_schema({"type": "array", "uniqueItems": True, "items": closed}))
 
 
 @pytest.mark.parametrize("items", [{"type": "integer", "minimum": 1},

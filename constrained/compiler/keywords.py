@@ -72,8 +72,9 @@ LLGUIDANCE = KeywordTable(
         "uniqueItems": "a check beside the grammar refuses the token that would repeat an item: strings (plain or "
                        "of an enum) by spelling; items of other kinds (numbers, objects, arrays, any value) as JSON "
                        "values, where an item can always still differ where it ends (refused beside an item's "
-                       "maximum, maxLength, format, enum, additionalProperties: false or a pattern some match of "
-                       "which can go no further; an integer's minimum below 1, a number's below 0); reached through "
+                       "maximum, maxLength, format, enum or a pattern some match of which can go no further; an "
+                       "integer's minimum below 1, a number's below 0); objects closed to more properties: narrower, "
+                       "told apart by a plain string property they all require (refused without one); reached through "
                        "properties, additionalProperties, items, $ref, allOf, anyOf and oneOf, in response_format and "
                        "in tools' parameters; refused elsewhere (and in an answer schema sent with tools)",
         "unevaluatedProperties": "beside allOf and $ref alone, as additionalProperties over the names they declare; "

@@ -9,7 +9,8 @@ never lets the generation reach a point where no token is left:
 - items of other kinds, compared as JSON values (1 == 1.0, keys in any order): the token ending an item equal to
   an earlier one is forbidden, and `true`/`false`/`null` do not start once used; refused unless every item can
   still differ where it would end (`_open_ended`): a string goes on, a number takes another digit, an object
-  another property, an array another item.
+  another property, an array another item. Objects closed to more properties are compared by one property they
+  all require, a plain string (`_shared_key`: narrower, two objects alike in it are never both written).
 
 The locations are found on the schema llguidance compiles (after the rewrites): starting at the root, a location
 is reached through `properties` (by name), `additionalProperties` (any other name, where no `patternProperties`
@@ -48,6 +49,7 @@ class Track:
     unique: bool = False  # an array here must hold distinct items
     values: frozenset[str] | None = None  # unique strings: the strings its items are drawn from (None: any)
     general: bool = False  # unique items of other kinds too, compared as JSON values (see `_open_ended`)
+    key: str | None = None  # general: objects compared by this property alone (see `_shared_key`)
     properties: dict[str, Track] = field(default_factory=dict)  # by property name
     other: Track | None = None  # any name not in `declared`
     declared: frozenset[str] = frozenset()  # every name `properties` declares here (with `other` only)
@@ -58,6 +60,11 @@ class Track:
         """`values` as the JSON text spells them between quotes (with no \\u escapes, as llguidance writes them)."""
         return None if self.values is None else frozenset(json.dumps(v, ensure_ascii=False)[1:-1].encode()
                                                           for v in self.values)
+
+    @cached_property
+    def key_spelling(self) -> bytes | None:
+        """`key` as the JSON text spells it between quotes."""
+        return None if self.key is None else json.dumps(self.key, ensure_ascii=False)[1:-1].encode()
 
     def to_json(self) -> list:
         """The graph as a list of nodes (the first is this one), children by index: cycles survive."""
@@ -74,7 +81,7 @@ class Track:
         out = []
         while len(out) < len(nodes):
             track = nodes[len(out)]
-            out.append({"unique": track.unique, "general": track.general,
+            out.append({"unique": track.unique, "general": track.general, "key": track.key,
                         "values": None if track.values is None else sorted(track.values),
                         "items": index(track.items), "other": index(track.other), "declared": sorted(track.declared),
                         "properties": {name: index(child) for name, child in track.properties.items()}})
@@ -83,7 +90,8 @@ class Track:
     @staticmethod
     def from_json(nodes: list) -> Track:
         tracks = [Track(node["unique"], None if node["values"] is None else frozenset(node["values"]),
-                        node.get("general", False), declared=frozenset(node["declared"])) for node in nodes]
+                        node.get("general", False), node.get("key"), declared=frozenset(node["declared"]))
+                  for node in nodes]
         for track, node in zip(tracks, nodes):
             track.items = None if node["items"] is None else tracks[node["items"]]
             track.other = None if node["other"] is None else tracks[node["other"]]
@@ -234,10 +242,10 @@ class _Locations:
                                         f"(at '{pointer or '/'}')", path=unique[0], keyword="uniqueItems", hint=_HINT)
         return bool(unique)
 
-    def _item_values(self, location: Location) -> tuple[frozenset[str] | None, bool]:
-        """How a unique array's items are kept apart: (the strings they are drawn from, None: any string; False),
-        or (None, True) for items compared as JSON values; InvalidConstraint where the items are of no such
-        kind, or there cannot be as many distinct items as required."""
+    def _item_values(self, location: Location) -> tuple[frozenset[str] | None, bool, str | None]:
+        """How a unique array's items are kept apart: (the strings they are drawn from, None: any string; False;
+        None), or (None, True, key) for items compared as JSON values; InvalidConstraint where the items are of no
+        such kind, or there cannot be as many distinct items as required."""
         nodes = {pointer: self.nodes[pointer] for pointer in location}
         path = min(pointer for pointer, node in nodes.items() if _asks_unique(node))
         pointers = [f"{pointer}/items" for pointer, node in nodes.items() if "items" in node]
@@ -269,18 +277,49 @@ class _Locations:
         if values is not None and needed > len(values):
             raise InvalidConstraint(f"minItems {needed} asks for more distinct items than the {len(values)} values",
                                     path=path, keyword="uniqueItems", hint="lower minItems or add values")
-        return values, False
+        return values, False, None
 
-    @staticmethod
-    def _general_items(item_nodes: list[dict], path: str) -> tuple[None, bool]:
-        """(None, True) where every item can still be made unlike the earlier ones (`_open_ended`); else
-        InvalidConstraint naming what may leave an item no way to differ."""
+    def _general_items(self, item_nodes: list[dict], path: str) -> tuple[None, bool, str | None]:
+        """(None, True, key) where every item can still be made unlike the earlier ones (`_open_ended`), objects
+        closed to more properties by their `key` (`_shared_key`); else InvalidConstraint naming what may leave an
+        item no way to differ."""
+        key = self._shared_key(item_nodes)
         for node in item_nodes:
-            if (closing := _open_ended(node)) is not None:
+            closing = _open_ended(node)
+            if closing is not None and not (closing == "additionalProperties" and key is not None):
                 raise InvalidConstraint(f"items compared as JSON values must stay open-ended: {closing!r} may leave "
                                         "an item no way to differ from the earlier ones", path=path,
                                         keyword="uniqueItems", hint=_HINT)
-        return None, True
+        return None, True, key
+
+    def _shared_key(self, item_nodes: list[dict]) -> str | None:
+        """Where some object item is closed to more properties: a name every object item requires, a plain string
+        in each, by which all object items are compared instead (narrower: two objects alike in it are never
+        both written, however else they differ; the string can always go on). None: no object is closed, or no
+        such name. Subschemas holding only anyOf/oneOf/allOf (and `type`) leave it to their members."""
+        objects = [node for node in item_nodes if "object" in _kinds(node)
+                   and not set(node) - ANNOTATIONS <= {"type", "anyOf", "oneOf", "allOf"}]
+        if not any(node.get("additionalProperties") is False for node in objects):
+            return None
+        names = set.intersection(*(set(node["required"]) if isinstance(node.get("required"), list) else set()
+                                   for node in objects))
+        return next((name for name in sorted(names) if all(
+            isinstance(node.get("properties"), dict) and self._plain_string(node["properties"].get(name))
+            and not any(_searches(pattern, name) for pattern in node.get("patternProperties") or {})
+            for node in objects)), None)
+
+    def _plain_string(self, schema: Any) -> bool:
+        for _ in range(8):  # through a chain of bare references
+            if not (isinstance(schema, dict) and isinstance(schema.get("$ref"), str)
+                    and set(schema) - ANNOTATIONS == {"$ref"}):
+                break
+            try:
+                target = resolve_local(self.root, schema["$ref"])
+            except KeyError:
+                target = None
+            schema = None if target is None else target[1]
+        return isinstance(schema, dict) and schema.get("type") == "string" \
+            and set(schema) - ANNOTATIONS <= {"type", "minLength"}
 
     def _refuse_unique_below(self, pointer: str, node: Any) -> None:
         """InvalidConstraint if a `uniqueItems: true` is reachable from the subschema at `pointer`."""
@@ -308,6 +347,11 @@ _BOUNDING = {"string": ("pattern", "format", "maxLength"), "number": ("maximum",
              "array": ("maxItems", "prefixItems", "contains", "unevaluatedItems")}
 
 
+def _kinds(node: dict) -> frozenset[str]:
+    named = node.get("type")
+    return _ALL_TYPES if named is None else frozenset([named] if isinstance(named, str) else named)
+
+
 def _open_ended(node: dict) -> str | None:
     """None where an item this subschema allows can always be made unlike any finite set of earlier items at
     the point it would end (a string goes on, within its pattern where that is `endless`; a number takes another
@@ -317,8 +361,7 @@ def _open_ended(node: dict) -> str | None:
     for key in ("enum", "const", "not", "if"):
         if key in node:
             return key
-    named = node.get("type")
-    kinds = _ALL_TYPES if named is None else frozenset([named] if isinstance(named, str) else named)
+    kinds = _kinds(node)
     if kinds <= {"boolean", "null"}:
         return "type"
     number = "number" in kinds
@@ -327,8 +370,6 @@ def _open_ended(node: dict) -> str | None:
             found = [key for key in keys if key in node and not (key == "pattern" and endless(node[key]))]
             if found:
                 return found[0]
-    if "object" in kinds and node.get("additionalProperties") is False:
-        return "additionalProperties"
     if "array" in kinds and isinstance(node.get("items"), list):
         return "items"
     if number or "integer" in kinds:
@@ -337,6 +378,8 @@ def _open_ended(node: dict) -> str | None:
             return "minimum"  # "-1" over a minimum of -1.5 takes no more digits
         if not number and not (lows.get("minimum", 0) >= 1 or lows.get("exclusiveMinimum", -1) >= 0):
             return "minimum"  # an integer item "0" takes no more digits
+    if "object" in kinds and node.get("additionalProperties") is False:
+        return "additionalProperties"  # last: objects compared by a key (`_shared_key`) pass it
     return None
 
 

@@ -7,7 +7,8 @@ document starts with the output; a tool call's arguments start after its opening
 spelling: the llguidance options give every string one spelling (no \\u escapes), so equal spellings are equal
 strings and the reverse. Items of other kinds are kept as text while open and compared as JSON values once closed.
 
-- A token is refused when, read after the text so far, it closes an item equal to an earlier one, or starts a
+- A token is refused when, read after the text so far, it closes an item equal to an earlier one (or the key of
+  an object item equal to an earlier one's, where objects are compared by a key), or starts a
   `true`/`false`/`null` item used already; in an array of enum strings also when it leaves an item on the way to
   no unused value, or starts an item once every value is used.
 - The mask is the grammar's, less the tokens refused. In an array of plain strings: inside an item, those that
@@ -113,11 +114,12 @@ def advance(position: _Position, data: bytes, root: Track) -> tuple[_Position, i
                 frames = _with_top(frames, key=text)
                 mode, text = _COLON, None
             else:
-                if text is not None:
-                    top = frames[-1]
-                    if text in top.items:
+                if text is not None:  # an item of an array of strings, or the key of an object item
+                    at = -1 if frames[-1].is_array else -2
+                    value = text if at == -1 else b'{"' + text + b'"'  # a key: never equal to an item's text
+                    if value in frames[at].items:
                         return None
-                    frames = _with_top(frames, items=top.items + (text,))
+                    frames = _with_frame(frames, at, items=frames[at].items + (value,))
                 mode, text = _after(frames), None
         else:
             byte = data[i]
@@ -143,7 +145,7 @@ def advance(position: _Position, data: bytes, root: Track) -> tuple[_Position, i
                     frames = _with_top(frames, current=b"")
                 frames, mode, text = _start_value(frames, byte, root)
             elif mode == _KEY and byte == 0x22:
-                mode, text = _NAME, (b"" if frames and frames[-1].track is not None else None)
+                mode, text = _NAME, (b"" if frames and (frames[-1].track is not None or _keyed(frames)) else None)
             elif mode == _COLON and byte == 0x3A:
                 mode = _VALUE
             elif mode == _AFTER and byte == 0x2C and frames:
@@ -151,6 +153,9 @@ def advance(position: _Position, data: bytes, root: Track) -> tuple[_Position, i
         frames = _fed(frames, data[begin:i])
         if mode == _AFTER and frames[-1].current is not None:  # an item compared as a JSON value ends
             top = frames[-1]
+            if top.track.key is not None and top.current[:1] == b"{":  # an object: compared by its key already
+                frames = _with_top(frames, current=None)
+                continue
             value = _canonical(top.current)
             if value in top.items:
                 return None
@@ -213,7 +218,8 @@ def _start_value(frames: tuple[_Frame, ...], byte: int, root: Track) -> tuple[tu
         return frames + (_Frame(True, track, None, () if unique else None),), _VALUE, None
     if byte == 0x22:
         strings = frames and frames[-1].items is not None and not frames[-1].track.general
-        return frames, _STRING, (b"" if strings else None)
+        key = _keyed(frames) and frames[-1].key == frames[-2].track.key_spelling
+        return frames, _STRING, (b"" if strings or key else None)
     return frames, _LITERAL, None
 
 
@@ -227,8 +233,19 @@ def _property(track: Track, spelling: bytes) -> Track | None:
     return track.other if found is None and name not in track.declared else found
 
 
+def _keyed(frames: tuple[_Frame, ...]) -> bool:
+    """Whether the innermost container is an object item of an array comparing its objects by a key."""
+    return len(frames) >= 2 and not frames[-1].is_array and frames[-2].items is not None \
+        and frames[-2].track.key is not None
+
+
 def _with_top(frames: tuple[_Frame, ...], **changes) -> tuple[_Frame, ...]:
-    return frames[:-1] + (frames[-1]._replace(**changes),)
+    return _with_frame(frames, -1, **changes)
+
+
+def _with_frame(frames: tuple[_Frame, ...], at: int, **changes) -> tuple[_Frame, ...]:
+    at %= len(frames)
+    return frames[:at] + (frames[at]._replace(**changes),) + frames[at + 1:]
 
 
 def _after(frames: tuple[_Frame, ...]) -> int:
@@ -341,9 +358,14 @@ class UniqueItemsMatcher(Matcher):
                 candidates.append(allowed(self._vocabulary.item_edges))
         tokens = np.unique(np.concatenate(candidates)).tolist()
         refused.append(np.asarray([t for t in tokens if self._after_token(self._state, t) is None], dtype=np.int64))
-        if text is not None and mode in (_STRING, _STRING_ESCAPE) and frames[-1].track.spellings is None:
+        if text is not None and mode in (_STRING, _STRING_ESCAPE) and frames[-1].is_array \
+                and frames[-1].track.spellings is None:
             refused += [self._vocabulary.starting_with(item[len(text):] + b'"') for item in frames[-1].items
                         if item.startswith(text)]
+        elif text is not None and mode in (_STRING, _STRING_ESCAPE) and not frames[-1].is_array:  # an item's key
+            spelled = b'{"' + text
+            refused += [self._vocabulary.starting_with(item[len(spelled):]) for item in frames[-2].items
+                        if item.startswith(spelled) and len(item) > len(spelled)]
         ids = np.concatenate(refused)
         if len(ids):
             np.bitwise_and.at(words, ids >> 5, ~(np.uint32(1) << (ids & 31).astype(np.uint32)))
