@@ -155,6 +155,10 @@ CASES = [
       "unevaluatedItems": False}, [[1, "s"], [1], [1, "s", 2], ["s"], []]),
     ({"$schema": "https://json-schema.org/draft/2019-09/schema", "items": [{"type": "integer"}],
       "unevaluatedItems": {"type": "string"}}, [[1, "s", "t"], [1, 2], []]),
+    # oneOf branches closed to each other's names: each with a name the other cannot hold ({} matches both)
+    ({"type": "object", "oneOf": [{"additionalProperties": False, "properties": {"next": {"type": "string"}}},
+                                  {"additionalProperties": False, "properties": {"previous": {"type": "string"}}}]},
+     [{"next": "a"}, {"previous": "b"}, {}, {"next": "a", "previous": "b"}, {"next": 1}, {"other": "c"}]),
     # a $ref target kept under a name of the schema's own: rewritten (oneOf) and its formats exact, like the rest
     ({"type": "object", "properties": {"d": {"$ref": "#/things/d"}}, "required": ["d"],
       "things": {"d": {"oneOf": [{"type": "integer"}, {"type": "string", "format": "date"}]}}},

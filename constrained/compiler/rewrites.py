@@ -321,15 +321,20 @@ def _dependencies(node: dict, known: set[str]) -> dict:
 
 def _excluding(mine: Shape, other: Shape) -> dict | None:
     """A condition no instance of `other` meets: a type it cannot be, or an object without a name it requires
-    (one `mine` does not require), or with a property whose values in `mine` it never allows. None if none."""
+    (one `mine` does not require), or with a property whose values in `mine` it never allows, or with a name it
+    is closed to. None if none."""
     missing = sorted(other.required - mine.required)
     apart = sorted(name for name in mine.declared.keys() & other.declared.keys()
                    if not mine.declared[name] & other.declared[name])
     free = [name for name in missing if mine.excludes(name)]  # `mine` holds no such name anyway: nothing lost
+    outside = sorted(name for name in mine.names - (mine.names if other.closed is None else other.closed)
+                     if not mine.excludes(name))
     if missing:
         guard = {"type": "object", "properties": {(free or missing)[0]: False}}
     elif apart:
         guard = {"type": "object", "required": [apart[0]]}
+    elif outside:  # a name `other`, closed, cannot hold
+        guard = {"type": "object", "required": [outside[0]]}
     else:
         return None
     types = mine.types - other.types - ({"number"} if "integer" in other.types else set())

@@ -40,6 +40,7 @@ class Shape:
     patterns: list[str] = field(default_factory=list)
     fewest: int = 0
     most: int | None = None
+    names: set[str] = field(default_factory=set)  # every name `properties` declares
 
     def excludes(self, name: str) -> bool:
         return name in self.absent or (self.closed is not None and name not in self.closed)
@@ -56,6 +57,7 @@ class Shape:
             self.closed = other.closed if self.closed is None else self.closed & other.closed
         self.absent |= other.absent
         self.patterns += other.patterns
+        self.names |= other.names
         self.fewest = max(self.fewest, other.fewest)
         if other.most is not None:
             self.most = other.most if self.most is None else min(self.most, other.most)
@@ -85,6 +87,7 @@ def shape_of(schema: Any, root: dict, depth: int) -> Shape:
     for part in schema.get("allOf", []) if isinstance(schema.get("allOf"), list) else []:
         shape.narrow(shape_of(part, root, depth + 1))
     properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    shape.names |= set(properties)
     shape.required |= {n for n in schema.get("required", []) if isinstance(n, str)} \
         if isinstance(schema.get("required"), list) else set()
     for name, sub in properties.items():
