@@ -196,7 +196,7 @@ def test_generations_under_rewritten_keywords_validate(tiny_model, compiler):
     grammars = [(schema, compiler.compile(Constraint.json_schema(schema))) for schema, _ in CASES]
     prompt = tiny_model.tokenizer.encode("JSON:")
     bias = json_finishing_bias(tiny_model.tokenizer)
-    results = run_until_idle(Engine(tiny_model, max_batch_size=32), [
+    results = run_until_idle(Engine(tiny_model, max_batch_size=32, max_waiting=1024), [
         Submission(prompt, SamplingParams(max_tokens=64, seed=seed, logit_bias=bias), grammar, f"{i}/{seed}")
         for i, (_, grammar) in enumerate(grammars) for seed in range(4)])
     stopped = [(schema, results[(f"{i}/{seed}", 0)]["text"]) for i, (schema, _) in enumerate(grammars)
