@@ -78,7 +78,7 @@ async def test_sampling_extras_are_applied(openai_client):
     ({"ebnf": ""}, "ebnf"),
     ({"guided_grammar": "root ::= foo"}, "guided_grammar"),
     ({"guided_grammar": 'foo ::= "a"'}, "guided_grammar"),
-    ({"guided_json": {"type": "array", "uniqueItems": True}}, "guided_json"),
+    ({"guided_json": {"type": "array", "uniqueItems": True, "items": {"type": "boolean"}}}, "guided_json"),
     ({"guided_json": "{not json"}, "guided_json"),
     ({"top_k": -2}, "top_k"),
     ({"min_p": 1.5}, "min_p"),

@@ -134,7 +134,8 @@ async def test_pydantic_function_tool_parse(openai_client, finishing_bias):
 
 
 async def test_refusals(openai_client):
-    bad = tool("f", {"type": "object", "properties": {"x": {"type": "array", "uniqueItems": True}}})
+    bad = tool("f", {"type": "object", "properties": {"x": {"type": "array", "uniqueItems": True,
+                                                           "items": {"type": "boolean"}}}})
     with pytest.raises(openai.BadRequestError) as err:
         await openai_client.chat.completions.create(model=MODEL, messages=USER, tools=[bad], tool_choice="required")
     assert err.value.body["param"] == "tools" and "/tools/0/parameters" in err.value.body["message"]

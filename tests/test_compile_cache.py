@@ -85,7 +85,7 @@ def test_disk_entries_depend_on_the_tokenizer_setup(tiny_vocab, tmp_path):
 
 
 def test_warmup_schemas_are_compiled_and_unenforceable_ones_skipped(compiler, tmp_path):
-    unenforceable = {"type": "array", "uniqueItems": True}
+    unenforceable = {"type": "array", "uniqueItems": True, "items": {"type": "boolean"}}
     path = tmp_path / "warmup.jsonl"
     path.write_text("\n".join(json.dumps(s) for s in (SCHEMA, {"type": "boolean"}, unenforceable)) + "\n")
     assert compile_warmup_schemas(compiler, path) == 2
