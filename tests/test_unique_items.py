@@ -157,6 +157,20 @@ def allowed(bitmask: torch.Tensor) -> np.ndarray:
     return np.unpackbits(bitmask[0].numpy().view(np.uint8), bitorder="little").astype(bool)[:151_936]
 
 
+def masks_after(compiler, tokenizer, schema: dict, prefix: str):
+    """After `prefix`: the matcher with the check, its mask, and the mask of the grammar without the check."""
+    grammar = compiler.compile(Constraint.json_schema(schema))
+    plain = compiler.compile(Constraint.json_schema(split_unique_items(schema)[0]))
+    matcher, other = grammar.matcher(), plain.matcher()
+    for token in tokenizer.encode(prefix):
+        assert matcher.accept_token(token) and other.accept_token(token)
+    bitmask = torch.zeros(1, compiler.bitmask_width, dtype=torch.int32)
+    matcher.fill_bitmask(bitmask, 0)
+    mask = allowed(bitmask)
+    other.fill_bitmask(bitmask, 0)
+    return matcher, mask, allowed(bitmask)
+
+
 @pytest.mark.parametrize("prefix, repeating", [
     ('{"tags": ["ab", "ab', '"'), pytest.param('{"tags": ["x.", "x', '."', marks=pytest.mark.slow),
     pytest.param('{"tags": ["", "', '"', marks=pytest.mark.slow),
@@ -168,16 +182,7 @@ def allowed(bitmask: torch.Tensor) -> np.ndarray:
 def test_the_mask_allows_exactly_the_tokens_the_matcher_accepts(compiler, qwen_tokenizer, prefix, repeating):
     """The check takes from the grammar's mask exactly the tokens that would repeat an item (`repeating` among
     them), and the matcher agrees with the mask on every token that holds a quote (others cannot close a string)."""
-    grammar = compiler.compile(Constraint.json_schema(SCHEMA))
-    plain = compiler.compile(Constraint.json_schema(split_unique_items(SCHEMA)[0]))
-    matcher, other = grammar.matcher(), plain.matcher()
-    for token in qwen_tokenizer.encode(prefix):
-        assert matcher.accept_token(token) and other.accept_token(token)
-    bitmask = torch.zeros(1, compiler.bitmask_width, dtype=torch.int32)
-    matcher.fill_bitmask(bitmask, 0)
-    mask = allowed(bitmask)
-    other.fill_bitmask(bitmask, 0)
-    grammar_allows = allowed(bitmask)
+    _, mask, grammar_allows = masks_after(compiler, qwen_tokenizer, SCHEMA, prefix)
     assert not (mask & ~grammar_allows).any()
     forbidden = set(np.flatnonzero(grammar_allows & ~mask).tolist())
     if repeating is None:
@@ -380,24 +385,17 @@ def test_items_of_other_kinds_are_compared_as_json_values(compiler, qwen_tokeniz
 @pytest.mark.parametrize("prefix", [
     '{"any": [1, {"k": "ab"}, {"k": "ab',  # inside an item: only what closes it can repeat one
     '{"any": ["xy", "x', '{"any": [true, null, ', '{"any": [[1], [1', '{"any": [{"k": [1]}, {"k": [1]',
-    '{"objects": [{"k": 1}, {"k": 1', '{"numbers": [1, 1', '{"names": ["a-b", "a-b', '{"deps": [{"name": "ab"}, {"name": "ab'])
+    '{"objects": [{"k": 1}, {"k": 1', '{"numbers": [1, 1', '{"names": ["a-b", "a-b',
+    '{"deps": [{"name": "ab"}, {"name": "ab'])
 def test_the_mask_refuses_exactly_what_the_matcher_refuses(compiler, qwen_tokenizer, prefix):
     """Every token the grammar allows after `prefix`, read by the matcher: the mask allows exactly those it takes."""
-    grammar = compiler.compile(Constraint.json_schema(ANY_KIND))
-    plain = compiler.compile(Constraint.json_schema(split_unique_items(ANY_KIND)[0]))
-    matcher, other = grammar.matcher(), plain.matcher()
-    for token in qwen_tokenizer.encode(prefix):
-        assert matcher.accept_token(token) and other.accept_token(token)
-    bitmask = torch.zeros(1, compiler.bitmask_width, dtype=torch.int32)
-    matcher.fill_bitmask(bitmask, 0)
-    mask = allowed(bitmask)
-    other.fill_bitmask(bitmask, 0)
+    matcher, mask, grammar_allows = masks_after(compiler, qwen_tokenizer, ANY_KIND, prefix)
     taken = []
-    for token in np.flatnonzero(allowed(bitmask)).tolist():
+    for token in np.flatnonzero(grammar_allows).tolist():
         taken.append(matcher.accept_token(token))
         if taken[-1]:
             matcher.rollback(1)
-    assert mask[allowed(bitmask)].tolist() == taken
+    assert mask[grammar_allows].tolist() == taken
     assert not all(taken) or prefix.endswith("x"), "nothing refused: the prefix proves little"
 
 
