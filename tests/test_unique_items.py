@@ -182,7 +182,7 @@ def masks_after(compiler, tokenizer, schema: dict, prefix: str):
 def test_the_mask_allows_exactly_the_tokens_the_matcher_accepts(compiler, qwen_tokenizer, prefix, repeating):
     """The check takes from the grammar's mask exactly the tokens that would repeat an item (`repeating` among
     them), and the matcher agrees with the mask on every token that holds a quote (others cannot close a string)."""
-    _, mask, grammar_allows = masks_after(compiler, qwen_tokenizer, SCHEMA, prefix)
+    matcher, mask, grammar_allows = masks_after(compiler, qwen_tokenizer, SCHEMA, prefix)
     assert not (mask & ~grammar_allows).any()
     forbidden = set(np.flatnonzero(grammar_allows & ~mask).tolist())
     if repeating is None:
