@@ -34,6 +34,15 @@ _MAX_REGEX_CHARS = 8192  # a complement written back longer than this is refused
 _MAX_STATES = 512  # states of any automaton built on the way: a search for `a.{40}b` would need 2**40
 
 
+def searches(pattern: str, text: str) -> bool:
+    """Whether `pattern` matches `text` as jsonschema checks it (Python's `re`); an unreadable pattern: as if it
+    did (callers treat a match as what may happen)."""
+    try:
+        return re.search(pattern, text) is not None
+    except re.error:
+        return True
+
+
 @lru_cache(maxsize=1024)
 def automaton(pattern: str) -> Any:
     """The strings `pattern` (a search) matches, at least those Python's `re` and ECMA-262 match (module

@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from constrained.compiler.keywords import ANNOTATIONS
+from constrained.compiler.pattern_automata import searches
 from constrained.compiler.schema_walk import children, map_children, map_document, resolve_local
 
 _INLINE_DEPTH = 3  # references followed through one intersected branch
@@ -152,8 +153,8 @@ class _Inliner:
                 node[key] = [self._inlined(member, 0) for member in node[key]]
         patterns, declared = node.get("patternProperties"), node.get("properties")
         if isinstance(patterns, dict) and isinstance(declared, dict):
-            named = {name for name in declared if declared[name] != {} and any(_may_match(p, name) for p in patterns)}
-            overlapping = {pattern for pattern in patterns if any(_may_match(pattern, name) for name in named)}
+            named = {name for name in declared if declared[name] != {} and any(searches(p, name) for p in patterns)}
+            overlapping = {pattern for pattern in patterns if any(searches(pattern, name) for name in named)}
             node["properties"] = {name: self._inlined(value, 0) if name in named else value
                                   for name, value in declared.items()}
             node["patternProperties"] = {pattern: self._inlined(value, 0) if pattern in overlapping else value
@@ -176,10 +177,3 @@ class _Inliner:
         return map_children(node, lambda suffix, child: child if suffix.startswith(_CONTAINER_SUFFIXES)
                             else self._inlined(child, depth))
 
-
-def _may_match(pattern: str, name: str) -> bool:
-    """Whether a patternProperties pattern may match `name` (one Python cannot read: it may)."""
-    try:
-        return re.search(pattern, name) is not None
-    except re.error:
-        return True

@@ -8,11 +8,10 @@ least what the pattern matches for Python's `re` (jsonschema, which the guarante
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from constrained.compiler.pattern_automata import automaton
+from constrained.compiler.pattern_automata import automaton, searches
 from constrained.compiler.schema_walk import resolve_local
 
 JSON_TYPES = frozenset({"null", "boolean", "object", "array", "number", "string", "integer"})
@@ -153,16 +152,9 @@ def _canonical(value: Any) -> str:
 def _apart(a: Shape, b: Shape) -> bool:
     """Whether no string `a` allows matches all of `b`'s patterns: a pattern of each with no string in common, or
     `a`'s listed values all outside one of `b`'s patterns (as Python's `re` reads it: jsonschema's own test)."""
-    if a.values is not None and any(all(not _searches(p, json.loads(v)) for v in a.values if v.startswith('"'))
+    if a.values is not None and any(all(not searches(p, json.loads(v)) for v in a.values if v.startswith('"'))
                                     for p in b.patterns):
         return True
     return any(mine is not None and theirs is not None and mine.intersection(theirs).empty()
                for mine in map(automaton, a.patterns) for theirs in map(automaton, b.patterns))
 
-
-def _searches(pattern: str, text: str) -> bool:
-    """Whether `pattern` matches `text` as jsonschema checks it (an invalid pattern: as if it did)."""
-    try:
-        return re.search(pattern, text) is not None
-    except re.error:
-        return True

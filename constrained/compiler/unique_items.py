@@ -23,13 +23,12 @@ schemas give cycles), which the matcher walks as the JSON is written.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
 
 from constrained.compiler.keywords import ANNOTATIONS
-from constrained.compiler.pattern_automata import endless
+from constrained.compiler.pattern_automata import endless, searches
 from constrained.compiler.schema_walk import children, escape, map_document, resolve_local
 from constrained.errors import InvalidConstraint
 
@@ -305,7 +304,7 @@ class _Locations:
                                    for node in objects))
         return next((name for name in sorted(names) if all(
             isinstance(node.get("properties"), dict) and self._plain_string(node["properties"].get(name))
-            and not any(_searches(pattern, name) for pattern in node.get("patternProperties") or {})
+            and not any(searches(pattern, name) for pattern in node.get("patternProperties") or {})
             for node in objects)), None)
 
     def _plain_string(self, schema: Any) -> bool:
@@ -405,15 +404,8 @@ def _applying(pointer: str, node: dict, name: str) -> list[str]:
     declared = node.get("properties") if isinstance(node.get("properties"), dict) else {}
     patterns = node.get("patternProperties") if isinstance(node.get("patternProperties"), dict) else {}
     found = [f"{pointer}/properties/{escape(name)}"] if name in declared else []
-    found += [f"{pointer}/patternProperties/{escape(p)}" for p in patterns if _searches(p, name)]
+    found += [f"{pointer}/patternProperties/{escape(p)}" for p in patterns if searches(p, name)]
     if not found and "additionalProperties" in node:
         found.append(f"{pointer}/additionalProperties")
     return found
 
-
-def _searches(pattern: str, name: str) -> bool:
-    """Whether a patternProperties pattern matches `name` (as jsonschema reads it); an unreadable one: yes."""
-    try:
-        return re.search(pattern, name) is not None
-    except re.error:
-        return True
