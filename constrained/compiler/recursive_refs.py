@@ -20,7 +20,7 @@ from typing import Any
 
 from constrained.compiler.keywords import ANNOTATIONS
 from constrained.compiler.pattern_automata import searches
-from constrained.compiler.schema_walk import children, map_children, map_document, resolve_local
+from constrained.compiler.schema_walk import bare_target, children, map_children, map_document, resolve_local
 
 _INLINE_DEPTH = 3  # references followed through one intersected branch
 _MAX_GROWTH = 4  # inlining stops once it has added this many times the schema's own size (as text)
@@ -50,7 +50,7 @@ def _simplified(node: dict, root: dict) -> dict:
     branches = [node[key] for key in ("anyOf", "oneOf") if isinstance(node.get(key), list)]
     allowed = _types(node)
     if allowed is not None and branches and all(
-            branch is False or (own := _types(_bare_target(branch, root))) is not None and own <= allowed
+            branch is False or (own := _types(bare_target(branch, root, _INLINE_DEPTH))) is not None and own <= allowed
             for members in branches for branch in members):
         node = {key: value for key, value in node.items() if key != "type"}
     return node
@@ -81,16 +81,6 @@ def _types(node: Any) -> set[str] | None:
     named = node.get("type") if isinstance(node, dict) else None
     types = {named} if isinstance(named, str) else set(named) if isinstance(named, list) else None
     return None if types is None else types | ({"integer"} if "number" in types else set())
-
-
-def _bare_target(node: Any, root: dict) -> Any:
-    """`node`, or what its chain of bare `$ref`s (annotations aside) leads to."""
-    for _ in range(_INLINE_DEPTH):
-        target = _target(root, node["$ref"]) if _is_bare_ref(node) else None
-        if target is None:
-            break
-        node = target
-    return node
 
 
 def _is_bare_ref(node: Any) -> bool:

@@ -9,6 +9,8 @@ import json
 from typing import Any, Callable, Iterator
 from urllib.parse import unquote
 
+from constrained.compiler.keywords import ANNOTATIONS
+
 _ONE = ("additionalItems", "additionalProperties", "contains", "not", "if", "then", "else", "propertyNames",
         "unevaluatedItems", "unevaluatedProperties", "contentSchema")
 _LIST = ("allOf", "anyOf", "oneOf", "prefixItems")
@@ -108,6 +110,21 @@ def replaced(tree: Any, pointer: str, value: Any) -> Any:
         return copy
     name = unquote(token).replace("~1", "/").replace("~0", "~")
     return {**tree, name: replaced(tree[name], rest, value)}
+
+
+def bare_target(node: Any, root: Any, depth: int = 8) -> Any:
+    """`node`, or what its chain of bare `$ref`s (a `$ref` and annotations alone) leads to, `depth` at most;
+    None where a reference points nowhere or to another document."""
+    for _ in range(depth):
+        if not (isinstance(node, dict) and isinstance(node.get("$ref"), str)
+                and set(node) - ANNOTATIONS == {"$ref"}):
+            break
+        try:
+            found = resolve_local(root, node["$ref"])
+        except KeyError:
+            return None
+        node = None if found is None else found[1]
+    return node
 
 
 def resolve_local(root: Any, ref: str) -> tuple[str, Any] | None:

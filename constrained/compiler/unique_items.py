@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 from constrained.compiler.keywords import ANNOTATIONS
 from constrained.compiler.pattern_automata import endless, searches
-from constrained.compiler.schema_walk import children, escape, map_document, resolve_local
+from constrained.compiler.schema_walk import bare_target, children, escape, map_document, resolve_local
 from constrained.errors import InvalidConstraint
 
 _IN_PLACE = ("allOf", "anyOf", "oneOf")
@@ -308,15 +308,7 @@ class _Locations:
             for node in objects)), None)
 
     def _plain_string(self, schema: Any) -> bool:
-        for _ in range(8):  # through a chain of bare references
-            if not (isinstance(schema, dict) and isinstance(schema.get("$ref"), str)
-                    and set(schema) - ANNOTATIONS == {"$ref"}):
-                break
-            try:
-                target = resolve_local(self.root, schema["$ref"])
-            except KeyError:
-                target = None
-            schema = None if target is None else target[1]
+        schema = bare_target(schema, self.root)
         return isinstance(schema, dict) and schema.get("type") == "string" \
             and set(schema) - ANNOTATIONS <= {"type", "minLength"}
 
