@@ -404,6 +404,22 @@ def test_forget_drops_a_cached_grammar_and_its_answer(compiler):
 
 
 @pytest.mark.parametrize("schema, accepted, refused", [
+    ({"type": "string", "pattern": "^[^\\\\]+$"}, ['"js/a"', '"a\\"b"'], ['"js\\\\a/"', '"\\\\"']),
+    ({"type": "string", "pattern": '^[^"]+$'}, ['"a\\\\b"'], ['"a\\"b"']),
+    ({"type": "object", "patternProperties": {'^[^"]+$': {"type": "integer"}}, "additionalProperties": False},
+     ['{"ab": 1}'], ['{"a\\"b": 1}']),
+])
+def test_a_negated_class_keeps_out_quotes_and_backslashes(compiler, qwen_tokenizer, schema, accepted, refused):
+    """llguidance let `\\"` and `\\\\` through a class holding U+0000 (pattern_classes.py): libman.json's
+    `destination` took "js\\subfolder/"."""
+    grammar = compiler.compile(Constraint.json_schema(schema))
+    for text in accepted:
+        assert validation_errors(schema, text) == [] and walk(grammar, qwen_tokenizer, text), text
+    for text in refused:
+        assert validation_errors(schema, text) and not walk(grammar, qwen_tokenizer, text), text
+
+
+@pytest.mark.parametrize("schema, accepted, refused", [
     ({"type": "string", "pattern": "^/[^\u0000]+$"}, ['"/tmp"', '"/a b"'], ['"tmp"', '"/"']),
     ({"type": "string", "pattern": "^[^\\s\\\\/\\x01-\\x1f]{1,4}$"}, ['"abc"'], ['"a/b"', '"a b"', '"abcde"']),
 ])

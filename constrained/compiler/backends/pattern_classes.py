@@ -5,6 +5,10 @@ admit only strings both readings match: plain `\\d` and `\\w` already do, but `\
 holding `\\d` or `\\w` admit "٣" or "é", which Python reads as a digit or a word character. Those become the
 classes both readings share (`\\W` and `[^\\w]` narrowed to ASCII). A `patternProperties` name decides which
 schema applies to a key, so it must read exactly as Python does: its four escapes become Python's classes.
+
+llguidance (1.9.1) lets a JSON string's `\\"` and `\\\\` through any class that holds U+0000, so `[^"]` and
+`[^\\\\]` admitted the very characters they exclude. Every negated class here also excludes U+0000, which a
+string cannot hold here anyway (JSON_OPTIONS allows no `\\u` escape), so nothing else changes.
 """
 
 from __future__ import annotations
@@ -79,6 +83,8 @@ def read_as_python(pattern: str, *, exact: bool) -> str:
             if pattern[i:i + 1] == "]":  # a "]" first is a literal
                 out.append("\\]")
                 i += 1
+            if negated:
+                out.append("\\x00")  # see the module docstring
             in_class = True
             continue
         if in_class and char == "]":
