@@ -16,7 +16,8 @@ from benchmarks.coverage.evaluate import evaluate, serialisations
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 3}}, "required": ["n"],
           "additionalProperties": False}
 FIGURES = {"schemas", "compiled", "coverage", "refused", "timeouts", "errors", "passing", "valid",
-           "validation_errors", "validation_error_rate", "invalid", "invalidation_errors", "compile_ms",
+           "validation_errors", "validation_error_rate", "validation_errors_as_written",
+           "invalid", "invalidation_errors", "compile_ms",
            "cached_compile_ms", "mask_us"}
 
 
@@ -50,6 +51,20 @@ def test_mislabelled_instances_are_counted_as_errors(adapter):
     assert row["status"] == "compiled"
     assert (row["valid"], row["valid_rejected"], row["invalid"], row["invalid_accepted"]) == (2, 1, 2, 1)
     assert {(m["test"], m["valid"]) for m in row["mistakes"]} == {(2, False), (3, True)}
+
+
+def test_instances_are_tried_in_the_key_order_the_grammar_takes(adapter):
+    """Grammars emit properties in the schema's order (key_order.py): a valid instance written in another order
+    passes, counted apart; an invalid one in any order still does not."""
+    schema = {"type": "object", "additionalProperties": False, "required": ["e"],
+              "properties": {"a": {"type": "integer"}, "e": {"type": "string"},
+                             "b": {"type": "object",
+                                   "properties": {"c": {"type": "string"}, "d": {"type": "boolean"}}}}}
+    tests = ((True, {"b": {"d": True, "c": "y"}, "e": "x", "a": 1}), (True, {"a": 1, "e": "x"}),
+             (False, {"b": {"d": True, "c": 2}, "e": "x", "a": 1}), (False, {"b": {"d": True}, "a": 1}))
+    row = evaluate(adapter, Case("hand", "order", schema, tests), lambda: None)
+    assert (row["valid"], row["valid_rejected"], row["valid_reordered"]) == (2, 0, 1)
+    assert (row["invalid"], row["invalid_accepted"]) == (2, 0)
 
 
 def test_refusal_is_recorded_with_its_reason(adapter):

@@ -49,6 +49,12 @@ class Checker(ABC):
     def is_accepting(self) -> bool:
         """The tokens so far form a complete instance: end of sequence allowed."""
 
+    def rollback(self, num_tokens: int, walked: Sequence[int]) -> None:
+        """Undo the last `num_tokens` of `walked`, the tokens advanced since `reset`; here by replaying the rest."""
+        self.reset()
+        for token_id in walked[:len(walked) - num_tokens]:
+            self.advance(token_id)
+
     def accepts(self, token_ids: Sequence[int]) -> bool:
         self.reset()
         return all(self.advance(t) for t in token_ids) and self.is_accepting()

@@ -46,6 +46,9 @@ class LlguidanceChecker(Checker):
     def advance(self, token_id: int) -> bool:
         return self._matcher.try_consume_tokens([token_id]) == 1
 
+    def rollback(self, num_tokens: int, walked) -> None:
+        self._matcher.rollback(num_tokens)
+
     def fill_mask(self) -> None:
         self._matcher.unsafe_compute_mask_ptr(self._bitmask.data_ptr(), self._bitmask.numel() * 4)
 

@@ -52,6 +52,9 @@ class OursChecker(Checker):
     def advance(self, token_id: int) -> bool:
         return self._matcher.accept_token(token_id)
 
+    def rollback(self, num_tokens: int, walked) -> None:
+        self._matcher.rollback(num_tokens)
+
     def fill_mask(self) -> None:
         self._matcher.fill_bitmask(self._bitmask, 0)
 
