@@ -100,6 +100,19 @@ async def test_a_failing_matcher_fails_its_request_with_a_400(tiny_model, compil
     assert (error.status, error.param, error.code) == (400, "response_format", "constraint_failed")
 
 
+async def test_a_lexer_that_gives_up_mid_string_fails_its_request(engine, tiny_model):
+    """llguidance's lexer can give up inside a value (a word-count pattern beside a length bound: "too many
+    expressions constructed"): its matcher then stops where no EOS may follow. That is a failure, never a
+    finished output."""
+    from constrained.errors import ConstraintFailed
+
+    words = Constraint.json_schema({"type": "object", "required": ["q"], "properties": {
+        "q": {"type": "string", "pattern": "^(?:\\S+\\s+){0,99}\\S+$", "maxLength": 5000}}})
+    with pytest.raises(ConstraintFailed):
+        await collect(engine, tiny_model.tokenizer.encode(prompt_text(tiny_model)),
+                      SamplingParams(max_tokens=40, seed=1), words)
+
+
 async def test_an_empty_prompt_is_refused_before_it_reaches_the_batch(engine):
     from constrained.errors import InvalidSamplingParams
 

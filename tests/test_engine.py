@@ -226,7 +226,7 @@ def test_constrained_draws_follow_the_masked_distribution(tiny_model, compiler, 
 
 class FailingMatcher:
     """A real matcher that fails after `after` tokens the way llguidance does on a resource limit:
-    every token rejected, and a mask of EOS alone that EOS cannot pass."""
+    every token rejected, a mask of EOS alone that EOS cannot pass, and stopped without accepting."""
 
     def __init__(self, inner, after: int, eos: tuple[int, ...]):
         self.inner, self.after, self.eos = inner, after, eos
@@ -255,7 +255,7 @@ class FailingMatcher:
         return not self.failed and self.inner.is_accepting()
 
     def is_terminated(self):
-        return not self.failed and self.inner.is_terminated()
+        return self.failed or self.inner.is_terminated()  # llguidance reports itself stopped once it gives up
 
     def forced_tokens(self):
         return [] if self.failed else self.inner.forced_tokens()

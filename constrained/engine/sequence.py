@@ -137,7 +137,8 @@ class Sequence:
         if hit_stop:
             self.finish_reason = FinishReason.STOP
         elif self.matcher is not None and self.matcher.is_terminated():
-            self.finish_reason = FinishReason.STOP  # only EOS could follow: the output is complete
+            # only EOS could follow: the output is complete, unless the backend gave up short of an end
+            self.finish_reason = FinishReason.STOP if self.matcher.is_accepting() else FinishReason.FAILED
         elif len(self.output_ids) >= self.params.max_tokens:
             self.finish_reason = FinishReason.LENGTH
         if self.finish_reason is not None and not hit_stop:
