@@ -51,19 +51,18 @@ def names_in_schema_order(schema: Any) -> dict[str, int]:
     return order
 
 
-def spelled_in_grammar_order(checker: Checker, tokenizer, data: Any, names: dict[str, int]) -> list[int] | None:
-    """Token ids of `data` with its keys in an order `checker` accepts, in one of the serialisations the
-    harness tries; None if the search finds none. `names`: `names_in_schema_order` of the schema."""
-    ascii_only = json.dumps(data, ensure_ascii=False).isascii()
-    for separators in ((",", ":"), (", ", ": ")):
-        for ensure_ascii in (False,) if ascii_only else (False, True):
-            text = _Walk(checker, tokenizer, separators, ensure_ascii, names).spell(data)
-            if text is None:
-                continue
-            ids = tokenizer.encode(text, add_special_tokens=False)
-            if tokenizer.decode(ids) == text and checker.accepts(ids):  # the canonical tokens, from the start
-                return ids
-    return None
+def spelled_in_grammar_order(checker: Checker, tokenizer, data: Any, names: dict[str, int],
+                             separators: tuple[str, str], ensure_ascii: bool) -> list[int] | None:
+    """Token ids of `data` in one serialisation form, its keys in an order `checker` accepts; None if the
+    search finds none, or if escaping to ASCII changes nothing (the form without it was searched).
+    `names`: `names_in_schema_order` of the schema."""
+    if ensure_ascii and json.dumps(data, ensure_ascii=False).isascii():
+        return None
+    text = _Walk(checker, tokenizer, separators, ensure_ascii, names).spell(data)
+    if text is None:
+        return None
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return ids if tokenizer.decode(ids) == text and checker.accepts(ids) else None  # canonical tokens, anew
 
 
 class _Walk:

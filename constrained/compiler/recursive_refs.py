@@ -20,7 +20,8 @@ from typing import Any
 
 from constrained.compiler.keywords import ANNOTATIONS
 from constrained.compiler.pattern_automata import searches
-from constrained.compiler.schema_walk import bare_target, children, map_children, map_document, resolve_local
+from constrained.compiler.schema_walk import (bare_target, children, is_bare_ref, local_target, map_children,
+                                               map_document)
 
 _INLINE_DEPTH = 3  # references followed through one intersected branch
 _MAX_GROWTH = 4  # inlining stops once it has added this many times the schema's own size (as text)
@@ -83,19 +84,6 @@ def _types(node: Any) -> set[str] | None:
     return None if types is None else types | ({"integer"} if "number" in types else set())
 
 
-def _is_bare_ref(node: Any) -> bool:
-    return isinstance(node, dict) and isinstance(node.get("$ref"), str) and set(node) - ANNOTATIONS == {"$ref"}
-
-
-def _target(root: dict, ref: str) -> Any:
-    """The subschema a local `$ref` names (None: another document, or nowhere)."""
-    try:
-        found = resolve_local(root, ref)
-    except KeyError:
-        return None
-    return None if found is None else found[1]
-
-
 def _refs_below(node: Any) -> set[str]:
     """The `$ref`s in `node` and its subschemas, definitions aside."""
     found, stack = set(), [node]
@@ -115,7 +103,7 @@ def _recursive_refs(root: dict) -> frozenset[str]:
     while pending:
         ref = pending.pop()
         if ref not in edges:
-            target = _target(root, ref)
+            target = local_target(root, ref)
             edges[ref] = _refs_below(target) if target is not None else set()
             pending.extend(edges[ref])
     live = set(edges)
@@ -158,8 +146,8 @@ class _Inliner:
         the root)."""
         if depth >= _INLINE_DEPTH or not isinstance(node, dict):
             return node
-        if _is_bare_ref(node):
-            target = _target(self.root, node["$ref"]) if node["$ref"] in self.recursive else None
+        if is_bare_ref(node):
+            target = local_target(self.root, node["$ref"]) if node["$ref"] in self.recursive else None
             if not isinstance(target, dict) or {"$id", "id"} & set(target) or len(json.dumps(target)) > self.budget:
                 return node
             self.budget -= len(json.dumps(target))

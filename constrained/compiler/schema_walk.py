@@ -112,18 +112,27 @@ def replaced(tree: Any, pointer: str, value: Any) -> Any:
     return {**tree, name: replaced(tree[name], rest, value)}
 
 
+def is_bare_ref(node: Any) -> bool:
+    """A `$ref` beside annotations alone: the node is its target."""
+    return isinstance(node, dict) and isinstance(node.get("$ref"), str) and set(node) - ANNOTATIONS == {"$ref"}
+
+
+def local_target(root: Any, ref: str) -> Any:
+    """The subschema a same-document `$ref` names; None for another document, or for nowhere."""
+    try:
+        found = resolve_local(root, ref)
+    except KeyError:
+        return None
+    return None if found is None else found[1]
+
+
 def bare_target(node: Any, root: Any, depth: int = 8) -> Any:
-    """`node`, or what its chain of bare `$ref`s (a `$ref` and annotations alone) leads to, `depth` at most;
-    None where a reference points nowhere or to another document."""
+    """`node`, or what its chain of bare `$ref`s leads to, `depth` at most; None where one points nowhere or to
+    another document."""
     for _ in range(depth):
-        if not (isinstance(node, dict) and isinstance(node.get("$ref"), str)
-                and set(node) - ANNOTATIONS == {"$ref"}):
+        if not is_bare_ref(node):
             break
-        try:
-            found = resolve_local(root, node["$ref"])
-        except KeyError:
-            return None
-        node = None if found is None else found[1]
+        node = local_target(root, node["$ref"])
     return node
 
 
