@@ -83,6 +83,17 @@ CASES = [
      [["x", 1], [1], ["x"], ["x", "y", 2]]),
     ({"contains": {"type": "string"}, "maxContains": 2, "maxItems": 2}, [["a"], ["a", "b"], [1, "a"], [1, 2], 3]),
     ({"type": "array", "contains": {"type": "string"}, "minContains": 0, "maxItems": 1}, [[], [1], [1, 2]]),
+    # maxContains: the other items fail `contains` (its complement)
+    ({"contains": {"const": 1}, "maxContains": 1}, [[1], [2, 1], [1, 2], [1, 1], [1, 2, 1], [2], []]),
+    ({"contains": {"type": "string"}, "minContains": 0, "maxContains": 1, "maxItems": 3},
+     [[], [1, 2], ["a"], [1, "a", 2], ["a", "b"], [1, 2, 3, 4]]),
+    ({"$schema": "https://json-schema.org/draft/2019-09/schema", "items": [{"type": "integer"}],
+      "contains": {"type": "string"}, "maxContains": 1}, [[1, "a"], [1, "a", 2], [1, "a", "b"], [1], ["a"]]),
+    ({"contains": {"const": 1}, "minContains": 2.0, "maxContains": 2}, [[1, 1], [2, 1, 1], [1], [1, 1, 1]]),
+    ({"contains": {"const": 1}, "minContains": 2, "maxContains": 1}, [[1], [1, 1], [], "x"]),
+    # counts written as integral floats
+    ({"type": "array", "maxItems": 2.0}, [[1, 2], [1, 2, 3]]),
+    ({"type": "object", "minProperties": 1.0}, [{"a": 1}, {}]),
     # oneOf of strings told apart by their patterns (automata), or by values outside the other's pattern
     ({"oneOf": [{"type": "string", "pattern": "^https?://.+$"}, {"type": "string", "pattern": "^\\./.+$"}]},
      ["http://a", "./a", "x", 1]),
@@ -216,7 +227,7 @@ def test_generations_under_rewritten_keywords_validate(tiny_model, compiler):
     ({"not": {}}, "", None),  # nothing matches
     ({"properties": {"o": {"propertyNames": {"pattern": "^a", "maxLength": 3}}}}, "/properties/o", "propertyNames"),
     ({"patternProperties": {"^x": {}}, "propertyNames": {"pattern": "^a"}}, "", "propertyNames"),
-    ({"items": {"contains": {"type": "string"}, "maxContains": 1}}, "/items", "maxContains"),
+    ({"items": {"contains": {"type": "string", "pattern": "(a)\\1"}, "maxContains": 1}}, "/items", "maxContains"),
     ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, "", "oneOf"),  # only non-integers: no schema for them
     # a complement too large for llguidance: 3 ways to fail each of 6 branches, 3**6 alternatives once multiplied out
     ({"not": {"anyOf": [{"type": "object", "required": [f"a{i}", f"b{i}"]} for i in range(6)]}}, "", "not"),

@@ -82,7 +82,7 @@ LLGUIDANCE = KeywordTable(
         "unevaluatedItems": "beside allOf and $ref alone, as items after the positions they declare; refused beside "
                             "anyOf, oneOf, not, if, contains or dependent schemas",
         "contains": "narrower: the matching items one after another, starting at one of the first 4 positions",
-        "minContains": "with `contains`", "maxContains": "only where maxItems already bounds it",
+        "minContains": "with `contains`", "maxContains": "with `contains` whose failing items have a schema",
         "minLength": "", "maxLength": "", "pattern": "", "format": "see formats",
         "minimum": "", "maximum": "", "exclusiveMinimum": "", "exclusiveMaximum": "", "multipleOf": "",
     },

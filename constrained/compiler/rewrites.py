@@ -5,7 +5,8 @@ for non-object instances, which `required`/`properties` let through):
 - `dependencies` / `dependentRequired` / `dependentSchemas`: "a present => R" becomes
   `anyOf: [{properties: {a: false}}, {required: [a, ...R]}]` (just R when `a` is required anyway);
 - `not S` becomes S's complement (negation.py);
-- `contains` becomes "the matching items at one of the first positions" (contains.py: narrower);
+- `contains` becomes "the matching items at one of the first positions" (contains.py: narrower), the other
+  items failing it (its complement) where `maxContains` bounds their count;
 - `minProperties`/`maxProperties` beside optional properties become which of those are present
   (property_counts.py);
 - `propertyNames` becomes a patternProperty spelling the allowed names (property_names.py);
@@ -185,9 +186,11 @@ class _Rewriter:
             return rest
         counts = {k: node[k] for k in _COUNTS if k in node and self.since_2019}
         rewritten = with_contains({**rest, **counts, "contains": node["contains"]},
-                                  "prefixItems" if "prefixItems" in self.known else "items")
+                                  "prefixItems" if "prefixItems" in self.known else "items",
+                                  lambda schema: _unless_too_big(self.complement(schema, pointer)))
         if rewritten is None:
-            raise InvalidConstraint("maxContains below maxItems is not enforced", path=pointer, keyword="maxContains",
+            raise InvalidConstraint("maxContains below maxItems, where the items `contains` fails have no schema (or "
+                                    "too large a one), is not enforced", path=pointer, keyword="maxContains",
                                     hint="drop it")
         return rewritten
 
@@ -274,6 +277,10 @@ def _too_big(schema: Any) -> bool:
     """Whether llguidance would likely refuse a rewritten node as too large: the alternatives it multiplies out
     of nested allOf/anyOf, or its size."""
     return _width(schema) > _MAX_WIDTH or len(json.dumps(schema)) > _MAX_CHARS
+
+
+def _unless_too_big(schema: Any) -> Any:
+    return None if schema is None or _too_big(schema) else schema
 
 
 def _width(schema: Any) -> int:

@@ -58,6 +58,10 @@ class Limits:
 
 LIMITS = Limits()
 
+# Keywords whose value is a count: a non-negative integer, which drafts from 6 on may write as `2.0`.
+COUNT_KEYWORDS = frozenset({"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties",
+                            "minContains", "maxContains"})
+
 _HINTS = {
     "oneOf": "use anyOf when at most one branch can match anyway",
     "not": "drop it or list what is allowed instead (enum, anyOf)",
@@ -171,13 +175,15 @@ def _well_formed(schema: Any, limits: Limits) -> list[tuple[str, int, dict]]:
 
 def enforceable_schema(schema: Any, table: KeywordTable) -> Any:
     """`schema` without what asserts nothing: no-op keywords, formats no validator checks either,
-    and "x-" extensions (llguidance would read "x-guidance" as options, e.g. one turning oneOf into anyOf)."""
+    and "x-" extensions (llguidance would read "x-guidance" as options, e.g. one turning oneOf into anyOf);
+    counts written as integral floats (`"maxItems": 2.0`, the same bound to validators) as integers."""
     if schema is True:
         return {}
     def strip(node: dict) -> dict:
         fmt = node.get("format")
         return {
-            key: value for key, value in node.items()
+            key: int(value) if key in COUNT_KEYWORDS and isinstance(value, float) and value.is_integer() else value
+            for key, value in node.items()
             if not is_no_op(key, value) and not key.startswith("x-")
             and not (key == "format" and fmt not in table.formats and fmt not in ASSERTED_FORMATS)
         }
