@@ -91,6 +91,10 @@ CASES = [
       "contains": {"type": "string"}, "maxContains": 1}, [[1, "a"], [1, "a", 2], [1, "a", "b"], [1], ["a"]]),
     ({"contains": {"const": 1}, "minContains": 2.0, "maxContains": 2}, [[1, 1], [2, 1, 1], [1], [1, 1, 1]]),
     ({"contains": {"const": 1}, "minContains": 2, "maxContains": 1}, [[1], [1, 1], [], "x"]),
+    # complements of subschemas whose rewrite narrows (items past the first positions, open keys) are taken of the
+    # subschemas as written: each of these once accepted its invalid instances
+    ({"not": {"not": {"type": "array", "items": {"type": "integer"}}}}, [[1, 1, 1, "x"], [1, 1, 1, 1, 1, "x"], [1]]),
+    ({"type": "object", "not": {"minProperties": 1, "properties": {"a": {}}}}, [{"b": 1}, {}]),
     # counts written as integral floats
     ({"type": "array", "maxItems": 2.0}, [[1, 2], [1, 2, 3]]),
     ({"type": "object", "minProperties": 1.0}, [{"a": 1}, {}]),
@@ -234,6 +238,11 @@ def test_generations_under_rewritten_keywords_validate(tiny_model, compiler):
     ({"properties": {"o": {"anyOf": [{"properties": {"a": {}}}, {}], "unevaluatedProperties": False}}},
      "/properties/o", "unevaluatedProperties"),  # what is evaluated depends on which branch validates
     ({"contains": {"type": "string"}, "unevaluatedItems": False}, "", "unevaluatedItems"),
+    # the complement of a narrowed rewrite (contains at the first positions) is wider than the complement: taken of
+    # the rewritten subschemas, these let [2, 2, 2, 2, 1] through
+    ({"type": "array", "not": {"contains": {"const": 1}}}, "", "not"),
+    ({"type": "array", "if": {"contains": {"const": 1}}, "then": {"maxItems": 2}}, "", "if"),
+    ({"oneOf": [{"type": "array", "contains": {"const": 1}}, {"type": "array", "minItems": 5}]}, "", "oneOf"),
 ])
 def test_what_has_no_exact_equivalent_is_refused_with_its_path(schema, path, keyword):
     with pytest.raises(InvalidConstraint) as caught:

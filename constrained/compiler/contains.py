@@ -16,10 +16,10 @@ _MAX_START = 3
 _NOT_ARRAY = ["null", "boolean", "object", "number", "string"]
 
 
-def with_contains(node: dict, prefix_keyword: str, complement: Callable[[Any], Any]) -> dict | None:
+def with_contains(node: dict, prefix_keyword: str, complement: Callable[[], Any]) -> dict | None:
     """`node` with `contains`, `minContains` and `maxContains` rewritten; None when they cannot be. The
-    positional items keyword is `prefixItems` from 2020-12, `items` (a list) before; `complement(C)` is the
-    schema of C's failing instances (None: it has none)."""
+    positional items keyword is `prefixItems` from 2020-12, `items` (a list) before; `complement()` is the
+    schema of the instances failing C (None: it has none)."""
     rest = {key: value for key, value in node.items() if key not in ("contains", "minContains", "maxContains")}
     least, most, size = node.get("minContains", 1), node.get("maxContains"), node.get("maxItems")
     if not all(_count(n) for n in (least, most, size) if n is not None):
@@ -28,7 +28,7 @@ def with_contains(node: dict, prefix_keyword: str, complement: Callable[[Any], A
     if most is not None and (size is None or most < size):
         if least > most:
             return _conjoin(rest, {"type": _NOT_ARRAY})
-        others = complement(node["contains"])
+        others = complement()
         if others is None:
             return None
     if least == 0 and others == {}:

@@ -40,7 +40,7 @@ from constrained.compiler.negation import intersection, negate, union
 from constrained.compiler.pattern_automata import leading_lookaheads, without_lookaheads
 from constrained.compiler.property_counts import with_property_counts
 from constrained.compiler.property_names import with_property_names
-from constrained.compiler.schema_walk import map_with_pointers, outside_targets, replaced, resolve_local
+from constrained.compiler.schema_walk import map_with_originals, outside_targets, replaced, resolve_local
 from constrained.compiler.shapes import Shape, disjoint, shape_of
 from constrained.compiler.unevaluated import evaluated, items_rule, properties_rule
 from constrained.errors import InvalidConstraint
@@ -83,7 +83,7 @@ class _Rewriter:
         self.since_2019 = "dependentRequired" in known  # 2019-09: $ref siblings apply, min/maxContains exist
 
     def apply(self, fragment: Any, pointer: str) -> Any:
-        return map_with_pointers(fragment, self._rewrite, pointer)
+        return map_with_originals(fragment, self._rewrite, pointer)
 
     def _apply_nested(self, fragment: Any, pointer: str) -> Any:
         self.nested += 1
@@ -99,19 +99,22 @@ class _Rewriter:
             return negated
         return None if self.nested >= _MAX_NESTED else self._apply_nested(negated, pointer)
 
-    def _rewrite(self, pointer: str, node: dict) -> Any:
+    def _rewrite(self, pointer: str, node: dict, written: dict) -> Any:
+        """`node` (its children rewritten) rewritten. Complements are taken of the subschemas as `written`: a
+        rewritten one may be narrower (contains, oneOf, counts), and the complement of a narrower schema is wider
+        than the complement, so it would let invalid instances through."""
         node = self._unevaluated(self._ref_siblings(self._lookaheads(node, pointer)), pointer)
-        node = with_property_counts(self._property_names(self._contains(node, pointer), pointer))
-        node = self._conditional(_dependencies(node, self.known), pointer)
+        node = with_property_counts(self._property_names(self._contains(node, pointer, written), pointer))
+        node = self._conditional(_dependencies(node, self.known), pointer, written)
         if node is not False and "not" in node:
-            complement = self.complement(node["not"], pointer)
+            complement = self.complement(written.get("not", node["not"]), pointer)
             if complement is None or _too_big(complement):
                 raise InvalidConstraint("`not` of a schema whose failing instances have no schema (or too large a one) "
                                         "is not enforced", path=pointer, keyword="not",
                                         hint="list what is allowed instead (enum, anyOf)")
             node = _conjoin({k: v for k, v in node.items() if k != "not"}, complement)
         if node is not False and "oneOf" in node:
-            branches = self._one_of(node.pop("oneOf"), pointer)
+            branches = self._one_of(node.pop("oneOf"), written.get("oneOf"), pointer)
             if branches is None:
                 raise InvalidConstraint("oneOf branches that may overlap, without a complement (or too large a one), "
                                         "are not enforced", path=pointer, keyword="oneOf",
@@ -177,7 +180,7 @@ class _Rewriter:
         rules = [rule for rule in rules if rule is not None]  # None: everything is evaluated already
         return _conjoin(rest, {"allOf": rules}) if rules else rest
 
-    def _contains(self, node: dict, pointer: str) -> dict:
+    def _contains(self, node: dict, pointer: str, written: dict) -> dict:
         """`contains` as positions (contains.py); `minContains`/`maxContains` only from 2019-09, none before 6."""
         if not {"contains", *_COUNTS} & node.keys():
             return node
@@ -185,9 +188,10 @@ class _Rewriter:
         if "contains" not in node or "contains" not in self.known:
             return rest
         counts = {k: node[k] for k in _COUNTS if k in node and self.since_2019}
+        failing = written.get("contains", node["contains"])
         rewritten = with_contains({**rest, **counts, "contains": node["contains"]},
                                   "prefixItems" if "prefixItems" in self.known else "items",
-                                  lambda schema: _unless_too_big(self.complement(schema, pointer)))
+                                  lambda: _unless_too_big(self.complement(failing, pointer)))
         if rewritten is None:
             raise InvalidConstraint("maxContains below maxItems, where the items `contains` fails have no schema (or "
                                     "too large a one), is not enforced", path=pointer, keyword="maxContains",
@@ -207,13 +211,13 @@ class _Rewriter:
                                     hint="list the names in properties with additionalProperties: false")
         return rewritten
 
-    def _conditional(self, node: dict, pointer: str) -> Any:
+    def _conditional(self, node: dict, pointer: str, written: dict) -> Any:
         """`if`/`then`/`else` as the anyOf of their two cases; dropped in drafts without them (before 7), and
         `then`/`else` without `if` assert nothing."""
         rest = {k: v for k, v in node.items() if k not in ("if", "then", "else")}
         if "if" not in node or "if" not in self.known:
             return rest
-        complement = self.complement(node["if"], pointer)
+        complement = self.complement(written.get("if", node["if"]), pointer)
         if complement is None or _too_big(complement):
             raise InvalidConstraint("`if` whose failing instances have no schema (or too large a one) is not enforced",
                                     path=pointer, keyword="if", hint="express the cases with anyOf")
@@ -221,18 +225,20 @@ class _Rewriter:
                        intersection([complement, node.get("else", {})])])
         return _conjoin(rest, cases)
 
-    def _one_of(self, branches: Any, pointer: str) -> list | None:
+    def _one_of(self, branches: Any, written: Any, pointer: str) -> list | None:
         """oneOf branches as anyOf branches: as they are where no two can match one instance; else each without
         the branches it may overlap: by their complements, else (or where those grow too big) by guards (which
         narrow), else by complements narrowed (negation.py) as long as no branch is left out whole; None when
-        none of these can be written."""
+        none of these can be written. Overlaps, guards and complements are read from the branches as `written`
+        (a rewritten branch may be narrower: see `_rewrite`)."""
         if not isinstance(branches, list):
             return None
-        shapes = [shape_of(b, self.root, 0) for b in branches]
+        written = written if isinstance(written, list) and len(written) == len(branches) else branches
+        shapes = [shape_of(b, self.root, 0) for b in written]
         overlaps = [[j for j, other in enumerate(shapes) if j != i and not disjoint(mine, other)]
                     for i, mine in enumerate(shapes)]
         overlapped = {j for found in overlaps for j in found}
-        exact = {j: self.complement(branches[j], pointer) for j in overlapped}
+        exact = {j: self.complement(written[j], pointer) for j in overlapped}
         apart = None if None in exact.values() else self._apart(branches, overlaps, exact)
         if apart is not None and not _too_big(apart):
             return apart
@@ -241,7 +247,7 @@ class _Rewriter:
             return [self._guarded(branch, mine) for branch, mine in zip(branches, guards)]
         possible = sum(False not in (exact[j] for j in found) for found in overlaps)
         for coarse in (False, True):  # coarse: items, patterns and formats count as having no complement
-            narrowed = {j: self.complement(branches[j], pointer, narrowing=True, coarse=coarse) for j in overlapped}
+            narrowed = {j: self.complement(written[j], pointer, narrowing=True, coarse=coarse) for j in overlapped}
             if any(narrowed[j] is False for j in overlapped if exact[j] is not False):
                 continue
             apart = self._apart(branches, overlaps, narrowed)

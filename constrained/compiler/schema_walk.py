@@ -44,10 +44,15 @@ def map_subschemas(schema: Any, rewrite: Callable[[dict], Any]) -> Any:
 
 def map_with_pointers(schema: Any, rewrite: Callable[[str, dict], Any], pointer: str = "") -> Any:
     """`map_subschemas`, where `rewrite` also gets the JSON pointer of the (original) subschema."""
+    return map_with_originals(schema, lambda at, node, _: rewrite(at, node), pointer)
+
+
+def map_with_originals(schema: Any, rewrite: Callable[[str, dict, dict], Any], pointer: str = "") -> Any:
+    """`map_with_pointers`, where `rewrite` also gets the subschema as it was, before its children were rewritten."""
     if not isinstance(schema, dict):
         return schema
-    return rewrite(pointer, map_children(schema, lambda suffix, child: map_with_pointers(child, rewrite,
-                                                                                        pointer + suffix)))
+    mapped = map_children(schema, lambda suffix, child: map_with_originals(child, rewrite, pointer + suffix))
+    return rewrite(pointer, mapped, schema)
 
 
 def map_children(schema: dict, rewrite: Callable[[str, Any], Any]) -> dict:
