@@ -95,6 +95,11 @@ CASES = [
     # subschemas as written: each of these once accepted its invalid instances
     ({"not": {"not": {"type": "array", "items": {"type": "integer"}}}}, [[1, 1, 1, "x"], [1, 1, 1, 1, 1, "x"], [1]]),
     ({"type": "object", "not": {"minProperties": 1, "properties": {"a": {}}}}, [{"b": 1}, {}]),
+    # overlapping patternProperties: a name matching both holds to both schemas
+    ({"type": "object", "patternProperties": {"a*": {"type": "integer"}, "aaa*": {"maximum": 20}}},
+     [{"a": 1}, {"aaaa": 18}, {"aaa": 31}, {"aaa": "x"}, {"b": 2}, {"b": "x"}]),
+    ({"type": "object", "patternProperties": {"f.*o": {"type": "integer"}, "b.*": {"type": "integer", "minimum": 5}},
+      "additionalProperties": False}, [{"foo": 1}, {"bar": 7}, {"bar": 2}, {"fbo": 9}, {"fbo": 3}, {"xy": 1}]),
     # counts written as integral floats
     ({"type": "array", "maxItems": 2.0}, [[1, 2], [1, 2, 3]]),
     ({"type": "object", "minProperties": 1.0}, [{"a": 1}, {}]),
@@ -238,6 +243,7 @@ def test_generations_under_rewritten_keywords_validate(tiny_model, compiler):
     ({"properties": {"o": {"anyOf": [{"properties": {"a": {}}}, {}], "unevaluatedProperties": False}}},
      "/properties/o", "unevaluatedProperties"),  # what is evaluated depends on which branch validates
     ({"contains": {"type": "string"}, "unevaluatedItems": False}, "", "unevaluatedItems"),
+    ({"properties": {"o": {"patternProperties": {"^\\d+$": {}, "^1": {}}}}}, "/properties/o", "patternProperties"),
     # the complement of a narrowed rewrite (contains at the first positions) is wider than the complement: taken of
     # the rewritten subschemas, these let [2, 2, 2, 2, 1] through
     ({"type": "array", "not": {"contains": {"const": 1}}}, "", "not"),

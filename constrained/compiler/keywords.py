@@ -60,7 +60,7 @@ LLGUIDANCE = KeywordTable(
         "$ref": "references inside the schema, recursion included; beside other keywords, these ignored before "
                 "2019-09 (as validators do), else both hold (llguidance refuses a recursion where each has some)",
         "properties": "emitted in schema order", "required": "", "additionalProperties": "",
-        "patternProperties": "",
+        "patternProperties": "overlapping patterns where at most 4 overlap and each is read exactly (no \\d, \\w, \\s)",
         "minProperties": "beside optional properties, as which of them are present (narrower on an open object: "
                          "undeclared keys do not count)",
         "maxProperties": "beside optional properties, as which of them are absent, on a closed object; refused on an "

@@ -62,6 +62,44 @@ def automaton(pattern: str) -> Any:
         return None  # and _TooLarge
 
 
+def may_overlap(first: str, second: str) -> bool:
+    """Whether some string may match both patterns (True where either cannot be read)."""
+    a, b = automaton(first), automaton(second)
+    if a is None or b is None:
+        return True
+    try:
+        with _bounded():
+            return not a.intersection(b).empty()  # not `isdisjoint`: interegular's takes its state 0 for no state
+    except _TooLarge:
+        return True
+
+
+def strings_matching_only(together: list[str], others: list[str]) -> str | None:
+    """An anchored pattern (llguidance's regex syntax) matching exactly the strings Python's `re` finds every
+    pattern of `together` in and none of `others`; "" when there is no such string; None when some pattern's
+    automaton is not exact (a class escape widened; a final `$` is read as Python reads it) or it grows too big."""
+    if any(re.search(r"\\[dDwWsS]", pattern) for pattern in [*together, *others]):
+        return None
+    read = [automaton(pattern) for pattern in [*together, *others]]
+    if any(fsm is None for fsm in read):
+        return None
+    try:
+        with _bounded():
+            strings = read[0]
+            for fsm in read[1:len(together)]:
+                strings = strings.intersection(fsm)
+            for fsm in read[len(together):]:
+                strings = strings.difference(fsm)
+            strings = strings.reduce()
+    except _TooLarge:
+        return None
+    return "" if strings.empty() else _anchored(_regex_of(strings))
+
+
+def _anchored(regex: str | None) -> str | None:
+    return None if regex is None or len(regex) > _MAX_REGEX_CHARS else f"^(?:{regex})$"
+
+
 @lru_cache(maxsize=1024)
 def strings_not_matching(pattern: str) -> str | None:
     """An anchored pattern (llguidance's regex syntax) matching only strings `pattern` never matches, "" when
@@ -75,10 +113,7 @@ def strings_not_matching(pattern: str) -> str | None:
             rejecting = matching.everythingbut().reduce()
     except _TooLarge:
         return None
-    regex = _regex_of(rejecting)
-    if regex is None or len(regex) > _MAX_REGEX_CHARS:
-        return None
-    return regex and f"^(?:{regex})$"
+    return "" if rejecting.empty() else _anchored(_regex_of(rejecting))
 
 
 @cache

@@ -10,6 +10,7 @@ for non-object instances, which `required`/`properties` let through):
 - `minProperties`/`maxProperties` beside optional properties become which of those are present
   (property_counts.py);
 - `propertyNames` becomes a patternProperty spelling the allowed names (property_names.py);
+- overlapping `patternProperties` become one pattern per set of them a name matches (pattern_properties.py);
 - `if`/`then`/`else` becomes `anyOf: [allOf: [if, then], allOf: [not if, else]]`;
 - `$ref` beside other keywords: the siblings are dropped before 2019-09 (validators ignore them), else
   `allOf: [{$ref}]` beside them;
@@ -38,6 +39,7 @@ import jsonschema
 from constrained.compiler.contains import with_contains
 from constrained.compiler.negation import intersection, negate, union
 from constrained.compiler.pattern_automata import leading_lookaheads, without_lookaheads
+from constrained.compiler.pattern_properties import with_disjoint_patterns
 from constrained.compiler.property_counts import with_property_counts
 from constrained.compiler.property_names import with_property_names
 from constrained.compiler.schema_walk import map_with_originals, outside_targets, replaced, resolve_local
@@ -103,7 +105,8 @@ class _Rewriter:
         """`node` (its children rewritten) rewritten. Complements are taken of the subschemas as `written`: a
         rewritten one may be narrower (contains, oneOf, counts), and the complement of a narrower schema is wider
         than the complement, so it would let invalid instances through."""
-        node = self._unevaluated(self._ref_siblings(self._lookaheads(node, pointer)), pointer)
+        node = self._unevaluated(self._ref_siblings(_disjoint_patterns(self._lookaheads(node, pointer), pointer)),
+                                 pointer)
         node = with_property_counts(self._property_names(self._contains(node, pointer, written), pointer))
         node = self._conditional(_dependencies(node, self.known), pointer, written)
         if node is not False and "not" in node:
@@ -283,6 +286,16 @@ def _too_big(schema: Any) -> bool:
     """Whether llguidance would likely refuse a rewritten node as too large: the alternatives it multiplies out
     of nested allOf/anyOf, or its size."""
     return _width(schema) > _MAX_WIDTH or len(json.dumps(schema)) > _MAX_CHARS
+
+
+def _disjoint_patterns(node: dict, pointer: str) -> dict:
+    """Overlapping patternProperties as disjoint ones (pattern_properties.py), or refused."""
+    disjoint = with_disjoint_patterns(node)
+    if disjoint is None:
+        raise InvalidConstraint("patternProperties whose patterns overlap are enforced where at most 4 overlap and "
+                                "each is read exactly (no \\d, \\w or \\s)", path=pointer,
+                                keyword="patternProperties", hint="make the patterns exclude each other")
+    return disjoint
 
 
 def _unless_too_big(schema: Any) -> Any:
