@@ -100,6 +100,9 @@ CASES = [
      [{"a": 1}, {"aaaa": 18}, {"aaa": 31}, {"aaa": "x"}, {"b": 2}, {"b": "x"}]),
     ({"type": "object", "patternProperties": {"f.*o": {"type": "integer"}, "b.*": {"type": "integer", "minimum": 5}},
       "additionalProperties": False}, [{"foo": 1}, {"bar": 7}, {"bar": 2}, {"fbo": 9}, {"fbo": 3}, {"xy": 1}]),
+    # number bounds past 1e18 (llguidance writes no range that far): brought to 1e18, narrower
+    ({"type": "number", "maximum": 18446744073709551615}, [5, 123456789012345, "x"]),
+    ({"type": "number", "exclusiveMinimum": -9.727837981879871e+26}, [-9.727837981879871e+26, -123456789012345, 3]),
     # counts written as integral floats
     ({"type": "array", "maxItems": 2.0}, [[1, 2], [1, 2, 3]]),
     ({"type": "object", "minProperties": 1.0}, [{"a": 1}, {}]),

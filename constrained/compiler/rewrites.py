@@ -16,6 +16,7 @@ for non-object instances, which `required`/`properties` let through):
   `allOf: [{$ref}]` beside them;
 - `unevaluatedProperties` / `unevaluatedItems` beside allOf and `$ref` alone become an allOf member over what
   those evaluate (unevaluated.py);
+- a number's bound past 1e18 that lets more in is brought to 1e18 (narrower);
 - `oneOf` whose branches provably cannot overlap becomes `anyOf`; one whose branches may overlap becomes an
   anyOf of each branch without the branches it may overlap (their complements).
 A complement is exact but for one narrowing (negation.py: the non-integer numbers outside `type: integer`).
@@ -105,8 +106,8 @@ class _Rewriter:
         """`node` (its children rewritten) rewritten. Complements are taken of the subschemas as `written`: a
         rewritten one may be narrower (contains, oneOf, counts), and the complement of a narrower schema is wider
         than the complement, so it would let invalid instances through."""
-        node = self._unevaluated(self._ref_siblings(_disjoint_patterns(self._lookaheads(node, pointer), pointer)),
-                                 pointer)
+        node = _bounds_within_reach(_disjoint_patterns(self._lookaheads(node, pointer), pointer))
+        node = self._unevaluated(self._ref_siblings(node), pointer)
         node = with_property_counts(self._property_names(self._contains(node, pointer, written), pointer))
         node = self._conditional(_dependencies(node, self.known), pointer, written)
         if node is not False and "not" in node:
@@ -288,6 +289,17 @@ def _too_big(schema: Any) -> bool:
     return _width(schema) > _MAX_WIDTH or len(json.dumps(schema)) > _MAX_CHARS
 
 
+def _bounds_within_reach(node: dict) -> dict:
+    """Bounds of numbers past 1e18 that let more in (a maximum above, a minimum below) brought to it: narrower, and
+    llguidance writes no number range reaching further (an integer's range it does, to 64 bits)."""
+    integers = node.get("type") == "integer"
+    reach = {"maximum": _REACH, "exclusiveMaximum": _REACH, "minimum": -_REACH, "exclusiveMinimum": -_REACH}
+    far = {key: bound for key, bound in reach.items() if isinstance(node.get(key), (int, float))
+           and not isinstance(node[key], bool) and not (integers and isinstance(node[key], int))
+           and abs(node[key]) > _REACH and (node[key] > 0) == (bound > 0)}
+    return {**node, **far} if far else node
+
+
 def _disjoint_patterns(node: dict, pointer: str) -> dict:
     """Overlapping patternProperties as disjoint ones (pattern_properties.py), or refused."""
     disjoint = with_disjoint_patterns(node)
@@ -322,6 +334,7 @@ def _conjoin(node: dict, extra: Any) -> Any:
 
 
 _COUNTS = ("minContains", "maxContains")
+_REACH = 10**18  # the widest number bound llguidance writes a range for
 _UNEVALUATED = ("unevaluatedProperties", "unevaluatedItems")
 _CONTAINERS = ("$defs", "definitions", "$schema", "$id", "id", "$anchor", "$comment", "title", "description")
 
