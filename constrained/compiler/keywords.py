@@ -93,6 +93,8 @@ LLGUIDANCE = KeywordTable(
         "hostname": "exact pattern of ours, at most 253 characters; labels with \"--\" in 3rd-4th position (punycode) "
                     "refused",
         "duration": "", "email": "", "ipv4": "", "ipv6": "", "uuid": "", "uri": "",
+        "idn-hostname": "pattern of ours: as hostname (ASCII labels only)",
+        "idn-email": "as email (jsonschema checks both alike)",
         "json-pointer": "exact pattern of ours",
         "uri-reference": "pattern of ours: RFC 3986 without IP-literal hosts",
         "iri-reference": "pattern of ours: as uri-reference (ASCII only)", "iri": "pattern of ours: ASCII only",
