@@ -5,8 +5,9 @@ validator (RFC 3339, as jsonschema checks it) refuses those, and a random walk h
 date-times. These patterns are exact: leap years included, years 0001-9999, no leap second.
 Its `hostname` has no overall length limit (the validator's is 253) and admits any label with "--" in
 3rd and 4th position, which RFC 5891 reserves for A-labels (punycode) that must decode to valid IDNA:
-ours refuses those labels (valid punycode names are rejected, an invalid one is never emitted). `idn-hostname`
-is the same (narrower: ASCII labels only, which `idna` and jsonschema-rs take), and `idn-email` is `email` (jsonschema checks both alike).
+ours refuses those labels (valid punycode names are rejected, an invalid one is never emitted).
+`idn-hostname` is the same (narrower: ASCII labels only, which `idna` and jsonschema-rs take), and `idn-email`
+is `email` (jsonschema checks both alike).
 llguidance has no `json-pointer`, `relative-json-pointer` or `uri-template`: ours are what both validators
 (jsonschema, jsonschema-rs) accept, narrowed where they disagree: a relative pointer's number has no "0"
 before another digit (jsonschema refuses "201"), a template's variable names are spelled without
