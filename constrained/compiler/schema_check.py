@@ -20,6 +20,7 @@ import jsonschema_rs
 import llguidance
 
 from constrained.compiler.keywords import ANNOTATIONS, ASSERTIONS, TABLES, KeywordTable
+from constrained.compiler.local_refs import with_local_refs
 from constrained.compiler.schema_walk import escape, map_document, reachable
 from constrained.constraints import Constraint
 from constrained.errors import InvalidConstraint
@@ -155,7 +156,7 @@ def _well_formed(schema: Any, limits: Limits) -> list[tuple[str, int, dict]]:
         raise InvalidConstraint(f"schema of {size} characters exceeds the limit of {limits.max_schema_chars}")
     if isinstance(schema, bool):
         return []
-    nodes = _reachable_nodes(schema)
+    nodes = _reachable_nodes(with_local_refs(schema))
     _check_limits(nodes, limits)
     validator = _validator_class(schema)
     if validator not in OFFLINE_DRAFTS:  # jsonschema-rs would fetch its meta-schema over the network

@@ -28,6 +28,7 @@ from constrained.compiler.backends.spelling import check_spellable
 from constrained.compiler.backends.tool_grammar import tool_calls_lark
 from constrained.compiler.backends.unique_matcher import UniqueItemsMatcher, VocabularyBytes
 from constrained.compiler.keywords import LLGUIDANCE
+from constrained.compiler.local_refs import with_local_refs
 from constrained.compiler.recursive_refs import without_recursive_intersections
 from constrained.compiler.rewrites import llguidance_equivalent
 from constrained.compiler.schema_check import enforceable_schema
@@ -185,9 +186,10 @@ def _tool_call_roots(value: dict) -> UniqueRoots | None:
 
 
 def prepare_with_unique_items(schema: object) -> tuple[object, Track | None]:
-    """The schema llguidance gets: annotations dropped, unimplemented keywords rewritten, uniqueItems taken out
-    (and where it applies), exact date formats, patterns' digit and word classes read as jsonschema reads them."""
-    enforceable = enforceable_schema(schema, LLGUIDANCE)
+    """The schema llguidance gets: references as pointers from the root, annotations dropped, unimplemented keywords
+    rewritten, uniqueItems taken out (and where it applies), exact date formats, patterns' digit and word classes
+    read as jsonschema reads them."""
+    enforceable = enforceable_schema(with_local_refs(schema), LLGUIDANCE)
     check_spellable(enforceable)
     rewritten, unique = split_unique_items(llguidance_equivalent(enforceable))
     return with_python_classes(with_exact_formats(rewritten)), unique
