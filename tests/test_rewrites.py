@@ -178,6 +178,16 @@ CASES = [
       "unevaluatedItems": False}, [[1, "s"], [1], [1, "s", 2], ["s"], []]),
     ({"$schema": "https://json-schema.org/draft/2019-09/schema", "items": [{"type": "integer"}],
       "unevaluatedItems": {"type": "string"}}, [[1, "s", "t"], [1, 2], []]),
+    # unevaluatedProperties / unevaluatedItems beside one anyOf or oneOf: in each branch
+    ({"type": "object", "properties": {"a": {}}, "anyOf": [{"properties": {"b": {"type": "string"}}, "required": ["b"]},
+                                                          {"properties": {"c": {"type": "integer"}}, "required": ["c"]}],
+      "unevaluatedProperties": False}, [{"a": 1, "b": "x"}, {"c": 1}, {"b": "x", "d": 1}, {"a": 1}, {"c": "x"}]),
+    ({"oneOf": [{"properties": {"b": {"const": 1}}, "required": ["b"]}, {"properties": {"c": {"const": 2}},
+                                                                        "required": ["c"]}],
+      "unevaluatedProperties": False}, [{"b": 1}, {"c": 2}, {"b": 1, "c": 2}, {"b": 1, "x": 0}, {}]),
+    ({"prefixItems": [{"type": "integer"}], "anyOf": [{"prefixItems": [{}, {"type": "string"}]},
+                                                      {"prefixItems": [{}, {"type": "boolean"}], "maxItems": 2}],
+      "unevaluatedItems": False}, [[1, "s"], [1, True], [1, "s", 2], [1, 2], [1]]),
     # oneOf branches closed to each other's names: each with a name the other cannot hold ({} matches both)
     ({"type": "object", "oneOf": [{"additionalProperties": False, "properties": {"next": {"type": "string"}}},
                                   {"additionalProperties": False, "properties": {"previous": {"type": "string"}}}]},
@@ -243,8 +253,8 @@ def test_generations_under_rewritten_keywords_validate(tiny_model, compiler):
     ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, "", "oneOf"),  # only non-integers: no schema for them
     # a complement too large for llguidance: 3 ways to fail each of 6 branches, 3**6 alternatives once multiplied out
     ({"not": {"anyOf": [{"type": "object", "required": [f"a{i}", f"b{i}"]} for i in range(6)]}}, "", "not"),
-    ({"properties": {"o": {"anyOf": [{"properties": {"a": {}}}, {}], "unevaluatedProperties": False}}},
-     "/properties/o", "unevaluatedProperties"),  # what is evaluated depends on which branch validates
+    ({"properties": {"o": {"if": {"properties": {"a": {}}}, "unevaluatedProperties": False}}},
+     "/properties/o", "unevaluatedProperties"),  # what is evaluated depends on whether `if` validates
     ({"contains": {"type": "string"}, "unevaluatedItems": False}, "", "unevaluatedItems"),
     ({"properties": {"o": {"patternProperties": {"^\\d+$": {}, "^1": {}}}}}, "/properties/o", "patternProperties"),
     # the complement of a narrowed rewrite (contains at the first positions) is wider than the complement: taken of

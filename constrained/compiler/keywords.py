@@ -77,10 +77,13 @@ LLGUIDANCE = KeywordTable(
                        "told apart by a plain string property they all require (refused without one); reached through "
                        "properties, additionalProperties, items, $ref, allOf, anyOf and oneOf, in response_format and "
                        "in tools' parameters; refused elsewhere (and in an answer schema sent with tools)",
-        "unevaluatedProperties": "beside allOf and $ref alone, as additionalProperties over the names they declare; "
-                                 "refused beside anyOf, oneOf, not, if, contains or dependent schemas",
-        "unevaluatedItems": "beside allOf and $ref alone, as items after the positions they declare; refused beside "
-                            "anyOf, oneOf, not, if, contains or dependent schemas",
+        "unevaluatedProperties": "beside allOf and $ref, as additionalProperties over the names they declare; beside "
+                                 "one anyOf or oneOf, in each branch (narrower under anyOf: where several branches "
+                                 "validate, each must evaluate every property); refused beside not, if, contains or "
+                                 "dependent schemas",
+        "unevaluatedItems": "beside allOf and $ref, as items after the positions they declare; beside one anyOf or "
+                            "oneOf, in each branch (narrower under anyOf); refused beside not, if, contains or "
+                            "dependent schemas",
         "contains": "narrower: the matching items one after another, starting at one of the first 4 positions",
         "minContains": "with `contains`", "maxContains": "with `contains` whose failing items have a schema",
         "minLength": "", "maxLength": "", "pattern": "", "format": "see formats",

@@ -15,7 +15,7 @@ for non-object instances, which `required`/`properties` let through):
 - `$ref` beside other keywords: the siblings are dropped before 2019-09 (validators ignore them), else
   `allOf: [{$ref}]` beside them;
 - `unevaluatedProperties` / `unevaluatedItems` beside allOf and `$ref` alone become an allOf member over what
-  those evaluate (unevaluated.py);
+  those evaluate, beside one anyOf/oneOf a member of each branch (unevaluated.py; narrower under anyOf);
 - a number's bound past 1e18 that lets more in is brought to 1e18 (narrower);
 - `oneOf` whose branches provably cannot overlap becomes `anyOf`; one whose branches may overlap becomes an
   anyOf of each branch without the branches it may overlap (their complements).
@@ -45,7 +45,7 @@ from constrained.compiler.property_counts import with_property_counts
 from constrained.compiler.property_names import with_property_names
 from constrained.compiler.schema_walk import map_with_originals, outside_targets, replaced, resolve_local
 from constrained.compiler.shapes import Shape, disjoint, shape_of
-from constrained.compiler.unevaluated import evaluated, items_rule, properties_rule
+from constrained.compiler.unevaluated import Evaluated, evaluated, evaluated_per_branch, items_rule, properties_rule
 from constrained.errors import InvalidConstraint
 
 def llguidance_equivalent(schema: Any) -> Any:
@@ -84,9 +84,15 @@ class _Rewriter:
     def __init__(self, root: dict, known: set[str]):
         self.root, self.known, self.nested = root, known, 0
         self.since_2019 = "dependentRequired" in known  # 2019-09: $ref siblings apply, min/maxContains exist
+        # A complement holds the original subschemas it is built of (the same objects), negated again at each level
+        # they are nested in: their complements, and their rewrites inside complements, are kept.
+        self._complements: dict[str, Any] = {}
+        self._nested_rewrites: dict[int, tuple[dict, Any]] = {}
 
     def apply(self, fragment: Any, pointer: str) -> Any:
-        return map_with_originals(fragment, self._rewrite, pointer)
+        """`fragment` rewritten. Inside a complement no rewrite depends on where it is (unevaluated* is not
+        rewritten there), so a subschema met again takes its first rewrite."""
+        return map_with_originals(fragment, self._rewrite, pointer, self._nested_rewrites if self.nested else None)
 
     def _apply_nested(self, fragment: Any, pointer: str) -> Any:
         self.nested += 1
@@ -97,10 +103,13 @@ class _Rewriter:
 
     def complement(self, schema: Any, pointer: str, *, narrowing: bool = False, coarse: bool = False) -> Any:
         """negate(schema), rewritten; None when it has no schema (or recursion would rewrite it forever)."""
-        negated = negate(schema, self.root, narrowing=narrowing, coarse=coarse)
-        if negated is None or negated is False or negated == {}:
-            return negated
-        return None if self.nested >= _MAX_NESTED else self._apply_nested(negated, pointer)
+        key = json.dumps([schema, narrowing, coarse], sort_keys=True)
+        if key not in self._complements:
+            negated = negate(schema, self.root, narrowing=narrowing, coarse=coarse)
+            if negated is None or negated is False or negated == {}:
+                return negated
+            self._complements[key] = None if self.nested >= _MAX_NESTED else self._apply_nested(negated, pointer)
+        return self._complements[key]
 
     def _rewrite(self, pointer: str, node: dict, written: dict) -> Any:
         """`node` (its children rewritten) rewritten. Complements are taken of the subschemas as `written`: a
@@ -164,9 +173,9 @@ class _Rewriter:
         return {**rest, "allOf": [{"$ref": node["$ref"]}, *rest.get("allOf", [])]}
 
     def _unevaluated(self, node: dict, pointer: str) -> dict:
-        """`unevaluatedProperties`/`unevaluatedItems` as one more allOf member (unevaluated.py); dropped before
-        2019-09, which lacks them. Only at the top of the rewrite: a complement or an inlined target has no place
-        in the original document to collect from."""
+        """`unevaluatedProperties`/`unevaluatedItems` as one more allOf member, or in each branch of the node's
+        anyOf/oneOf (unevaluated.py); dropped before 2019-09, which lacks them. Only at the top of the rewrite: a
+        complement or an inlined target has no place in the original document to collect from."""
         present = [key for key in _UNEVALUATED if key in node]
         if not present:
             return node
@@ -175,14 +184,29 @@ class _Rewriter:
             return rest
         tuple_items = "prefixItems" not in self.known
         found = evaluated(self.root, pointer, tuple_items) if self.nested == 0 else None
-        if found is None:
-            raise InvalidConstraint(f"{present[0]} beside anyOf, oneOf, not, if, contains or dependent schemas (what "
-                                    "it applies to depends on which of them validate) is not enforced", path=pointer,
-                                    keyword=present[0], hint="name the allowed properties or items in this schema")
+        if found is not None:
+            rules = self._unevaluated_rules(node, present, found, tuple_items)
+            return _conjoin(rest, {"allOf": rules}) if rules else rest
+        per_branch = evaluated_per_branch(self.root, pointer, tuple_items) if self.nested == 0 else None
+        if per_branch is None or not isinstance(node.get(per_branch[0]), list):
+            raise InvalidConstraint(f"{present[0]} beside if, not, contains, dependent schemas or nested anyOf/oneOf "
+                                    "(what it applies to depends on which of them validate) is not enforced",
+                                    path=pointer, keyword=present[0],
+                                    hint="name the allowed properties or items in this schema")
+        key, found_per_branch = per_branch
+        branches = [{"allOf": [branch, *rules]} if (rules := self._unevaluated_rules(node, present, branch_found,
+                                                                                     tuple_items))
+                    else branch for branch, branch_found in zip(node[key], found_per_branch)]
+        if key == "anyOf":
+            return {**rest, "anyOf": branches}
+        return _conjoin(rest, {"anyOf": branches})  # the oneOf stays: exactly one branch validates
+
+    @staticmethod
+    def _unevaluated_rules(node: dict, present: list[str], found: Evaluated, tuple_items: bool) -> list:
+        """The allOf members applying the unevaluated* keywords `present` in `node`, given what is `found`."""
         rules = [properties_rule(found, node[key]) if key == "unevaluatedProperties"
                  else items_rule(found, node[key], tuple_items) for key in present if node[key] not in (True, {})]
-        rules = [rule for rule in rules if rule is not None]  # None: everything is evaluated already
-        return _conjoin(rest, {"allOf": rules}) if rules else rest
+        return [rule for rule in rules if rule is not None]  # None: everything is evaluated already
 
     def _contains(self, node: dict, pointer: str, written: dict) -> dict:
         """`contains` as positions (contains.py); `minContains`/`maxContains` only from 2019-09, none before 6."""

@@ -47,12 +47,20 @@ def map_with_pointers(schema: Any, rewrite: Callable[[str, dict], Any], pointer:
     return map_with_originals(schema, lambda at, node, _: rewrite(at, node), pointer)
 
 
-def map_with_originals(schema: Any, rewrite: Callable[[str, dict, dict], Any], pointer: str = "") -> Any:
-    """`map_with_pointers`, where `rewrite` also gets the subschema as it was, before its children were rewritten."""
+def map_with_originals(schema: Any, rewrite: Callable[[str, dict, dict], Any], pointer: str = "",
+                       memo: dict[int, tuple[dict, Any]] | None = None) -> Any:
+    """`map_with_pointers`, where `rewrite` also gets the subschema as it was, before its children were rewritten.
+    With `memo`, a subschema object met again (by identity; `memo` keeps it alive) takes its first result: for a
+    `rewrite` whose result does not depend on the pointer."""
     if not isinstance(schema, dict):
         return schema
-    mapped = map_children(schema, lambda suffix, child: map_with_originals(child, rewrite, pointer + suffix))
-    return rewrite(pointer, mapped, schema)
+    if memo is not None and id(schema) in memo:
+        return memo[id(schema)][1]
+    mapped = map_children(schema, lambda suffix, child: map_with_originals(child, rewrite, pointer + suffix, memo))
+    result = rewrite(pointer, mapped, schema)
+    if memo is not None:
+        memo[id(schema)] = (schema, result)
+    return result
 
 
 def map_children(schema: dict, rewrite: Callable[[str, Any], Any]) -> dict:

@@ -3,8 +3,11 @@
 They apply to the properties (items) that no adjacent or in-place subschema evaluated. Through `allOf` and
 `$ref` alone every subschema must validate for the instance to be valid, so the evaluated names and patterns
 (item positions) are those the subschemas declare: the keyword becomes one more allOf member, an
-`additionalProperties` (`items`) over exactly those. Through `anyOf`, `oneOf`, `if` or dependent schemas what is
-evaluated depends on which branch validates, and `contains` evaluates the items it matches: refused.
+`additionalProperties` (`items`) over exactly those. Beside one `anyOf` or `oneOf` (of branches without branching
+keywords of their own) it goes into each branch, over what the rest and that branch evaluate: exact for `oneOf`
+(one branch validates), narrower for `anyOf` (where several validate, each must evaluate every property alone).
+Through `if`, `not` or dependent schemas what is evaluated depends on which of them validate, and `contains`
+evaluates the items it matches: refused.
 
 Collected from the original document (a rewritten child may spell `propertyNames` as `patternProperties`, which
 would count as evaluating).
@@ -37,6 +40,36 @@ class Evaluated:
 def evaluated(root: Any, pointer: str, tuple_items: bool) -> Evaluated | None:
     """What the schema at `pointer` of `root` and its allOf members and $ref targets evaluate; None when that
     depends on which subschemas validate. `tuple_items`: `items` as a list is the prefix (before 2020-12)."""
+    original = _at(root, pointer)
+    return None if original is None else _collect(root, [(original, pointer, True)], tuple_items)
+
+
+def evaluated_per_branch(root: Any, pointer: str, tuple_items: bool) -> tuple[str, list[Evaluated]] | None:
+    """For a schema whose only branching keyword is an `anyOf` or a `oneOf`: that keyword, and what each of its
+    branches evaluates together with the rest of the schema; None otherwise."""
+    original = _at(root, pointer)
+    if not isinstance(original, dict) or "contains" in original:
+        return None
+    branching = [key for key in _BRANCHING if key in original]
+    if branching not in (["anyOf"], ["oneOf"]) or not isinstance(original[branching[0]], list):
+        return None
+    key = branching[0]
+    rest = {k: v for k, v in original.items() if k != key}
+    per_branch = [_collect(root, [(rest, pointer, True), (branch, f"{pointer}/{key}/{i}", False)], tuple_items)
+                  for i, branch in enumerate(original[key])]
+    return None if None in per_branch else (key, per_branch)
+
+
+def _at(root: Any, pointer: str) -> Any:
+    try:
+        found = resolve_local(root, "#" + pointer)
+    except KeyError:
+        return None
+    return None if found is None else found[1]
+
+
+def _collect(root: Any, starts: list[tuple[Any, str, bool]], tuple_items: bool) -> Evaluated | None:
+    """What the schemas in `starts` (node, pointer, whether it is the schema being rewritten) evaluate together."""
     found, seen = Evaluated(), set()
 
     def visit(node: Any, at: str, top: bool = False) -> bool:
@@ -71,11 +104,7 @@ def evaluated(root: Any, pointer: str, tuple_items: bool) -> Evaluated | None:
             return target is not None and visit(target[1], target[0])
         return True
 
-    try:
-        original = resolve_local(root, "#" + pointer)
-    except KeyError:
-        return None
-    return found if original is not None and visit(original[1], pointer, top=True) else None
+    return found if all(visit(node, at, top) for node, at, top in starts) else None
 
 
 def properties_rule(found: Evaluated, unevaluated: Any) -> dict | None:
