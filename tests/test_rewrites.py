@@ -179,9 +179,9 @@ CASES = [
     ({"$schema": "https://json-schema.org/draft/2019-09/schema", "items": [{"type": "integer"}],
       "unevaluatedItems": {"type": "string"}}, [[1, "s", "t"], [1, 2], []]),
     # unevaluatedProperties / unevaluatedItems beside one anyOf or oneOf: in each branch
-    ({"type": "object", "properties": {"a": {}}, "anyOf": [{"properties": {"b": {"type": "string"}}, "required": ["b"]},
-                                                          {"properties": {"c": {"type": "integer"}}, "required": ["c"]}],
-      "unevaluatedProperties": False}, [{"a": 1, "b": "x"}, {"c": 1}, {"b": "x", "d": 1}, {"a": 1}, {"c": "x"}]),
+    ({"type": "object", "properties": {"a": {}},
+      "anyOf": [{"properties": {"b": {"type": "string"}}, "required": ["b"]},
+                {"properties": {"c": {"type": "integer"}}, "required": ["c"]}], "unevaluatedProperties": False}, [{"a": 1, "b": "x"}, {"c": 1}, {"b": "x", "d": 1}, {"a": 1}, {"c": "x"}]),
     ({"oneOf": [{"properties": {"b": {"const": 1}}, "required": ["b"]}, {"properties": {"c": {"const": 2}},
                                                                         "required": ["c"]}],
       "unevaluatedProperties": False}, [{"b": 1}, {"c": 2}, {"b": 1, "c": 2}, {"b": 1, "x": 0}, {}]),
