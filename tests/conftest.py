@@ -42,6 +42,29 @@ def tiny_vocab(qwen_tokenizer):
 
 
 @pytest.fixture(scope="session")
+def assert_exact(tiny_vocab):
+    """`check(schema, instances)`: the schema compiles, and its grammar (through the coverage harness, in every
+    spelling and key order) accepts exactly the instances jsonschema calls valid; both kinds must be among them."""
+    import jsonschema
+
+    from benchmarks.coverage.cases import Case
+    from benchmarks.coverage.evaluate import evaluate
+    from benchmarks.coverage.ours import OursAdapter
+
+    ours = OursAdapter(tiny_vocab, 10.0)
+
+    def check(schema, instances) -> None:
+        draft = jsonschema.validators.validator_for(schema)
+        labelled = tuple((draft(schema, format_checker=draft.FORMAT_CHECKER).is_valid(x), x) for x in instances)
+        assert {valid for valid, _ in labelled} == {True, False}
+        row = evaluate(ours, Case("tests", "case", schema, labelled), lambda: None)
+        assert row["status"] == "compiled", row.get("detail")
+        assert row["valid_rejected"] == row["invalid_accepted"] == 0, row["mistakes"]
+
+    return check
+
+
+@pytest.fixture(scope="session")
 def compiler(tiny_vocab):
     """The compiler tiny-qwen3's engine gets (same tokenizer, vocab_rows and eos ids), built without the weights."""
     from constrained.compiler import Compiler
