@@ -94,6 +94,11 @@ CASES = [
     # subschemas as written: each of these once accepted its invalid instances
     ({"not": {"not": {"type": "array", "items": {"type": "integer"}}}}, [[1, 1, 1, "x"], [1, 1, 1, 1, 1, "x"], [1]]),
     ({"type": "object", "not": {"minProperties": 1, "properties": {"a": {}}}}, [{"b": 1}, {}]),
+    # a branch's $ref siblings, negated as validators read them: ignored before 2019-09, both hold after
+    ({"$schema": "http://json-schema.org/draft-04/schema#", "definitions": {"v": {"enum": ["a", 1]}},
+      "oneOf": [{"type": "string", "$ref": "#/definitions/v"}, {"enum": ["a", "b", 1]}]}, ["a", "b", 1, 2]),
+    ({"$defs": {"v": {"enum": ["a", 1]}}, "oneOf": [{"type": "string", "$ref": "#/$defs/v"}, {"enum": ["a", "b", 1]}]},
+     ["a", "b", 1, 2]),
     # overlapping patternProperties: a name matching both holds to both schemas
     ({"type": "object", "patternProperties": {"a*": {"type": "integer"}, "aaa*": {"maximum": 20}}},
      [{"a": 1}, {"aaaa": 18}, {"aaa": 31}, {"aaa": "x"}, {"b": 2}, {"b": "x"}]),

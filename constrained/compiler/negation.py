@@ -84,6 +84,7 @@ class _Negation:
                                                         default=jsonschema.Draft202012Validator)
         self.checked_formats = draft.FORMAT_CHECKER.checkers  # a format the draft does not check fails nothing
         self.positional = "prefixItems" if "prefixItems" in draft.VALIDATORS else "items"  # a list of item schemas
+        self.ref_siblings_apply = "dependentRequired" in draft.VALIDATORS  # from 2019-09; ignored before
 
     def negate(self, schema: Any, depth: int) -> Any:
         try:
@@ -101,9 +102,12 @@ class _Negation:
         if not isinstance(schema, dict) or depth > _MAX_DEPTH:
             raise _Inexpressible
         asserting = {key: value for key, value in schema.items() if key in ASSERTIONS}
+        if "$ref" in asserting and len(asserting) > 1:  # its siblings: both hold from 2019-09, ignored before
+            if self.ref_siblings_apply:
+                rest = {key: value for key, value in asserting.items() if key != "$ref"}
+                return self.negate({"allOf": [{"$ref": asserting["$ref"]}, rest]}, depth)
+            asserting = {"$ref": asserting["$ref"]}
         if "$ref" in asserting:
-            if len(asserting) > 1:  # siblings of $ref: ignored or conjoined, depending on the draft
-                raise _Inexpressible
             try:
                 target = resolve_local(self.root, asserting["$ref"]) if isinstance(asserting["$ref"], str) else None
             except KeyError:  # points nowhere
