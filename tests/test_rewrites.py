@@ -185,7 +185,8 @@ CASES = [
     # unevaluatedProperties / unevaluatedItems beside one anyOf or oneOf: in each branch
     ({"type": "object", "properties": {"a": {}},
       "anyOf": [{"properties": {"b": {"type": "string"}}, "required": ["b"]},
-                {"properties": {"c": {"type": "integer"}}, "required": ["c"]}], "unevaluatedProperties": False}, [{"a": 1, "b": "x"}, {"c": 1}, {"b": "x", "d": 1}, {"a": 1}, {"c": "x"}]),
+                {"properties": {"c": {"type": "integer"}}, "required": ["c"]}], "unevaluatedProperties": False},
+     [{"a": 1, "b": "x"}, {"c": 1}, {"b": "x", "d": 1}, {"a": 1}, {"c": "x"}]),
     ({"oneOf": [{"properties": {"b": {"const": 1}}, "required": ["b"]}, {"properties": {"c": {"const": 2}},
                                                                         "required": ["c"]}],
       "unevaluatedProperties": False}, [{"b": 1}, {"c": 2}, {"b": 1, "c": 2}, {"b": 1, "x": 0}, {}]),
