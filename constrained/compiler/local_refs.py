@@ -39,7 +39,10 @@ _COPIES = "constrained-ref-"  # names of the copies in `$defs`
 def with_local_refs(schema: Any) -> Any:
     """`schema` with each reference written as a pointer from its root and the identifiers dropped; unchanged when
     it has none or some reference leads outside the document."""
-    if not isinstance(schema, dict) or not any(marker in json.dumps(schema) for marker in _MARKERS):
+    if not isinstance(schema, dict):
+        return schema
+    text = json.dumps(schema)
+    if not any(marker in text for marker in _MARKERS):
         return schema
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # an unknown $schema: the default draft
@@ -62,7 +65,8 @@ def with_local_refs(schema: Any) -> Any:
     localized = map_with_pointers(schema, lambda pointer, node: _localized(node, pointer, written, index.id_key))
     if copies:
         found = {name[len("/$defs/"):]: resolve_local(localized, "#" + target)[1] for target, name in copies.items()}
-        localized = {**localized, "$defs": {**localized.get("$defs", {}), **found}}
+        defs = localized.get("$defs") if isinstance(localized.get("$defs"), dict) else {}
+        localized = {**localized, "$defs": {**defs, **found}}
     return localized
 
 
