@@ -65,6 +65,30 @@ def assert_exact(tiny_vocab):
 
 
 @pytest.fixture(scope="session")
+def assert_generations_validate(tiny_model, compiler, finishing_bias):
+    """`check(schemas)`: tiny-qwen3 (random weights, made to finish) generates under each schema with 4 seeds;
+    every output that ends with `stop` validates, and at least half of them end so."""
+    from constrained.constraints import Constraint
+    from constrained.engine.engine import Engine, Submission
+    from constrained.engine.params import SamplingParams
+    from constrained.engine.sequence import FinishReason
+    from constrained.testing import run_until_idle, validation_errors
+
+    def check(schemas, seeds: int = 4) -> None:
+        grammars = [compiler.compile(Constraint.json_schema(schema)) for schema in schemas]
+        prompt = tiny_model.tokenizer.encode("JSON:")
+        results = run_until_idle(Engine(tiny_model, max_batch_size=32, max_waiting=1024), [
+            Submission(prompt, SamplingParams(max_tokens=64, seed=seed, logit_bias=finishing_bias), grammar,
+                       f"{i}/{seed}") for i, grammar in enumerate(grammars) for seed in range(seeds)])
+        stopped = [(schema, results[(f"{i}/{seed}", 0)]["text"]) for i, schema in enumerate(schemas)
+                   for seed in range(seeds) if results[(f"{i}/{seed}", 0)]["finish"] is FinishReason.STOP]
+        assert [(text, errors) for schema, text in stopped if (errors := validation_errors(schema, text))] == []
+        assert len(stopped) >= len(schemas) * seeds // 2, f"only {len(stopped)} finished: the test would prove little"
+
+    return check
+
+
+@pytest.fixture(scope="session")
 def compiler(tiny_vocab):
     """The compiler tiny-qwen3's engine gets (same tokenizer, vocab_rows and eos ids), built without the weights."""
     from constrained.compiler import Compiler

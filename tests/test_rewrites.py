@@ -12,12 +12,7 @@ from benchmarks.coverage.cases import Case
 from benchmarks.coverage.evaluate import evaluate
 from benchmarks.coverage.ours import OursAdapter
 from constrained.compiler.rewrites import llguidance_equivalent
-from constrained.constraints import Constraint
-from constrained.engine.engine import Engine, Submission
-from constrained.engine.params import SamplingParams
-from constrained.engine.sequence import FinishReason
 from constrained.errors import InvalidConstraint
-from constrained.testing import json_finishing_bias, run_until_idle, validation_errors
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsonschemabench"
 DRAFT7 = "http://json-schema.org/draft-07/schema#"
@@ -224,19 +219,9 @@ def test_rewritten_schema_accepts_exactly_the_valid_instances(assert_exact, sche
     assert_exact(schema, instances)
 
 
-def test_generations_under_rewritten_keywords_validate(tiny_model, compiler):
+def test_generations_under_rewritten_keywords_validate(assert_generations_validate):
     """The guarantee end to end: tiny-qwen3 (random weights) under each rewritten schema, 4 seeds each."""
-    grammars = [(schema, compiler.compile(Constraint.json_schema(schema))) for schema, _ in CASES]
-    prompt = tiny_model.tokenizer.encode("JSON:")
-    bias = json_finishing_bias(tiny_model.tokenizer)
-    results = run_until_idle(Engine(tiny_model, max_batch_size=32, max_waiting=1024), [
-        Submission(prompt, SamplingParams(max_tokens=64, seed=seed, logit_bias=bias), grammar, f"{i}/{seed}")
-        for i, (_, grammar) in enumerate(grammars) for seed in range(4)])
-    stopped = [(schema, results[(f"{i}/{seed}", 0)]["text"]) for i, (schema, _) in enumerate(grammars)
-               for seed in range(4) if results[(f"{i}/{seed}", 0)]["finish"] is FinishReason.STOP]
-    assert [(text, validation_errors(schema, text)) for schema, text in stopped
-            if validation_errors(schema, text)] == []
-    assert len(stopped) >= len(grammars) * 2, f"only {len(stopped)} finished: the test would prove little"
+    assert_generations_validate([schema for schema, _ in CASES])
 
 
 @pytest.mark.parametrize("schema,path,keyword", [

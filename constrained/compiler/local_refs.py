@@ -18,13 +18,13 @@ reference to another document is left as it is (refused where it is compiled).
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urldefrag, urljoin
 
 import jsonschema
 
+from constrained.compiler.drafts import since_2019_09, validator_class
 from constrained.compiler.schema_walk import children, map_with_pointers, resolve_local
 
 _BASE = "https://constrained.invalid/schema.json"  # the base of a document without an `$id` of its own
@@ -44,11 +44,9 @@ def with_local_refs(schema: Any) -> Any:
     text = json.dumps(schema)
     if not any(marker in text for marker in _MARKERS):
         return schema
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # an unknown $schema: the default draft
-        draft = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    draft = validator_class(schema)
     index = _Index("id" if draft in (jsonschema.Draft3Validator, jsonschema.Draft4Validator) else "$id",
-                   before_2019="dependentRequired" not in draft.VALIDATORS)
+                   before_2019=not since_2019_09(draft))
     root = index.visit(schema, "", _BASE)
     targets = {}
     for pointer, key, base, ref in index.refs:

@@ -18,11 +18,9 @@ pattern or that jsonschema does not check, ...) makes the whole complement None:
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
-import jsonschema
-
+from constrained.compiler.drafts import since_2019_09, validator_class
 from constrained.compiler.keywords import ASSERTIONS
 from constrained.compiler.pattern_automata import escape, strings_not_matching
 from constrained.compiler.schema_walk import resolve_local
@@ -78,13 +76,10 @@ def negate(schema: Any, root: Any, *, narrowing: bool = False, coarse: bool = Fa
 class _Negation:
     def __init__(self, root: Any, narrowing: bool, coarse: bool):
         self.root, self.narrowing, self.coarse = root, narrowing, coarse
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # an unknown $schema: the default draft
-            draft = jsonschema.validators.validator_for(root if isinstance(root, dict) else {},
-                                                        default=jsonschema.Draft202012Validator)
+        draft = validator_class(root)
         self.checked_formats = draft.FORMAT_CHECKER.checkers  # a format the draft does not check fails nothing
         self.positional = "prefixItems" if "prefixItems" in draft.VALIDATORS else "items"  # a list of item schemas
-        self.ref_siblings_apply = "dependentRequired" in draft.VALIDATORS  # from 2019-09; ignored before
+        self.ref_siblings_apply = since_2019_09(draft)
 
     def negate(self, schema: Any, depth: int) -> Any:
         try:

@@ -78,7 +78,7 @@ def strings_matching_only(together: list[str], others: list[str]) -> str | None:
     """An anchored pattern (llguidance's regex syntax) matching exactly the strings Python's `re` finds every
     pattern of `together` in and none of `others`; "" when there is no such string; None when some pattern's
     automaton is not exact (a class escape widened; a final `$` is read as Python reads it) or it grows too big."""
-    if any(re.search(r"\\[dDwWsS]", pattern) for pattern in [*together, *others]):
+    if any(_CLASS_ESCAPES.search(pattern) for pattern in [*together, *others]):
         return None
     read = [automaton(pattern) for pattern in [*together, *others]]
     if any(fsm is None for fsm in read):

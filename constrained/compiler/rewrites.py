@@ -32,12 +32,10 @@ objects with a or b, never both; else by narrowed complements, unless a branch w
 from __future__ import annotations
 
 import json
-import warnings
 from typing import Any
 
-import jsonschema
-
 from constrained.compiler.contains import with_contains
+from constrained.compiler.drafts import since_2019_09, validator_class
 from constrained.compiler.negation import intersection, negate, union
 from constrained.compiler.pattern_automata import leading_lookaheads, without_lookaheads
 from constrained.compiler.pattern_properties import with_disjoint_patterns
@@ -48,15 +46,14 @@ from constrained.compiler.shapes import Shape, disjoint, shape_of
 from constrained.compiler.unevaluated import Evaluated, evaluated, evaluated_per_branch, items_rule, properties_rule
 from constrained.errors import InvalidConstraint
 
+
 def llguidance_equivalent(schema: Any) -> Any:
     """`schema` with `dependencies`, `not`, `if` and `oneOf` rewritten (see the module docstring); InvalidConstraint
     naming the first one that has no exact equivalent."""
     if not isinstance(schema, dict):
         return schema
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # an unknown $schema: the default draft
-        known = set(jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).VALIDATORS)
-    rewriter = _Rewriter(schema, known)
+    validator = validator_class(schema)
+    rewriter = _Rewriter(schema, set(validator.VALIDATORS), since_2019_09(validator))
     rewritten = rewriter.apply(schema, "")
     if rewritten is False:
         raise InvalidConstraint("the schema matches nothing", hint="give a schema some value satisfies")
@@ -81,9 +78,9 @@ class _Rewriter:
     """Rewrites every node of `root`, innermost first. Complements and inlined `$ref` targets are built from the
     original document, so they are rewritten in turn (`apply`)."""
 
-    def __init__(self, root: dict, known: set[str]):
+    def __init__(self, root: dict, known: set[str], since_2019: bool):
         self.root, self.known, self.nested = root, known, 0
-        self.since_2019 = "dependentRequired" in known  # 2019-09: $ref siblings apply, min/maxContains exist
+        self.since_2019 = since_2019  # $ref siblings apply, min/maxContains exist
         # A complement holds the original subschemas it is built of (the same objects), negated again at each level
         # they are nested in: their complements, and their rewrites inside complements, are kept.
         self._complements: dict[str, Any] = {}
@@ -316,9 +313,10 @@ def _too_big(schema: Any) -> bool:
 def _bounds_within_reach(node: dict) -> dict:
     """Bounds of numbers past 1e18 that let more in (a maximum above, a minimum below) brought to it: narrower, and
     llguidance writes no number range reaching further (an integer's range it does, to 64 bits)."""
+    if not _BOUNDS.keys() & node.keys():  # most nodes: no bound, nothing to look at
+        return node
     integers = node.get("type") == "integer"
-    reach = {"maximum": _REACH, "exclusiveMaximum": _REACH, "minimum": -_REACH, "exclusiveMinimum": -_REACH}
-    far = {key: bound for key, bound in reach.items() if isinstance(node.get(key), (int, float))
+    far = {key: bound for key, bound in _BOUNDS.items() if isinstance(node.get(key), (int, float))
            and not isinstance(node[key], bool) and not (integers and isinstance(node[key], int))
            and abs(node[key]) > _REACH and (node[key] > 0) == (bound > 0)}
     return {**node, **far} if far else node
@@ -359,6 +357,7 @@ def _conjoin(node: dict, extra: Any) -> Any:
 
 _COUNTS = ("minContains", "maxContains")
 _REACH = 10**18  # the widest number bound llguidance writes a range for
+_BOUNDS = {"maximum": _REACH, "exclusiveMaximum": _REACH, "minimum": -_REACH, "exclusiveMinimum": -_REACH}
 _UNEVALUATED = ("unevaluatedProperties", "unevaluatedItems")
 _CONTAINERS = ("$defs", "definitions", "$schema", "$id", "id", "$anchor", "$comment", "title", "description")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
 
@@ -19,13 +18,13 @@ import jsonschema
 import jsonschema_rs
 import llguidance
 
+from constrained.compiler.drafts import validator_class
 from constrained.compiler.keywords import ANNOTATIONS, ASSERTIONS, TABLES, KeywordTable
 from constrained.compiler.local_refs import with_local_refs
 from constrained.compiler.schema_walk import escape, map_document, reachable
 from constrained.constraints import Constraint
 from constrained.errors import InvalidConstraint
 from constrained.json_values import unrepresentable
-
 
 # Formats jsonschema checks in some draft from 4 to 2020-12: an assertion whatever draft the schema names (a
 # draft-4 schema's "iri" means an IRI to its author and to later validators), so one the backend cannot
@@ -158,7 +157,7 @@ def _well_formed(schema: Any, limits: Limits) -> list[tuple[str, int, dict]]:
         return []
     nodes = _reachable_nodes(with_local_refs(schema))
     _check_limits(nodes, limits)
-    validator = _validator_class(schema)
+    validator = validator_class(schema)
     if validator not in OFFLINE_DRAFTS:  # jsonschema-rs would fetch its meta-schema over the network
         raise InvalidConstraint(f"$schema {schema['$schema']!r} names a draft that is not supported",
                                 keyword="$schema", hint=f"use one of {', '.join(OFFLINE_DRAFTS.values())}")
@@ -334,13 +333,6 @@ def _keyword_uses(nodes: list[tuple[str, int, dict]], table: KeywordTable,
                 yield KeywordUse(pointer, key, "enforced", f"{value!r}" + (f": {how}" if how else ""))
             else:
                 yield KeywordUse(pointer, key, "enforced", table.keywords[key])
-
-
-def _validator_class(schema: Any) -> type:
-    """The validator of the draft `$schema` names; 2020-12 when absent or unknown."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # an unknown $schema: use the default draft
-        return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
 
 
 def is_no_op(key: str, value: Any) -> bool:
