@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 
 import pytest
@@ -10,11 +12,13 @@ from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausa
 
 from constrained.constraints import Constraint
 from constrained.engine.engine import Engine, Submission
+from constrained.engine import lone_row_step
 from constrained.engine.lone_row_step import LoneRowStep, unsupported
 from constrained.engine.model_runner import ModelRunner
 from constrained.engine.params import SamplingParams
 from constrained.engine.sequence import FinishReason
 from constrained.models import LoadedModel
+from constrained.models.quantize import quantize_int8
 from constrained.testing import run_until_idle, validation_errors
 
 pytestmark = pytest.mark.slow  # each model's layer is compiled by inductor: seconds on 2 cores
@@ -42,17 +46,28 @@ def test_qwen3_logits_equal_the_eager_steps(tiny_model):
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
 
 
-def test_qwen2_with_biases_and_a_grown_cache(tiny_model):
+def test_qwen2_with_biases_a_grown_cache_and_a_shorter_last_block(tiny_model, monkeypatch):
     """Qwen2's q/k/v biases; 80 steps past a 40-token prompt outgrow the cache's first 64 columns (storage
-    doubles while the compiled step runs, with the cache length a dynamic size)."""
+    doubles while the compiled step runs, with the cache length a dynamic size); 3 layers in blocks of 2 and 1."""
+    monkeypatch.setattr(lone_row_step, "BLOCK_LAYERS", 2)
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    config = Qwen2Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
     model = Qwen2ForCausalLM(config).eval()
     for proj in ("q_proj", "k_proj", "v_proj"):
         torch.nn.init.normal_(getattr(model.model.layers[0].self_attn, proj).bias, std=0.5)
     loaded = LoadedModel("tiny-qwen2", model, tiny_model.tokenizer, torch.device("cpu"), torch.float32, 512, (0,))
+    assert [len(block) for block in LoneRowStep(model).blocks] == [2, 1]
     for eager, compiled in _steps(loaded, list(range(40)), 80):
+        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+
+
+def test_int8_weights_and_head_as_the_eager_int8_step(tiny_model):
+    """`--quantize int8`: the compiled step multiplies every linear, the head too, by the int8 weights."""
+    model = copy.deepcopy(tiny_model.model)
+    quantize_int8(model)
+    loaded = dataclasses.replace(tiny_model, model=model)
+    for eager, compiled in _steps(loaded, list(range(1000, 1030)), 6):
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
 
 

@@ -2,10 +2,13 @@
 
 One row decoding alone (a laptop's single client) reads every weight once per token, and eager PyTorch spends
 about as long again in Python and small kernels between the matmuls (each layer's norms, rotary embedding,
-attention, residuals). Here a decoder layer is one function of its weights, compiled once by torch.compile
-(inductor) and called for every layer: the cache length is a dynamic size, so it is not compiled again as the
-row grows. A matrix-vector product is written as a reduction, which inductor's generated loops run faster on
-one row than the matmul kernel does. The logits equal the eager step's up to float rounding, not bit for bit.
+attention, residuals). Here a block of BLOCK_LAYERS decoder layers is one function of their weights, compiled
+once by torch.compile (inductor) and called for every block: the cache length is a dynamic size, so it is not
+compiled again as the row grows. Blocks rather than single layers: one call per block, and inductor fuses each
+layer's last residual with the next one's norm; the compile time grows with the block. Inside a block a
+matrix-vector product is written as a reduction, which inductor's generated loops run faster on one row than
+the matmul kernel does; the vocabulary head, one large matrix, is PyTorch's own matrix-vector kernel. The logits
+equal the eager step's up to float rounding, not bit for bit.
 
 Llama, Qwen2 and Qwen3 decoder layers are read from their modules (`unsupported` says why another model is not);
 the eager step runs everything else: batches, prompts, forced runs.
@@ -19,6 +22,7 @@ from torch import nn
 from constrained.engine.kv_cache import BatchKVCache
 
 _MODEL_TYPES = ("llama", "qwen2", "qwen3")
+BLOCK_LAYERS = 6  # decoder layers a compiled call runs (the last block may be shorter: compiled once more)
 
 
 def unsupported(model: nn.Module) -> str | None:
@@ -49,9 +53,9 @@ class LoneRowStep:
         self.head = _linear_weights(model.get_output_embeddings())
         self.shape = (model.config.num_attention_heads, model.config.num_key_value_heads, attention.head_dim,
                       decoder.layers[0].input_layernorm.variance_epsilon, attention.scaling)
-        self.layers = [_weights(layer) for layer in decoder.layers]
-        self._layer = torch.compile(_layer_step, dynamic=True)
-        self._logits = torch.compile(_logits, dynamic=False)
+        layers = [_weights(layer) for layer in decoder.layers]
+        self.blocks = [layers[start:start + BLOCK_LAYERS] for start in range(0, len(layers), BLOCK_LAYERS)]
+        self._block = torch.compile(_block_step, dynamic=True)
         self.calls = 0  # steps taken (for tests and benchmarks)
 
     def __call__(self, cache: BatchKVCache, token: int) -> torch.Tensor:
@@ -61,14 +65,25 @@ class LoneRowStep:
         position = torch.tensor([length])
         cos, sin = self.rotary(hidden.float()[None, None], position[None])
         stores = cache.row_stores(0, length + 1)
-        for weights, (keys, values) in zip(self.layers, stores):
+        for keys, values in stores:
             # capacity dynamic from the first compile: otherwise the storage's first doubling compiles again
             torch._dynamo.maybe_mark_dynamic(keys, 1)
             torch._dynamo.maybe_mark_dynamic(values, 1)
-            hidden = self._layer(hidden, weights, cos[0, 0], sin[0, 0], keys, values, position, length + 1, self.shape)
+        start = 0
+        for block in self.blocks:
+            hidden = self._block(hidden, block, cos[0, 0], sin[0, 0], stores[start:start + len(block)], position,
+                                 length + 1, self.shape)
+            start += len(block)
         cache.commit(torch.ones(1, dtype=torch.long))
         self.calls += 1
-        return self._logits(hidden, *self.final_norm, self.head)[None]
+        return self._logits(hidden)[None]
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Float32 logits [vocab_rows] of the last layer's output, through the final norm and the head."""
+        x = _rms_norm(hidden, *self.final_norm)
+        weight, bias, int8, scales = self.head
+        out = torch._weight_int8pack_mm(x[None], int8, scales)[0] if int8 is not None else torch.mv(weight, x)
+        return (out if bias is None else out + bias).float()
 
 
 def _weights(layer: nn.Module) -> tuple:
@@ -110,6 +125,15 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return (x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin).to(x.dtype)
 
 
+def _block_step(hidden: torch.Tensor, block: list[tuple], cos: torch.Tensor, sin: torch.Tensor,
+                stores: list[tuple[torch.Tensor, torch.Tensor]], position: torch.Tensor, columns: int,
+                shape: tuple) -> torch.Tensor:
+    """_layer_step through each layer of `block`, with its (keys, values) of `stores`."""
+    for weights, (keys, values) in zip(block, stores):
+        hidden = _layer_step(hidden, weights, cos, sin, keys, values, position, columns, shape)
+    return hidden
+
+
 def _layer_step(hidden: torch.Tensor, weights: tuple, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
                 values: torch.Tensor, position: torch.Tensor, columns: int, shape: tuple) -> torch.Tensor:
     """One decoder layer for one token: its keys and values written at `position` of the row's stores
@@ -131,7 +155,3 @@ def _layer_step(hidden: torch.Tensor, weights: tuple, cos: torch.Tensor, sin: to
     x = _rms_norm(hidden, norm_post, eps)
     gated = nn.functional.silu(_linear(x, gate_proj)) * _linear(x, up_proj)
     return hidden + _linear(gated, down_proj)
-
-
-def _logits(hidden: torch.Tensor, norm: torch.Tensor, eps: float, head: tuple) -> torch.Tensor:
-    return _linear(_rms_norm(hidden, norm, eps), head).float()
