@@ -46,6 +46,25 @@ def test_qwen3_logits_equal_the_eager_steps(tiny_model):
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
 
 
+def test_prompts_and_runs_of_tokens_equal_the_eager_steps(tiny_model):
+    """Once the storage exists, a row alone takes the compiled step for any number of tokens: a new prompt in an
+    emptied row, a prompt's later chunk, a token with the run its constraint forces, one token."""
+    eager, compiled = ModelRunner(tiny_model), ModelRunner(tiny_model, torch_compile=True)
+    caches = [runner.new_cache() for runner in (eager, compiled)]
+    runs = [list(range(2000, 2040)), list(range(3000, 3025)), [7, 8, 9], [11], [12, 13], [14]]
+    with torch.inference_mode():
+        for runner, cache in zip((eager, compiled), caches):
+            cache.add_rows(1)
+            runner.forward(cache, [list(range(1000, 1010))])  # makes the storage: the eager step
+            cache.keep_rows([])
+            cache.add_rows(1)
+        for run in runs:
+            torch.testing.assert_close(compiled.forward(caches[1], [run]), eager.forward(caches[0], [run]),
+                                       rtol=1e-4, atol=1e-4)
+    assert compiled.lone_row.calls == len(runs)
+    assert caches[1].lengths.tolist() == [sum(map(len, runs))]
+
+
 def test_qwen2_with_biases_a_grown_cache_and_a_shorter_last_block(tiny_model, monkeypatch):
     """Qwen2's q/k/v biases; 80 steps past a 40-token prompt outgrow the cache's first 64 columns (storage
     doubles while the compiled step runs, with the cache length a dynamic size); 3 layers in blocks of 2 and 1."""

@@ -1,4 +1,4 @@
-"""A compiled step for a row decoding alone: one token in, its logits out (`--torch-compile`, CPU).
+"""A compiled step for a row running alone: its tokens in, the last one's logits out (`--torch-compile`, CPU).
 
 One row decoding alone (a laptop's single client) reads every weight once per token, and eager PyTorch spends
 about as long again in Python and small kernels between the matmuls (each layer's norms, rotary embedding,
@@ -7,11 +7,14 @@ once by torch.compile (inductor) and called for every block: the cache length is
 compiled again as the row grows. Blocks rather than single layers: one call per block, and inductor fuses each
 layer's last residual with the next one's norm; the compile time grows with the block. Inside a block a
 matrix-vector product is written as a reduction, which inductor's generated loops run faster on one row than
-the matmul kernel does; the vocabulary head, one large matrix, is PyTorch's own matrix-vector kernel. The logits
-equal the eager step's up to float rounding, not bit for bit.
+the matmul kernel does; the vocabulary head, one large matrix, is PyTorch's own matrix-vector kernel. A step of
+more tokens (a prompt, a chunk of one, a token and the run its constraint forces) takes the same blocks with
+matmuls and sdpa: its token count is a dynamic size too, and the compiled code spares it eager PyTorch's time
+between kernels, most of a short prompt's. The logits equal the eager step's up to float rounding, not bit for
+bit.
 
 Llama, Qwen2 and Qwen3 decoder layers are read from their modules (`unsupported` says why another model is not);
-the eager step runs everything else: batches, prompts, forced runs.
+the eager step runs batches, and a cache's first step (which makes its storage).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 from torch import nn
 
 from constrained.engine.kv_cache import BatchKVCache
+from constrained.models.quantize import SMALL_STEP
 
 _MODEL_TYPES = ("llama", "qwen2", "qwen3")
 BLOCK_LAYERS = 6  # decoder layers a compiled call runs (the last block may be shorter: compiled once more)
@@ -40,7 +44,8 @@ def unsupported(model: nn.Module) -> str | None:
 
 
 class LoneRowStep:
-    """`model`'s forward pass for one row of one token, against the row's keys and values in a BatchKVCache."""
+    """`model`'s forward pass for one row, against its keys and values in a BatchKVCache: a prompt, a chunk of
+    one, a token, or a token and the run its constraint forces after it."""
 
     def __init__(self, model: nn.Module):
         reason = unsupported(model)
@@ -58,25 +63,25 @@ class LoneRowStep:
         self._block = torch.compile(_block_step, dynamic=True)
         self.calls = 0  # steps taken (for tests and benchmarks)
 
-    def __call__(self, cache: BatchKVCache, token: int) -> torch.Tensor:
-        """Float32 logits [1, vocab_rows] of `token` appended to the cache's only row (which holds a prompt)."""
-        length = int(cache.lengths[0])
-        hidden = self.embed.weight[token].clone()
-        position = torch.tensor([length])
-        cos, sin = self.rotary(hidden.float()[None, None], position[None])
-        stores = cache.row_stores(0, length + 1)
+    def __call__(self, cache: BatchKVCache, tokens: list[int]) -> torch.Tensor:
+        """Float32 logits [1, vocab_rows] of the last of `tokens` appended to the cache's only row."""
+        length, count = int(cache.lengths[0]), len(tokens)
+        hidden = self.embed.weight[torch.tensor(tokens)]
+        positions = torch.arange(length, length + count)
+        cos, sin = self.rotary(hidden.float()[None], positions[None])
+        stores = cache.row_stores(0, length + count)
         for keys, values in stores:
             # capacity dynamic from the first compile: otherwise the storage's first doubling compiles again
             torch._dynamo.maybe_mark_dynamic(keys, 1)
             torch._dynamo.maybe_mark_dynamic(values, 1)
         start = 0
         for block in self.blocks:
-            hidden = self._block(hidden, block, cos[0, 0], sin[0, 0], stores[start:start + len(block)], position,
-                                 length + 1, self.shape)
+            hidden = self._block(hidden, block, cos[0], sin[0], stores[start:start + len(block)], positions,
+                                 length + count, self.shape)
             start += len(block)
-        cache.commit(torch.ones(1, dtype=torch.long))
+        cache.commit(torch.tensor([count]))
         self.calls += 1
-        return self._logits(hidden)[None]
+        return self._logits(hidden[-1])[None]
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Float32 logits [vocab_rows] of the last layer's output, through the final norm and the head."""
@@ -104,13 +109,16 @@ def _linear_weights(linear: nn.Module) -> tuple:
 
 
 def _linear(x: torch.Tensor, weights: tuple) -> torch.Tensor:
-    """x [in] times the weight [out, in] (+ bias), in float32, rounded to the weight's dtype as nn.Linear's is;
-    int8 weights through PyTorch's own kernel, as Int8Linear does."""
+    """x [tokens, in] times the weight [out, in] (+ bias), in float32, rounded to the weight's dtype as nn.Linear's
+    is. One token: a reduction (the module docstring says why); more: the matmul kernel. int8 weights through
+    PyTorch's own kernel for the few tokens Int8Linear uses them for."""
     weight, bias, int8, scales = weights
-    if int8 is not None:
-        out = torch._weight_int8pack_mm(x[None].to(weight.dtype), int8, scales)[0].float()
+    if int8 is not None and x.shape[0] <= SMALL_STEP:
+        out = torch._weight_int8pack_mm(x.to(weight.dtype), int8, scales).float()
+    elif x.shape[0] == 1:
+        out = (x.float()[:, None, :] * weight.float()).sum(-1)
     else:
-        out = (x.float()[None, :] * weight.float()).sum(-1)
+        out = nn.functional.linear(x.to(weight.dtype), weight).float()
     return (out if bias is None else out + bias.float()).to(weight.dtype)
 
 
@@ -125,33 +133,52 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return (x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin).to(x.dtype)
 
 
+def _attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor,
+               scaling: float) -> torch.Tensor:
+    """query [tokens, heads, dim] against the row's keys and values [kv_heads, columns, dim]; a token at column p
+    sees columns up to p. Returns [tokens, heads * dim] in float32. One token: a reduction inductor fuses; more:
+    sdpa's fused kernel, which never holds a [tokens, columns] matrix of scores per head."""
+    tokens, heads, head_dim = query.shape
+    kv_heads = keys.shape[0]
+    if tokens == 1:
+        grouped = query.float().view(kv_heads, heads // kv_heads, head_dim)
+        scores = torch.einsum("kgd,kcd->kgc", grouped, keys.float()) * scaling
+        attended = torch.einsum("kgc,kcd->kgd", torch.softmax(scores, dim=-1), values.float())
+        return attended.reshape(1, heads * head_dim)
+    visible = torch.arange(keys.shape[1]) <= positions[:, None]  # [tokens, columns]
+    attended = nn.functional.scaled_dot_product_attention(
+        query.transpose(0, 1)[None], keys[None].to(query.dtype), values[None].to(query.dtype), attn_mask=visible,
+        scale=scaling, enable_gqa=True)
+    return attended[0].transpose(0, 1).reshape(tokens, heads * head_dim).float()
+
+
 def _block_step(hidden: torch.Tensor, block: list[tuple], cos: torch.Tensor, sin: torch.Tensor,
-                stores: list[tuple[torch.Tensor, torch.Tensor]], position: torch.Tensor, columns: int,
+                stores: list[tuple[torch.Tensor, torch.Tensor]], positions: torch.Tensor, columns: int,
                 shape: tuple) -> torch.Tensor:
     """_layer_step through each layer of `block`, with its (keys, values) of `stores`."""
     for weights, (keys, values) in zip(block, stores):
-        hidden = _layer_step(hidden, weights, cos, sin, keys, values, position, columns, shape)
+        hidden = _layer_step(hidden, weights, cos, sin, keys, values, positions, columns, shape)
     return hidden
 
 
 def _layer_step(hidden: torch.Tensor, weights: tuple, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
-                values: torch.Tensor, position: torch.Tensor, columns: int, shape: tuple) -> torch.Tensor:
-    """One decoder layer for one token: its keys and values written at `position` of the row's stores
-    ([kv_heads, capacity, head_dim]), attention over their first `columns` columns."""
+                values: torch.Tensor, positions: torch.Tensor, columns: int, shape: tuple) -> torch.Tensor:
+    """One decoder layer for hidden [tokens, hidden_size]: their keys and values written at `positions` of the
+    row's stores ([kv_heads, capacity, head_dim]), attention over the stores' first `columns` columns."""
     heads, kv_heads, head_dim, eps, scaling = shape
     norm_in, q_proj, k_proj, v_proj, o_proj, q_norm, k_norm, norm_post, gate_proj, up_proj, down_proj = weights
+    tokens = hidden.shape[0]
     x = _rms_norm(hidden, norm_in, eps)
-    query = _linear(x, q_proj).view(heads, head_dim)
-    key = _linear(x, k_proj).view(kv_heads, head_dim)
+    query = _linear(x, q_proj).view(tokens, heads, head_dim)
+    key = _linear(x, k_proj).view(tokens, kv_heads, head_dim)
     if q_norm is not None:
         query, key = _rms_norm(query, q_norm, eps), _rms_norm(key, k_norm, eps)
-    query, key = _rotate(query, cos, sin), _rotate(key, cos, sin)
-    keys.index_copy_(1, position, key[:, None].to(keys.dtype))
-    values.index_copy_(1, position, _linear(x, v_proj).view(kv_heads, 1, head_dim).to(values.dtype))
-    grouped = query.float().view(kv_heads, heads // kv_heads, head_dim)
-    scores = torch.einsum("kgd,kcd->kgc", grouped, keys[:, :columns].float()) * scaling
-    attended = torch.einsum("kgc,kcd->kgd", torch.softmax(scores, dim=-1), values[:, :columns].float())
-    hidden = hidden + _linear(attended.reshape(heads * head_dim).to(hidden.dtype), o_proj)
+    query, key = _rotate(query, cos[:, None], sin[:, None]), _rotate(key, cos[:, None], sin[:, None])
+    keys.index_copy_(1, positions, key.transpose(0, 1).to(keys.dtype))
+    value = _linear(x, v_proj).view(tokens, kv_heads, head_dim)
+    values.index_copy_(1, positions, value.transpose(0, 1).to(values.dtype))
+    attended = _attention(query, keys[:, :columns], values[:, :columns], positions, scaling)
+    hidden = hidden + _linear(attended.to(hidden.dtype), o_proj)
     x = _rms_norm(hidden, norm_post, eps)
     gated = nn.functional.silu(_linear(x, gate_proj)) * _linear(x, up_proj)
     return hidden + _linear(gated, down_proj)

@@ -14,7 +14,7 @@ from constrained.models import LoadedModel
 
 
 class ModelRunner:
-    """`torch_compile`: a row decoding alone takes the compiled step (lone_row_step.py); ValueError where the model
+    """`torch_compile`: a row running alone takes the compiled step (lone_row_step.py); ValueError where the model
     has none."""
 
     def __init__(self, loaded: LoadedModel, *, torch_compile: bool = False):
@@ -36,9 +36,9 @@ class ModelRunner:
 
         Returns float32 logits [rows, vocab_rows] of each row's last input token.
         """
-        # one row of one token, after its prompt (a row holding tokens has every layer's storage)
-        if self.lone_row is not None and len(inputs) == 1 and len(inputs[0]) == 1 and int(cache.lengths[0]) > 0:
-            return self.lone_row(cache, inputs[0][0])
+        # one row, once every layer has its storage (an earlier step's keys made it)
+        if self.lone_row is not None and len(inputs) == 1 and cache.kv.is_initialized:
+            return self.lone_row(cache, inputs[0])
         widths = [len(tokens) for tokens in inputs]
         ends = list(itertools.accumulate(widths))  # each row's tokens end here in the packed sequence
         row_of = torch.repeat_interleave(torch.arange(len(inputs)), torch.tensor(widths)).to(self.device)
