@@ -229,9 +229,10 @@ class Pipeline:
             raise
 
     async def warm_up(self) -> None:
-        """Every grammar backend built, then one short constrained generation, so the first clients do not
-        pay for lazy initialisation (the backends' vocabularies, the model's first forward pass)."""
+        """Every grammar backend built, then one short constrained generation and one of two tokens, so the
+        first clients do not pay for lazy initialisation (the backends' vocabularies, the model's first forward
+        pass, which makes the KV storage; with --torch-compile, the compiled steps of a prompt and of a token)."""
         await asyncio.to_thread(self.engine.compiler.build_backends)
         prompt_ids = render_prompt(self.tokenizer, [ChatMessage(role="user", content="hi")])
-        request = EngineRequest("warm-up", prompt_ids, SamplingParams(max_tokens=1), Constraint.json_object())
-        await self.collect(request)
+        await self.collect(EngineRequest("warm-up", prompt_ids, SamplingParams(max_tokens=1), Constraint.json_object()))
+        await self.collect(EngineRequest("warm-up-steps", prompt_ids, SamplingParams(max_tokens=2), None))

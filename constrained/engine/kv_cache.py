@@ -53,9 +53,11 @@ class BatchKVCache:
 
     def row_stores(self, row: int, columns: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each layer's key and value storage of row `row` ([heads, capacity, dim] views, written in place), with
-        room for `columns` columns (lone_row_step.py writes and reads them there)."""
+        room for more than `columns` columns (lone_row_step.py writes and reads them there; storage exactly
+        `columns` wide would make the columns read a contiguous tensor, which compiled code treats as another case
+        and compiles again)."""
         for layer in self.kv.layers:
-            layer._reserve(self.num_rows, columns)
+            layer._reserve(self.num_rows, columns + 1)
         return [(layer.key_store[row], layer.value_store[row]) for layer in self.kv.layers]
 
     def read_columns(self, row: int, start: int, end: int) -> torch.Tensor:
