@@ -49,9 +49,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="int8: weight-only int8 linears on the CPU, for faster decoding at small batches at a "
                              "small quality cost (benchmarks/SPEED.md, 'int8 weights')")
     parser.add_argument("--torch-compile", action="store_true",
-                        help="a request decoding alone takes a step compiled by torch.compile (CPU; Llama, Qwen2 and "
-                             "Qwen3 layers): 2-3x its tokens/s, after a compile of seconds at the first request "
-                             "(benchmarks/SPEED.md, 'A compiled step for a lone row')")
+                        help="a request running alone takes steps compiled by torch.compile (CPU; Llama, Qwen2 and "
+                             "Qwen3 layers): its prompt and its tokens, about 2.4x its tokens/s, compiled during the "
+                             "warm-up (benchmarks/SPEED.md, 'A compiled step for a lone row')")
     parser.add_argument("--max-batch-size", type=int, default=32, help="sequences decoded together")
     parser.add_argument("--max-waiting", type=int, default=256,
                         help="sequences waiting beyond the batch's free slots before 429")
