@@ -1,7 +1,7 @@
 """Chunked prefill: the pace of decoding streams while a long prompt joins the batch, with and without chunks,
 side by side in one run.
 
-    python -m benchmarks.chunked_prefill [--model tiny-qwen3] [--streams 15] [--prompt-tokens 4096]
+    python -m benchmarks.chunked_prefill [--model tiny-qwen3] [--dtype auto] [--streams 15] [--prompt-tokens 4096]
                                          [--chunks 0,512,256]
 
 In the engine, no HTTP: `--streams` requests decode (unconstrained, 1 token a step) until a window of steps is
@@ -19,6 +19,7 @@ import json
 import statistics
 import time
 
+from api.serve_options import DTYPES
 from benchmarks.documents import corpus_ids, document_ids
 from constrained.engine.engine import Engine, Submission
 from constrained.engine.params import SamplingParams
@@ -59,12 +60,13 @@ def measure(loaded, streams: int, prompt: list[int] | None, chunk: int, window: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-qwen3")
+    parser.add_argument("--dtype", default="auto", choices=tuple(DTYPES), help="auto: float32 on the CPU")
     parser.add_argument("--streams", type=int, default=15)
     parser.add_argument("--prompt-tokens", type=int, default=4096)
     parser.add_argument("--chunks", type=lambda text: [int(c) for c in text.split(",")], default=[0, 512, 256])
     parser.add_argument("--window", type=int, default=24, help="steps measured (at least; the prefill's all)")
     args = parser.parse_args()
-    loaded = load_model(args.model, device="cpu")
+    loaded = load_model(args.model, device="cpu", dtype=DTYPES[args.dtype])
     corpus = corpus_ids(loaded.tokenizer)
     prompt, warm_up = document_ids(corpus, args.prompt_tokens), document_ids(corpus, args.prompt_tokens, 1)
     setups = {"no_long_prompt": measure(loaded, args.streams, None, 0, args.window, warm_up)}
@@ -76,7 +78,7 @@ def main() -> None:
         print(f"{name:>16}: TPOT p50 {figures['tpot_p50_ms']} ms, p99 {figures['tpot_p99_ms']} ms "
               f"({figures['tpot_p99_ratio']}x)" + (f", long prompt TTFT {figures['long_ttft_ms']} ms"
                                                     if "long_ttft_ms" in figures else ""))
-    print(json.dumps({"model": args.model, "streams": args.streams, "prompt_tokens": args.prompt_tokens,
+    print(json.dumps({"model": args.model, "dtype": str(loaded.dtype).removeprefix("torch."), "streams": args.streams, "prompt_tokens": args.prompt_tokens,
                       "setups": setups}))
 
 
