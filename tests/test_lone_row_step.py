@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import time
+from typing import Callable
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausa
 from constrained.constraints import Constraint
 from constrained.engine.engine import Engine, Submission
 from constrained.engine import lone_row_step
-from constrained.engine.lone_row_step import LoneRowStep, unsupported
+from constrained.engine.lone_row_step import LoneRowStep, fastest_head_kernel, unsupported
 from constrained.engine.model_runner import ModelRunner
 from constrained.engine.params import SamplingParams
 from constrained.engine.sequence import FinishReason
@@ -24,9 +26,13 @@ from constrained.testing import run_until_idle, validation_errors
 pytestmark = pytest.mark.slow  # each model's layer is compiled by inductor: seconds on 2 cores
 
 
-def _steps(loaded: LoadedModel, prompt: list[int], steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(eager, compiled) logits of each decode step after `prompt`, both fed the eager step's greedy tokens."""
+def _steps(loaded: LoadedModel, prompt: list[int], steps: int,
+           head_kernel: Callable | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(eager, compiled) logits of each decode step after `prompt`, both fed the eager step's greedy tokens; the
+    compiled step's head through `head_kernel` if given."""
     eager, compiled = ModelRunner(loaded), ModelRunner(loaded, torch_compile=True)
+    if head_kernel is not None:
+        compiled.lone_row.head_kernel = head_kernel
     caches = [runner.new_cache() for runner in (eager, compiled)]
     for cache in caches:
         cache.add_rows(1)
@@ -44,6 +50,40 @@ def _steps(loaded: LoadedModel, prompt: list[int], steps: int) -> list[tuple[tor
 def test_qwen3_logits_equal_the_eager_steps(tiny_model):
     for eager, compiled in _steps(tiny_model, list(range(1000, 1040)), 12):
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel", ["mv", "reduction"])
+def test_either_head_kernel_gives_the_eager_logits(tiny_model, kernel):
+    """The head multiplies by torch.mv or by a compiled reduction, whichever is faster on the CPU: each gives the
+    eager step's logits, and each step goes through it."""
+    chosen = torch.mv if kernel == "mv" else torch.compile(lone_row_step._matrix_vector, dynamic=False)
+    calls = []
+
+    def counted(weight: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+        calls.append(vector.shape)
+        return chosen(weight, vector)
+
+    for eager, compiled in _steps(tiny_model, list(range(1000, 1030)), 4, head_kernel=counted):
+        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+    assert len(calls) == 4  # each decode step (the prompt, the first step of a cache, is eager)
+
+
+def _slowed(kernel: Callable) -> Callable:
+    def slow(weight: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.01)
+        return kernel(weight, vector)
+    return slow
+
+
+def test_the_head_takes_the_faster_kernel(monkeypatch):
+    weight, vector = torch.randn(256, 32), torch.randn(32)
+    monkeypatch.setattr(torch, "mv", _slowed(torch.mv))
+    reduction = fastest_head_kernel(weight)
+    assert reduction is not torch.mv
+    torch.testing.assert_close(reduction(weight, vector), weight @ vector)
+    monkeypatch.undo()
+    monkeypatch.setattr(lone_row_step, "_matrix_vector", _slowed(lone_row_step._matrix_vector))
+    assert fastest_head_kernel(weight) is torch.mv
 
 
 def test_prompts_and_runs_of_tokens_equal_the_eager_steps(tiny_model):

@@ -7,17 +7,21 @@ once by torch.compile (inductor) and called for every block: the cache length is
 compiled again as the row grows. Blocks rather than single layers: one call per block, and inductor fuses each
 layer's last residual with the next one's norm; the compile time grows with the block. Inside a block a
 matrix-vector product is written as a reduction, which inductor's generated loops run faster on one row than
-the matmul kernel does; the vocabulary head, one large matrix, is PyTorch's own matrix-vector kernel. A step of
-more tokens (a prompt, a chunk of one, a token and the run its constraint forces) takes the same blocks with
-matmuls and sdpa: its token count is a dynamic size too, and the compiled code spares it eager PyTorch's time
-between kernels, most of a short prompt's. The logits equal the eager step's up to float rounding, not bit for
-bit.
+the matmul kernel does. The vocabulary head, one large matrix, takes whichever of PyTorch's matrix-vector kernel
+and a compiled reduction is faster on this CPU, timed once at construction: which one wins depends on the CPU
+(benchmarks/SPEED.md). A step of more tokens (a prompt, a chunk of one, a token and the run its constraint
+forces) takes the same blocks with matmuls and sdpa: its token count is a dynamic size too, and the compiled code
+spares it eager PyTorch's time between kernels, most of a short prompt's. The logits equal the eager step's up to
+float rounding, not bit for bit.
 
 Llama, Qwen2 and Qwen3 decoder layers are read from their modules (`unsupported` says why another model is not);
 the eager step runs batches, and a cache's first step (which makes its storage).
 """
 
 from __future__ import annotations
+
+import time
+from typing import Callable
 
 import torch
 from torch import nn
@@ -56,6 +60,7 @@ class LoneRowStep:
         self.embed, self.rotary = decoder.embed_tokens, decoder.rotary_emb
         self.final_norm = (decoder.norm.weight, decoder.norm.variance_epsilon)
         self.head = _linear_weights(model.get_output_embeddings())
+        self.head_kernel = None if self.head[2] is not None else fastest_head_kernel(self.head[0])  # int8: its own
         self.shape = (model.config.num_attention_heads, model.config.num_key_value_heads, attention.head_dim,
                       decoder.layers[0].input_layernorm.variance_epsilon, attention.scaling)
         layers = [_weights(layer) for layer in decoder.layers]
@@ -87,8 +92,31 @@ class LoneRowStep:
         """Float32 logits [vocab_rows] of the last layer's output, through the final norm and the head."""
         x = _rms_norm(hidden, *self.final_norm)
         weight, bias, int8, scales = self.head
-        out = torch._weight_int8pack_mm(x[None], int8, scales)[0] if int8 is not None else torch.mv(weight, x)
+        out = torch._weight_int8pack_mm(x[None], int8, scales)[0] if int8 is not None else self.head_kernel(weight, x)
         return (out if bias is None else out + bias).float()
+
+
+def fastest_head_kernel(weight: torch.Tensor, *, calls: int = 5) -> Callable:
+    """torch.mv or a compiled reduction (float32 out), whichever multiplies `weight` by a vector faster here: the
+    median of `calls` timed calls each, after one untimed call (the reduction's compile)."""
+    vector = torch.zeros(weight.shape[1], dtype=weight.dtype)
+    kernels = (torch.mv, torch.compile(_matrix_vector, dynamic=False))
+
+    def seconds(kernel: Callable) -> float:
+        times = []
+        with torch.inference_mode():
+            for _ in range(calls + 1):
+                start = time.perf_counter()
+                kernel(weight, vector)
+                times.append(time.perf_counter() - start)
+        return sorted(times[1:])[calls // 2]
+
+    return min(kernels, key=seconds)
+
+
+def _matrix_vector(weight: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    """weight [out, in] times vector [in] as a reduction in float32 (float32 [out]), for inductor to compile."""
+    return (weight.float() * vector.float()).sum(-1)
 
 
 def _weights(layer: nn.Module) -> tuple:
@@ -116,7 +144,7 @@ def _linear(x: torch.Tensor, weights: tuple) -> torch.Tensor:
     if int8 is not None and x.shape[0] <= SMALL_STEP:
         out = torch._weight_int8pack_mm(x.to(weight.dtype), int8, scales).float()
     elif x.shape[0] == 1:
-        out = (x.float()[:, None, :] * weight.float()).sum(-1)
+        out = _matrix_vector(weight, x[0])[None]
     else:
         out = nn.functional.linear(x.to(weight.dtype), weight).float()
     return (out if bias is None else out + bias.float()).to(weight.dtype)
