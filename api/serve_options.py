@@ -48,6 +48,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", default="none", choices=QUANTIZATIONS,
                         help="int8: weight-only int8 linears on the CPU, for faster decoding at small batches at a "
                              "small quality cost (benchmarks/SPEED.md, 'int8 weights')")
+    parser.add_argument("--no-prepack", dest="prepack", action="store_false",
+                        help="on the CPU, multiply by the weights as stored instead of a copy packed once for oneDNN "
+                             "(saves the copy's memory: the linears' weights again; benchmarks/SPEED.md, 'Packed "
+                             "weights')")
     parser.add_argument("--torch-compile", action="store_true",
                         help="a request running alone takes steps compiled by torch.compile (CPU; Llama, Qwen2 and "
                              "Qwen3 layers): its prompt and its tokens, about 2.4x its tokens/s, compiled during the "
@@ -111,7 +115,8 @@ def build_server(args: argparse.Namespace, *, warm_before_serving: bool = False)
     try:
         with _progress(f"loading model {args.model} (device {args.device}, dtype {args.dtype}, "
                        f"quantize {args.quantize})"):
-            loaded = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype], quantize=args.quantize)
+            loaded = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype], quantize=args.quantize,
+                                prepack=args.prepack)
     except ModelLoadError as exc:
         raise ServerSetupError(str(exc)) from exc
     compiler = Compiler(loaded.tokenizer, vocab_rows=loaded.vocab_rows, eos_token_ids=loaded.eos_token_ids,

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from constrained.errors import ModelLoadError
 from constrained.models.builtin import BUILTIN_MODELS, load_builtin
 from constrained.models.loaded import LoadedModel
+from constrained.models.prepack import can_prepack, prepack_linears
 from constrained.models.quantize import QUANTIZATIONS, quantize_int8
 
 logger = logging.getLogger(__name__)
@@ -22,13 +23,14 @@ _TURN_END_TOKENS = ("<|im_end|>", "<|endoftext|>")
 
 def load_model(
     name_or_path: str = DEFAULT_MODEL, *, device: str = "auto", dtype: torch.dtype | None = None,
-    quantize: str = "none",
+    quantize: str = "none", prepack: bool = True,
 ) -> LoadedModel:
     """Return the model and tokenizer for a built-in name, a local directory, or a hub id, in eval mode.
 
     `device="auto"` picks CUDA in bfloat16 when available, else the CPU in float32; `dtype` overrides
-    the dtype. `quantize="int8"`: weight-only int8 linears (quantize.py), on the CPU only. Raises
-    ModelLoadError naming the model and the cause when anything fails.
+    the dtype. `quantize="int8"`: weight-only int8 linears (quantize.py), on the CPU only. `prepack`: on the CPU,
+    the other linears multiply by weights packed once for oneDNN (prepack.py). Raises ModelLoadError naming the
+    model and the cause when anything fails.
     """
     target = _resolve_device(device)
     if quantize not in QUANTIZATIONS:
@@ -51,6 +53,8 @@ def load_model(
     vocab_rows = model.get_output_embeddings().weight.shape[0]
     if quantize == "int8":
         logger.info("int8 weights for %d linears", quantize_int8(model))
+    if prepack and can_prepack(target, dtype):
+        logger.info("weights packed for oneDNN in %d linears", prepack_linears(model))
     loaded = LoadedModel(
         name=name_or_path,
         model=model,
