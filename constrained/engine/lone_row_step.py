@@ -20,13 +20,13 @@ the eager step runs batches, and a cache's first step (which makes its storage).
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import torch
 from torch import nn
 
 from constrained.engine.kv_cache import BatchKVCache
+from constrained.kernel_timing import median_seconds
 from constrained.models.quantize import SMALL_STEP
 
 _MODEL_TYPES = ("llama", "qwen2", "qwen3")
@@ -96,22 +96,11 @@ class LoneRowStep:
         return (out if bias is None else out + bias).float()
 
 
-def fastest_head_kernel(weight: torch.Tensor, *, calls: int = 5) -> Callable:
-    """torch.mv or a compiled reduction (float32 out), whichever multiplies `weight` by a vector faster here: the
-    median of `calls` timed calls each, after one untimed call (the reduction's compile)."""
+def fastest_head_kernel(weight: torch.Tensor) -> Callable:
+    """torch.mv or a compiled reduction (float32 out), whichever multiplies `weight` by a vector faster here."""
     vector = torch.zeros(weight.shape[1], dtype=weight.dtype)
     kernels = (torch.mv, torch.compile(_matrix_vector, dynamic=False))
-
-    def seconds(kernel: Callable) -> float:
-        times = []
-        with torch.inference_mode():
-            for _ in range(calls + 1):
-                start = time.perf_counter()
-                kernel(weight, vector)
-                times.append(time.perf_counter() - start)
-        return sorted(times[1:])[calls // 2]
-
-    return min(kernels, key=seconds)
+    return min(kernels, key=lambda kernel: median_seconds(lambda: kernel(weight, vector)))
 
 
 def _matrix_vector(weight: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:

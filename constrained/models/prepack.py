@@ -12,11 +12,10 @@ reads it, and a head tied to the embeddings shares it. Figures in benchmarks/SPE
 
 from __future__ import annotations
 
-import time
-from typing import Callable
-
 import torch
 from torch import nn
+
+from constrained.kernel_timing import median_seconds
 
 PACKED_DTYPES = (torch.float32, torch.bfloat16)
 MANY_ROWS = 16  # the rows a step of more than one is timed with
@@ -86,23 +85,12 @@ def prepack_linears(model: nn.Module) -> int:
     return count
 
 
-def packing_wins(weight: torch.Tensor, bias: torch.Tensor | None, *, calls: int = 5) -> tuple[bool, bool]:
-    """Whether the packed weight multiplies faster than the plain one, for one row and for MANY_ROWS: the median
-    of `calls` timed calls each, after an untimed one."""
+def packing_wins(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[bool, bool]:
+    """Whether the packed weight multiplies faster than the plain one, for one row and for MANY_ROWS."""
     packed = torch.ops.mkldnn._reorder_linear_weight(weight, None)
     wins = []
     for rows in (1, MANY_ROWS):
         x = torch.zeros(rows, weight.shape[1], dtype=weight.dtype)
-        plain = _seconds(lambda: nn.functional.linear(x, weight, bias), calls)
-        wins.append(_seconds(lambda: packed_linear(x, packed, bias), calls) < plain)
+        plain = median_seconds(lambda: nn.functional.linear(x, weight, bias))
+        wins.append(median_seconds(lambda: packed_linear(x, packed, bias)) < plain)
     return wins[0], wins[1]
-
-
-def _seconds(call: Callable[[], object], calls: int) -> float:
-    times = []
-    with torch.inference_mode():
-        for _ in range(calls + 1):
-            start = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - start)
-    return sorted(times[1:])[calls // 2]
