@@ -50,8 +50,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "small quality cost (benchmarks/SPEED.md, 'int8 weights')")
     parser.add_argument("--no-prepack", dest="prepack", action="store_false",
                         help="on the CPU, multiply by the weights as stored instead of a copy packed once for oneDNN "
-                             "(saves the copy's memory: the linears' weights again; benchmarks/SPEED.md, 'Packed "
-                             "weights')")
+                             "(saves the copy's memory: the linears' weights again; benchmarks/SPEED.md, 'The "
+                             "head's kernel, timed; packed weights for batches')")
     parser.add_argument("--torch-compile", action="store_true",
                         help="a request running alone takes steps compiled by torch.compile (CPU; Llama, Qwen2 and "
                              "Qwen3 layers): its prompt and its tokens, about 2.4x its tokens/s, compiled during the "

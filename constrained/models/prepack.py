@@ -7,7 +7,8 @@ through oneDNN's linear: the same products, summed in another order (float round
 the CPU, the weight's shape and the rows multiplied, so each shape is timed once at load, for one row (a lone
 decode step) and for MANY_ROWS (a batch, a prompt), both ways; a linear packs only where that wins. The plain
 weight stays, so a packed linear's weight takes twice the memory: the compiled lone-row step (`--torch-compile`)
-reads it, and a head tied to the embeddings shares it. Figures in benchmarks/SPEED.md ("Packed weights").
+reads it, and a head tied to the embeddings shares it. Figures in benchmarks/SPEED.md
+("The head's kernel, timed; packed weights for batches").
 """
 
 from __future__ import annotations
