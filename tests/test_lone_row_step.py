@@ -86,6 +86,14 @@ def test_the_head_takes_the_faster_kernel(monkeypatch):
     assert fastest_head_kernel(weight) is torch.mv
 
 
+def test_the_timed_head_reduction_is_not_compiled_again_by_the_steps(tiny_model, monkeypatch):
+    """The timing compiles the reduction on a vector like the steps' (an inference tensor): their calls reuse it."""
+    monkeypatch.setattr(torch, "mv", _slowed(torch.mv))  # the reduction wins the timing
+    torch._dynamo.reset()  # the blocks' first compile for this model is not a recompilation
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        _steps(tiny_model, list(range(1000, 1010)), 3)
+
+
 def test_prompts_and_runs_of_tokens_equal_the_eager_steps(tiny_model):
     """Once the storage exists, a row alone takes the compiled step for any number of tokens: a new prompt in an
     emptied row, a prompt's later chunk, a token with the run its constraint forces, one token."""

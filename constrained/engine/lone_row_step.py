@@ -98,7 +98,8 @@ class LoneRowStep:
 
 def fastest_head_kernel(weight: torch.Tensor) -> Callable:
     """torch.mv or a compiled reduction (float32 out), whichever multiplies `weight` by a vector faster here."""
-    vector = torch.zeros(weight.shape[1], dtype=weight.dtype)
+    with torch.inference_mode():  # as the steps' vectors are: a vector made outside compiled the reduction twice
+        vector = torch.zeros(weight.shape[1], dtype=weight.dtype)
     kernels = (torch.mv, torch.compile(_matrix_vector, dynamic=False))
     return min(kernels, key=lambda kernel: median_seconds(lambda: kernel(weight, vector)))
 
