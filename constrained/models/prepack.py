@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from constrained.kernel_timing import median_seconds
+from constrained.models.linears import replace_linears
 
 PACKED_DTYPES = (torch.float32, torch.bfloat16)
 MANY_ROWS = 16  # the rows a step of more than one is timed with
@@ -71,19 +72,17 @@ def prepack_linears(model: nn.Module) -> int:
     """Replace each plain `nn.Linear` of `model` (its output head included) by a PackedLinear where packing is
     faster for one row or for more, in place; how many. Each distinct shape is timed once."""
     choices: dict[tuple, tuple[bool, bool]] = {}
-    count = 0
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if type(child) is not nn.Linear:
-                continue
-            key = (tuple(child.weight.shape), child.weight.dtype, child.bias is not None)
-            if key not in choices:
-                choices[key] = packing_wins(child.weight.detach(), child.bias)
-            one_row, more_rows = choices[key]
-            if one_row or more_rows:
-                setattr(module, name, PackedLinear(child, one_row=one_row, more_rows=more_rows))
-                count += 1
-    return count
+
+    def packed(linear: nn.Linear) -> PackedLinear | None:
+        if type(linear) is not nn.Linear:
+            return None
+        key = (tuple(linear.weight.shape), linear.weight.dtype, linear.bias is not None)
+        if key not in choices:
+            choices[key] = packing_wins(linear.weight.detach(), linear.bias)
+        one_row, more_rows = choices[key]
+        return PackedLinear(linear, one_row=one_row, more_rows=more_rows) if one_row or more_rows else None
+
+    return replace_linears(model, packed)
 
 
 def packing_wins(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[bool, bool]:

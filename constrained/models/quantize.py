@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from constrained.models.linears import replace_linears
+
 QUANTIZATIONS = ("none", "int8")
 SMALL_STEP = 4  # rows (tokens of a step) up to which the int8 kernel is the faster one
 
@@ -40,10 +42,4 @@ class Int8Linear(nn.Module):
 
 def quantize_int8(model: nn.Module) -> int:
     """Replace every `nn.Linear` of `model` (its output head included) by an Int8Linear, in place; how many."""
-    count = 0
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear):
-                setattr(module, name, Int8Linear(child))
-                count += 1
-    return count
+    return replace_linears(model, Int8Linear)
