@@ -15,6 +15,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausa
 from constrained.constraints import Constraint
 from constrained.engine.engine import Engine, Submission
 from constrained.engine import lone_row_step
+from constrained.engine.decode_program import DecodeProgram
 from constrained.engine.lone_row_step import LoneRowStep, fastest_head_kernel, unsupported
 from constrained.engine.model_runner import ModelRunner
 from constrained.engine.params import SamplingParams
@@ -26,13 +27,19 @@ from constrained.testing import run_until_idle, validation_errors
 pytestmark = pytest.mark.slow  # each model's layer is compiled by inductor: seconds on 2 cores
 
 
-def _steps(loaded: LoadedModel, prompt: list[int], steps: int,
-           head_kernel: Callable | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _steps(loaded: LoadedModel, prompt: list[int], steps: int, head_kernel: Callable | None = None,
+           program: bool = True) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(eager, compiled) logits of each decode step after `prompt`, both fed the eager step's greedy tokens; the
-    compiled step's head through `head_kernel` if given."""
+    compiled step's head through `head_kernel` if given; each token through the decode program compiled ahead of
+    time (checked), or through the compiled blocks if not `program`."""
     eager, compiled = ModelRunner(loaded), ModelRunner(loaded, torch_compile=True)
     if head_kernel is not None:
         compiled.lone_row.head_kernel = head_kernel
+    program_calls = []
+    if program:
+        compiled.lone_row.decode = _counted(compiled.lone_row.decode, program_calls)
+    else:
+        compiled.lone_row.decode = None
     caches = [runner.new_cache() for runner in (eager, compiled)]
     for cache in caches:
         cache.add_rows(1)
@@ -44,7 +51,15 @@ def _steps(loaded: LoadedModel, prompt: list[int], steps: int,
             pairs.append((eager.forward(caches[0], [[token]]), compiled.forward(caches[1], [[token]])))
             token = int(pairs[-1][0].argmax())
     assert compiled.lone_row.calls == steps  # the prompt took the eager step, every decode step the compiled one
+    assert len(program_calls) == (steps if program else 0)
     return pairs
+
+
+def _counted(function: Callable, calls: list) -> Callable:
+    def counted(*args):
+        calls.append(args)
+        return function(*args)
+    return counted
 
 
 def test_qwen3_logits_equal_the_eager_steps(tiny_model):
@@ -113,20 +128,62 @@ def test_prompts_and_runs_of_tokens_equal_the_eager_steps(tiny_model):
     assert caches[1].lengths.tolist() == [sum(map(len, runs))]
 
 
-def test_qwen2_with_biases_a_grown_cache_and_a_shorter_last_block(tiny_model, monkeypatch):
-    """Qwen2's q/k/v biases; 80 steps past a 40-token prompt outgrow the cache's first 64 columns (storage
-    doubles while the compiled step runs, with the cache length a dynamic size); 3 layers in blocks of 2 and 1."""
-    monkeypatch.setattr(lone_row_step, "BLOCK_LAYERS", 2)
-    torch.manual_seed(0)
+def _tiny_qwen2(tiny_model: LoadedModel, seed: int = 0) -> LoadedModel:
+    """3 random Qwen2 layers with q/k/v biases (the first layer's large enough to matter)."""
+    torch.manual_seed(seed)
     config = Qwen2Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
     model = Qwen2ForCausalLM(config).eval()
     for proj in ("q_proj", "k_proj", "v_proj"):
         torch.nn.init.normal_(getattr(model.model.layers[0].self_attn, proj).bias, std=0.5)
-    loaded = LoadedModel("tiny-qwen2", model, tiny_model.tokenizer, torch.device("cpu"), torch.float32, 512, (0,))
-    assert [len(block) for block in LoneRowStep(model).blocks] == [2, 1]
-    for eager, compiled in _steps(loaded, list(range(40)), 80):
+    return LoadedModel("tiny-qwen2", model, tiny_model.tokenizer, torch.device("cpu"), torch.float32, 512, (0,))
+
+
+@pytest.mark.parametrize("program", [True, False], ids=["decode-program", "blocks"])
+def test_qwen2_with_biases_a_grown_cache_and_a_shorter_last_block(tiny_model, monkeypatch, program):
+    """Qwen2's q/k/v biases; 80 steps past a 40-token prompt outgrow the cache's first 64 columns (storage
+    doubles while the compiled step runs, with the cache length a dynamic size); each token through the decode
+    program, or through 3 layers in blocks of 2 and 1."""
+    monkeypatch.setattr(lone_row_step, "BLOCK_LAYERS", 2)
+    loaded = _tiny_qwen2(tiny_model)
+    assert [len(block) for block in LoneRowStep(loaded.model).blocks] == [2, 1]
+    for eager, compiled in _steps(loaded, list(range(40)), 80, program=program):
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+
+
+def test_a_cached_decode_program_serves_other_weights_of_the_same_shapes(tiny_model, monkeypatch):
+    """The package holds no weights: a second model of the same shapes loads it from the disk cache (no compile)
+    and gets its own logits, not the first model's."""
+    first, second = _tiny_qwen2(tiny_model, seed=0), _tiny_qwen2(tiny_model, seed=1)
+    LoneRowStep(first.model)  # compiles the package, or finds it cached
+    monkeypatch.setattr(DecodeProgram, "_compile", lambda *args: pytest.fail("compiled again"))
+    pairs = _steps(second, list(range(20)), 4)
+    for eager, compiled in pairs:
+        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+    others = _steps(first, list(range(20)), 1)
+    assert not torch.allclose(others[0][0], pairs[0][0], atol=1e-2)  # the two models differ
+
+
+def test_a_failed_ahead_of_time_compile_leaves_single_tokens_to_the_blocks(tiny_model, monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("CONSTRAINED_CACHE_DIR", str(tmp_path))  # nothing cached: the export runs, and fails
+    monkeypatch.setattr(torch.export, "export", _raises)
+    eager, compiled = ModelRunner(tiny_model), ModelRunner(tiny_model, torch_compile=True)
+    assert compiled.lone_row.decode is None
+    assert "no decode step compiled ahead of time (RuntimeError: export broke)" in caplog.text
+    assert not any(tmp_path.glob("decode-programs/*"))  # no half-built package left to load
+    caches = [runner.new_cache() for runner in (eager, compiled)]
+    with torch.inference_mode():
+        for runner, cache in zip((eager, compiled), caches):
+            cache.add_rows(1)
+            runner.forward(cache, [list(range(1000, 1020))])
+        for token in (5, 6, 7):
+            torch.testing.assert_close(compiled.forward(caches[1], [[token]]), eager.forward(caches[0], [[token]]),
+                                       rtol=1e-4, atol=1e-4)
+    assert compiled.lone_row.calls == 3
+
+
+def _raises(*args, **kwargs):
+    raise RuntimeError("export broke")
 
 
 def test_int8_weights_and_head_as_the_eager_int8_step(tiny_model):

@@ -9,9 +9,11 @@ layer's last residual with the next one's norm; the compile time grows with the 
 matrix-vector product is written as a reduction, which inductor's generated loops run faster on one row than
 the matmul kernel does. The vocabulary head, one large matrix, takes whichever of PyTorch's matrix-vector kernel
 and a compiled reduction is faster on this CPU, timed once at construction: which one wins depends on the CPU
-(benchmarks/SPEED.md). A step of more tokens (a prompt, a chunk of one, a token and the run its constraint
-forces) takes the same blocks with matmuls and sdpa: its token count is a dynamic size too, and the compiled code
-spares it eager PyTorch's time between kernels, most of a short prompt's. The logits equal the eager step's up to
+(benchmarks/SPEED.md). A step of one token runs the same layers compiled ahead of time
+into one C++ call (decode_program.py), which spares the blocks' Python per call; the blocks take it where that
+compile fails. A step of more tokens (a prompt, a chunk of one, a token and the run its constraint forces) takes
+the blocks with matmuls and sdpa: its token count is a dynamic size too, and the compiled code spares it eager
+PyTorch's time between kernels, most of a short prompt's. The logits equal the eager step's up to
 float rounding, not bit for bit.
 
 Llama, Qwen2 and Qwen3 decoder layers are read from their modules (`unsupported` says why another model is not);
@@ -20,14 +22,18 @@ the eager step runs batches, and a cache's first step (which makes its storage).
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import torch
 from torch import nn
 
+from constrained.engine.decode_program import DecodeProgram
 from constrained.engine.kv_cache import BatchKVCache
 from constrained.kernel_timing import median_seconds
 from constrained.models.quantize import SMALL_STEP
+
+logger = logging.getLogger(__name__)
 
 _MODEL_TYPES = ("llama", "qwen2", "qwen3")
 BLOCK_LAYERS = 6  # decoder layers a compiled call runs (the last block may be shorter: compiled once more)
@@ -66,6 +72,7 @@ class LoneRowStep:
         layers = [_weights(layer) for layer in decoder.layers]
         self.blocks = [layers[start:start + BLOCK_LAYERS] for start in range(0, len(layers), BLOCK_LAYERS)]
         self._block = torch.compile(_block_step, dynamic=True)
+        self.decode = _decode_program(layers, self.shape, self.embed.weight)  # one token: all layers in one call
         self.calls = 0  # steps taken (for tests and benchmarks)
 
     def __call__(self, cache: BatchKVCache, tokens: list[int]) -> torch.Tensor:
@@ -75,18 +82,27 @@ class LoneRowStep:
         positions = torch.arange(length, length + count)
         cos, sin = self.rotary(hidden.float()[None], positions[None])
         stores = cache.row_stores(0, length + count)
+        if count == 1 and self.decode is not None:
+            hidden = self.decode(hidden, cos[0], sin[0], positions, length + 1, stores)
+        else:
+            hidden = self._blocks(hidden, cos[0], sin[0], stores, positions, length + count)
+        cache.commit(torch.tensor([count]))
+        self.calls += 1
+        return self._logits(hidden[-1])[None]
+
+    def _blocks(self, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, stores: list[tuple],
+                positions: torch.Tensor, columns: int) -> torch.Tensor:
+        """hidden after every layer, through the compiled blocks."""
         for keys, values in stores:
             # capacity dynamic from the first compile: otherwise the storage's first doubling compiles again
             torch._dynamo.maybe_mark_dynamic(keys, 1)
             torch._dynamo.maybe_mark_dynamic(values, 1)
         start = 0
         for block in self.blocks:
-            hidden = self._block(hidden, block, cos[0], sin[0], stores[start:start + len(block)], positions,
-                                 length + count, self.shape)
+            hidden = self._block(hidden, block, cos, sin, stores[start:start + len(block)], positions, columns,
+                                 self.shape)
             start += len(block)
-        cache.commit(torch.tensor([count]))
-        self.calls += 1
-        return self._logits(hidden[-1])[None]
+        return hidden
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Float32 logits [vocab_rows] of the last layer's output, through the final norm and the head."""
@@ -94,6 +110,19 @@ class LoneRowStep:
         weight, bias, int8, scales = self.head
         out = torch._weight_int8pack_mm(x[None], int8, scales)[0] if int8 is not None else self.head_kernel(weight, x)
         return (out if bias is None else out + bias).float()
+
+
+def _decode_program(layers: list[tuple], shape: tuple, embedding: torch.Tensor) -> DecodeProgram | None:
+    """The layers' one-token step compiled ahead of time (decode_program.py), or None where that fails: the
+    compiled blocks then take single tokens too."""
+    kv_heads, head_dim = shape[1], shape[2]
+    try:
+        return DecodeProgram(_layer_step, layers, shape, embedding.new_zeros(1, embedding.shape[1]),
+                             embedding.new_zeros(kv_heads, 8, head_dim))
+    except Exception as exc:  # export and AOTInductor raise many types; the blocks still run the step
+        logger.warning("no decode step compiled ahead of time (%s: %s); the compiled blocks take it",
+                       type(exc).__name__, exc)
+        return None
 
 
 def fastest_head_kernel(weight: torch.Tensor) -> Callable:

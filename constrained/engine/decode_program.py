@@ -1,0 +1,95 @@
+"""The lone row's one-token step compiled ahead of time by AOTInductor: one C++ call runs every decoder layer.
+
+torch.compile's blocks (lone_row_step.py) pay Python on every call: dynamo's guards over each weight, then the
+generated wrapper's size checks and buffer allocations. On a small model that is a large part of a decode step
+(benchmarks/SPEED.md). Here the decoder layers of a one-token step are exported once (torch.export) and compiled
+by AOTInductor into a package whose C++ runs them all. The weights and the row's key and value stores are inputs,
+not constants, so the package holds no weights: one package serves any weights of the same shapes, and it is
+cached on disk under those shapes, the torch version and this code. The cache's length and capacity are dynamic
+sizes: the row grows, and its storage doubles, without compiling again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.utils._pytree as pytree
+from torch import nn
+
+from constrained.models.cache import build_once, cache_dir
+
+logger = logging.getLogger(__name__)
+
+_MAX_COLUMNS = 1 << 20  # the dynamic sizes' bound (a row's tokens)
+_PACKAGE = "decode.pt2"
+
+
+class DecodeProgram:
+    """Every layer of `layer_step` for one token: hidden [1, hidden_size] in, hidden out, keys and values written
+    into the row's stores. `layers`: each layer's tensors (tuples, None where a model has no such tensor), as
+    `layer_step` reads them; `shape`: its constants."""
+
+    def __init__(self, layer_step, layers: list[tuple], shape: tuple, hidden: torch.Tensor, store: torch.Tensor):
+        self._module = _Layers(layer_step, shape)
+        self._weights = [leaf for leaf in pytree.tree_leaves(layers) if leaf is not None]
+        self._span = torch.empty(_MAX_COLUMNS, dtype=torch.bool)  # sliced to the columns attended: a dynamic size
+        key = _package_key(layer_step, layers, shape, hidden, store)
+        directory = cache_dir() / "decode-programs" / key
+        start = time.perf_counter()
+        if build_once(directory, lambda tmp: self._compile(tmp / _PACKAGE, layers, hidden, store)):
+            logger.info("compiled the decode step ahead of time in %.1f s (cached in %s)",
+                        time.perf_counter() - start, directory)
+        self._run = torch._inductor.aoti_load_package(str(directory / _PACKAGE)).loader.boxed_run
+
+    def __call__(self, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor,
+                 columns: int, stores: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """hidden [1, hidden_size] after every layer; cos, sin [1, head_dim] of the token at `positions` [1];
+        each layer's (keys, values) store [kv_heads, capacity, head_dim], of which the first `columns` are read."""
+        flat = [hidden, cos, sin, positions, self._span[:columns]]
+        for keys, values in stores:
+            flat += (keys, values)
+        return self._run(flat + self._weights)[0]
+
+    def _compile(self, path: Path, layers: list[tuple], hidden: torch.Tensor, store: torch.Tensor) -> None:
+        """Export the layers for one token against example inputs shaped like a step's, and compile the package."""
+        logger.info("compiling the decode step ahead of time (once for these shapes)")
+        head_dim = store.shape[2]
+        capacity = torch.export.Dim("capacity", min=2, max=_MAX_COLUMNS)
+        stores = [(store.clone(), store.clone()) for _ in layers]
+        # a token at position 2 of 3 columns: sizes of 0 or 1 would be specialised, not dynamic
+        example = (hidden, torch.zeros(1, head_dim), torch.zeros(1, head_dim), torch.tensor([2]),
+                   self._span[:3], stores, layers)
+        dynamic = ((None,) * 4 + ({0: torch.export.Dim("columns", min=1, max=_MAX_COLUMNS)},
+                                   [({1: capacity}, {1: capacity}) for _ in layers],
+                                   pytree.tree_map(lambda leaf: None, layers)))  # weights: static
+        with torch.inference_mode():
+            program = torch.export.export(self._module, example, dynamic_shapes=dynamic, strict=False)
+            torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+
+
+class _Layers(nn.Module):
+    def __init__(self, layer_step, shape: tuple):
+        super().__init__()
+        self.layer_step, self.shape = layer_step, shape
+
+    def forward(self, hidden, cos, sin, positions, span, stores, layers):
+        for weights, (keys, values) in zip(layers, stores):
+            hidden = self.layer_step(hidden, weights, cos, sin, keys, values, positions, span.shape[0], self.shape)
+        return hidden
+
+
+def _package_key(layer_step, layers: list[tuple], shape: tuple, hidden: torch.Tensor, store: torch.Tensor) -> str:
+    """What the compiled package depends on: the code that defines the step, the torch version, and the shapes
+    and dtypes of every input (not the weights' values)."""
+    def described(leaf):
+        return (tuple(leaf.shape), str(leaf.dtype)) if isinstance(leaf, torch.Tensor) else leaf
+    layout = pytree.tree_map(described, (layers, hidden, store[:, :0]))
+    code = inspect.getsource(sys.modules[layer_step.__module__]) + inspect.getsource(sys.modules[__name__])
+    text = repr((torch.__version__, code, shape, layout))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
