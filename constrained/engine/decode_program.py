@@ -16,11 +16,13 @@ import inspect
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
 import torch.utils._pytree as pytree
 from torch import nn
+from torch._inductor.cpu_vec_isa import pick_vec_isa
 
 from constrained.models.cache import build_once, cache_dir
 
@@ -45,7 +47,9 @@ class DecodeProgram:
         if build_once(directory, lambda tmp: self._compile(tmp / _PACKAGE, layers, hidden, store)):
             logger.info("compiled the decode step ahead of time in %.1f s (cached in %s)",
                         time.perf_counter() - start, directory)
-        self._run = torch._inductor.aoti_load_package(str(directory / _PACKAGE)).loader.boxed_run
+        with warnings.catch_warnings():  # torch's own loader uses a pytree class it deprecates
+            warnings.simplefilter("ignore", FutureWarning)
+            self._run = torch._inductor.aoti_load_package(str(directory / _PACKAGE)).loader.boxed_run
 
     def __call__(self, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor,
                  columns: int, stores: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -85,11 +89,12 @@ class _Layers(nn.Module):
 
 
 def _package_key(layer_step, layers: list[tuple], shape: tuple, hidden: torch.Tensor, store: torch.Tensor) -> str:
-    """What the compiled package depends on: the code that defines the step, the torch version, and the shapes
-    and dtypes of every input (not the weights' values)."""
+    """What the compiled package depends on: the code that defines the step, the torch version, the vector
+    instructions its C++ was built for (a cache shared with another CPU), and the shapes and dtypes of every
+    input (not the weights' values)."""
     def described(leaf):
         return (tuple(leaf.shape), str(leaf.dtype)) if isinstance(leaf, torch.Tensor) else leaf
     layout = pytree.tree_map(described, (layers, hidden, store[:, :0]))
     code = inspect.getsource(sys.modules[layer_step.__module__]) + inspect.getsource(sys.modules[__name__])
-    text = repr((torch.__version__, code, shape, layout))
+    text = repr((torch.__version__, str(pick_vec_isa()), code, shape, layout))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
