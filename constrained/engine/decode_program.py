@@ -32,10 +32,24 @@ _MAX_COLUMNS = 1 << 20  # the dynamic sizes' bound (a row's tokens)
 _PACKAGE = "decode.pt2"
 
 
+def compile_decode_program(layer_step, layers: list[tuple], shape: tuple, hidden: torch.Tensor, store: torch.Tensor,
+                           fallback: str) -> DecodeProgram | None:
+    """DecodeProgram(...), or None where the export or the compile fails (logged, naming the `fallback` that then
+    takes the step)."""
+    try:
+        return DecodeProgram(layer_step, layers, shape, hidden, store)
+    except Exception as exc:  # export and AOTInductor raise many types; the fallback still runs the step
+        logger.warning("no decode step compiled ahead of time for %s (%s: %s); such steps go to %s",
+                       "a batch" if store.dim() == 4 else "a lone row", type(exc).__name__, exc, fallback)
+        return None
+
+
 class DecodeProgram:
-    """Every layer of `layer_step` for one token: hidden [1, hidden_size] in, hidden out, keys and values written
-    into the row's stores. `layers`: each layer's tensors (tuples, None where a model has no such tensor), as
-    `layer_step` reads them; `shape`: its constants."""
+    """Every layer of `layer_step` for one token a row: hidden [rows, hidden_size] in, hidden out, keys and values
+    written into the rows' stores. `layers`: each layer's tensors (tuples, None where a model has no such tensor),
+    as `layer_step` reads them; `shape`: its constants. `hidden` and `store` are examples of the inputs: one row's
+    ([1, hidden_size], store [kv_heads, capacity, head_dim]) or a batch's ([rows, hidden_size], stores [rows,
+    kv_heads, capacity, head_dim]; rows a dynamic size from 2)."""
 
     def __init__(self, layer_step, layers: list[tuple], shape: tuple, hidden: torch.Tensor, store: torch.Tensor):
         self._module = _Layers(layer_step, shape)
@@ -53,8 +67,8 @@ class DecodeProgram:
 
     def __call__(self, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor,
                  columns: int, stores: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """hidden [1, hidden_size] after every layer; cos, sin [1, head_dim] of the token at `positions` [1];
-        each layer's (keys, values) store [kv_heads, capacity, head_dim], of which the first `columns` are read."""
+        """hidden [rows, hidden_size] after every layer; cos, sin [rows, head_dim] of the tokens at `positions`
+        [rows]; each layer's (keys, values) stores, of which the first `columns` columns are read."""
         flat = [hidden, cos, sin, positions, self._span[:columns]]
         for keys, values in stores:
             flat += (keys, values)
@@ -63,15 +77,20 @@ class DecodeProgram:
     def _compile(self, path: Path, layers: list[tuple], hidden: torch.Tensor, store: torch.Tensor) -> None:
         """Export the layers for one token against example inputs shaped like a step's, and compile the package."""
         logger.info("compiling the decode step ahead of time (once for these shapes)")
-        head_dim = store.shape[2]
+        rows, head_dim = hidden.shape[0], store.shape[-1]
         capacity = torch.export.Dim("capacity", min=2, max=_MAX_COLUMNS)
+        if store.dim() == 4:  # a batch: rows are a dynamic size too
+            per_row = {0: torch.export.Dim("rows", min=2, max=_MAX_COLUMNS)}
+            store_sizes = {**per_row, 2: capacity}
+        else:
+            per_row, store_sizes = None, {1: capacity}
         stores = [(store.clone(), store.clone()) for _ in layers]
-        # a token at position 2 of 3 columns: sizes of 0 or 1 would be specialised, not dynamic
-        example = (hidden, torch.zeros(1, head_dim), torch.zeros(1, head_dim), torch.tensor([2]),
+        # tokens at position 2 of 3 columns: sizes of 0 or 1 would be specialised, not dynamic
+        example = (hidden, torch.zeros(rows, head_dim), torch.zeros(rows, head_dim), torch.full((rows,), 2),
                    self._span[:3], stores, layers)
-        dynamic = ((None,) * 4 + ({0: torch.export.Dim("columns", min=1, max=_MAX_COLUMNS)},
-                                   [({1: capacity}, {1: capacity}) for _ in layers],
-                                   pytree.tree_map(lambda leaf: None, layers)))  # weights: static
+        dynamic = ((per_row,) * 4 + ({0: torch.export.Dim("columns", min=1, max=_MAX_COLUMNS)},
+                                     [(store_sizes, store_sizes) for _ in layers],
+                                     pytree.tree_map(lambda leaf: None, layers)))  # weights: static
         with torch.inference_mode():
             program = torch.export.export(self._module, example, dynamic_shapes=dynamic, strict=False)
             torch._inductor.aoti_compile_and_package(program, package_path=str(path))
@@ -94,7 +113,7 @@ def _package_key(layer_step, layers: list[tuple], shape: tuple, hidden: torch.Te
     input (not the weights' values)."""
     def described(leaf):
         return (tuple(leaf.shape), str(leaf.dtype)) if isinstance(leaf, torch.Tensor) else leaf
-    layout = pytree.tree_map(described, (layers, hidden, store[:, :0]))
+    layout = pytree.tree_map(described, (layers, hidden, store))
     code = inspect.getsource(sys.modules[layer_step.__module__]) + inspect.getsource(sys.modules[__name__])
     text = repr((torch.__version__, str(pick_vec_isa()), code, shape, layout))
     return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -60,6 +60,13 @@ class BatchKVCache:
             layer._reserve(self.num_rows, columns + 1)
         return [(layer.key_store[row], layer.value_store[row]) for layer in self.kv.layers]
 
+    def batch_stores(self, columns: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's key and value storage of every row ([rows, heads, capacity, dim] views, written in place),
+        with room for `columns` columns."""
+        for layer in self.kv.layers:
+            layer._reserve(self.num_rows, columns)
+        return [(layer.key_store[:self.num_rows], layer.value_store[:self.num_rows]) for layer in self.kv.layers]
+
     def read_columns(self, row: int, start: int, end: int) -> torch.Tensor:
         """A copy of row `row`'s columns start..end: [layers, 2, heads, end - start, dim]."""
         return torch.stack([torch.stack([layer.key_store[row, :, start:end], layer.value_store[row, :, start:end]])

@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from constrained.engine.decode_program import DecodeProgram
+from constrained.engine.decode_program import compile_decode_program
 from constrained.engine.kv_cache import BatchKVCache
 from constrained.kernel_timing import median_seconds
 from constrained.models.quantize import SMALL_STEP
@@ -72,7 +72,10 @@ class LoneRowStep:
         layers = [_weights(layer) for layer in decoder.layers]
         self.blocks = [layers[start:start + BLOCK_LAYERS] for start in range(0, len(layers), BLOCK_LAYERS)]
         self._block = torch.compile(_block_step, dynamic=True)
-        self.decode = _decode_program(layers, self.shape, self.embed.weight)  # one token: all layers in one call
+        weight, (kv_heads, head_dim) = self.embed.weight, self.shape[1:3]
+        self.decode = compile_decode_program(  # one token: every layer in one call
+            layer_step, layers, self.shape, weight.new_zeros(1, weight.shape[1]),
+            weight.new_zeros(kv_heads, 8, head_dim), fallback="the compiled blocks")
         self.calls = 0  # steps taken (for tests and benchmarks)
 
     def __call__(self, cache: BatchKVCache, tokens: list[int]) -> torch.Tensor:
@@ -106,23 +109,10 @@ class LoneRowStep:
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Float32 logits [vocab_rows] of the last layer's output, through the final norm and the head."""
-        x = _rms_norm(hidden, *self.final_norm)
+        x = rms_norm(hidden, *self.final_norm)
         weight, bias, int8, scales = self.head
         out = torch._weight_int8pack_mm(x[None], int8, scales)[0] if int8 is not None else self.head_kernel(weight, x)
         return (out if bias is None else out + bias).float()
-
-
-def _decode_program(layers: list[tuple], shape: tuple, embedding: torch.Tensor) -> DecodeProgram | None:
-    """The layers' one-token step compiled ahead of time (decode_program.py), or None where that fails: the
-    compiled blocks then take single tokens too."""
-    kv_heads, head_dim = shape[1], shape[2]
-    try:
-        return DecodeProgram(_layer_step, layers, shape, embedding.new_zeros(1, embedding.shape[1]),
-                             embedding.new_zeros(kv_heads, 8, head_dim))
-    except Exception as exc:  # export and AOTInductor raise many types; the blocks still run the step
-        logger.warning("no decode step compiled ahead of time (%s: %s); the compiled blocks take it",
-                       type(exc).__name__, exc)
-        return None
 
 
 def fastest_head_kernel(weight: torch.Tensor) -> Callable:
@@ -139,7 +129,7 @@ def _matrix_vector(weight: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
 
 
 def _weights(layer: nn.Module) -> tuple:
-    """A decoder layer's tensors, in _layer_step's order (None where the model has no such tensor)."""
+    """A decoder layer's tensors, in layer_step's order (None where the model has no such tensor)."""
     attention, mlp = layer.self_attn, layer.mlp
     q_norm, k_norm = getattr(attention, "q_norm", None), getattr(attention, "k_norm", None)
     return (layer.input_layernorm.weight, _linear_weights(attention.q_proj), _linear_weights(attention.k_proj),
@@ -169,7 +159,7 @@ def _linear(x: torch.Tensor, weights: tuple) -> torch.Tensor:
     return (out if bias is None else out + bias.float()).to(weight.dtype)
 
 
-def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """Over the last dimension, as the models' RMSNorm (float32 inside, the input's dtype out, times weight)."""
     x32 = x.float()
     return weight * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
@@ -199,33 +189,55 @@ def _attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, po
     return attended[0].transpose(0, 1).reshape(tokens, heads * head_dim).float()
 
 
+def _batch_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor,
+                     scaling: float) -> torch.Tensor:
+    """Row r's query [heads, dim] against its keys and values [kv_heads, columns, dim] up to column positions[r]
+    (query [rows, heads, dim], keys and values [rows, kv_heads, columns, dim]). Returns [rows, heads * dim] in
+    float32."""
+    rows, heads, head_dim = query.shape
+    kv_heads = keys.shape[1]
+    grouped = query.float().view(rows, kv_heads, heads // kv_heads, head_dim)
+    scores = torch.einsum("rkgd,rkcd->rkgc", grouped, keys.float()) * scaling
+    unseen = torch.arange(keys.shape[2]) > positions[:, None]  # [rows, columns]: past a row's token
+    scores = scores.masked_fill(unseen[:, None, None], float("-inf"))
+    attended = torch.einsum("rkgc,rkcd->rkgd", torch.softmax(scores, dim=-1), values.float())
+    return attended.reshape(rows, heads * head_dim)
+
+
 def _block_step(hidden: torch.Tensor, block: list[tuple], cos: torch.Tensor, sin: torch.Tensor,
                 stores: list[tuple[torch.Tensor, torch.Tensor]], positions: torch.Tensor, columns: int,
                 shape: tuple) -> torch.Tensor:
-    """_layer_step through each layer of `block`, with its (keys, values) of `stores`."""
+    """layer_step through each layer of `block`, with its (keys, values) of `stores`."""
     for weights, (keys, values) in zip(block, stores):
-        hidden = _layer_step(hidden, weights, cos, sin, keys, values, positions, columns, shape)
+        hidden = layer_step(hidden, weights, cos, sin, keys, values, positions, columns, shape)
     return hidden
 
 
-def _layer_step(hidden: torch.Tensor, weights: tuple, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
-                values: torch.Tensor, positions: torch.Tensor, columns: int, shape: tuple) -> torch.Tensor:
+def layer_step(hidden: torch.Tensor, weights: tuple, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
+               values: torch.Tensor, positions: torch.Tensor, columns: int, shape: tuple) -> torch.Tensor:
     """One decoder layer for hidden [tokens, hidden_size]: their keys and values written at `positions` of the
-    row's stores ([kv_heads, capacity, head_dim]), attention over the stores' first `columns` columns."""
+    row's stores ([kv_heads, capacity, head_dim]), attention over the stores' first `columns` columns. Stores of
+    a batch ([rows, kv_heads, capacity, head_dim]): token r is row r's one token, at column positions[r]."""
     heads, kv_heads, head_dim, eps, scaling = shape
     norm_in, q_proj, k_proj, v_proj, o_proj, q_norm, k_norm, norm_post, gate_proj, up_proj, down_proj = weights
     tokens = hidden.shape[0]
-    x = _rms_norm(hidden, norm_in, eps)
+    x = rms_norm(hidden, norm_in, eps)
     query = _linear(x, q_proj).view(tokens, heads, head_dim)
     key = _linear(x, k_proj).view(tokens, kv_heads, head_dim)
     if q_norm is not None:
-        query, key = _rms_norm(query, q_norm, eps), _rms_norm(key, k_norm, eps)
+        query, key = rms_norm(query, q_norm, eps), rms_norm(key, k_norm, eps)
     query, key = _rotate(query, cos[:, None], sin[:, None]), _rotate(key, cos[:, None], sin[:, None])
-    keys.index_copy_(1, positions, key.transpose(0, 1).to(keys.dtype))
     value = _linear(x, v_proj).view(tokens, kv_heads, head_dim)
-    values.index_copy_(1, positions, value.transpose(0, 1).to(values.dtype))
-    attended = _attention(query, keys[:, :columns], values[:, :columns], positions, scaling)
+    if keys.dim() == 4:  # a batch
+        rows = torch.arange(tokens)
+        keys[rows, :, positions] = key.to(keys.dtype)
+        values[rows, :, positions] = value.to(values.dtype)
+        attended = _batch_attention(query, keys[:, :, :columns], values[:, :, :columns], positions, scaling)
+    else:
+        keys.index_copy_(1, positions, key.transpose(0, 1).to(keys.dtype))
+        values.index_copy_(1, positions, value.transpose(0, 1).to(values.dtype))
+        attended = _attention(query, keys[:, :columns], values[:, :columns], positions, scaling)
     hidden = hidden + _linear(attended.to(hidden.dtype), o_proj)
-    x = _rms_norm(hidden, norm_post, eps)
+    x = rms_norm(hidden, norm_post, eps)
     gated = nn.functional.silu(_linear(x, gate_proj)) * _linear(x, up_proj)
     return hidden + _linear(gated, down_proj)

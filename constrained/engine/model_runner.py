@@ -7,6 +7,7 @@ import itertools
 import torch
 
 from constrained.engine import packed_attention
+from constrained.engine.batch_decode_step import BatchDecodeStep
 from constrained.engine.kv_cache import BatchKVCache
 from constrained.engine.lone_row_step import LoneRowStep
 from constrained.engine.packed_attention import Group, packed
@@ -14,8 +15,8 @@ from constrained.models import LoadedModel
 
 
 class ModelRunner:
-    """`torch_compile`: a row running alone takes the compiled step (lone_row_step.py); ValueError where the model
-    has none."""
+    """`torch_compile`: a row running alone takes the compiled step (lone_row_step.py), and a batch whose every row
+    takes one token its own (batch_decode_step.py); ValueError where the model has none."""
 
     def __init__(self, loaded: LoadedModel, *, torch_compile: bool = False):
         self.model = loaded.model
@@ -25,6 +26,7 @@ class ModelRunner:
         # Its attention layers then take a packed step (packed_attention.py); other calls get sdpa as before.
         self.model.config._attn_implementation = packed_attention.NAME
         self.lone_row = LoneRowStep(loaded.model) if torch_compile else None
+        self.batch_decode = BatchDecodeStep(loaded.model, self.lone_row) if torch_compile else None
 
     def new_cache(self) -> BatchKVCache:
         return BatchKVCache(self.model.config, self.device)
@@ -36,9 +38,12 @@ class ModelRunner:
 
         Returns float32 logits [rows, vocab_rows] of each row's last input token.
         """
-        # one row, once every layer has its storage (an earlier step's keys made it)
-        if self.lone_row is not None and len(inputs) == 1 and cache.kv.is_initialized:
-            return self.lone_row(cache, inputs[0])
+        # once every layer has its storage (an earlier step's keys made it): one row, or one token in each row
+        if self.lone_row is not None and cache.kv.is_initialized:
+            if len(inputs) == 1:
+                return self.lone_row(cache, inputs[0])
+            if self.batch_decode.program is not None and all(len(tokens) == 1 for tokens in inputs):
+                return self.batch_decode(cache, [tokens[0] for tokens in inputs])
         widths = [len(tokens) for tokens in inputs]
         ends = list(itertools.accumulate(widths))  # each row's tokens end here in the packed sequence
         row_of = torch.repeat_interleave(torch.arange(len(inputs)), torch.tensor(widths)).to(self.device)
