@@ -40,7 +40,7 @@ def compile_decode_program(layer_step, layers: list[tuple], shape: tuple, hidden
         return DecodeProgram(layer_step, layers, shape, hidden, store)
     except Exception as exc:  # export and AOTInductor raise many types; the fallback still runs the step
         logger.warning("no decode step compiled ahead of time for %s (%s: %s); such steps go to %s",
-                       "a batch" if store.dim() == 4 else "a lone row", type(exc).__name__, exc, fallback)
+                       _rows(store), type(exc).__name__, exc, fallback)
         return None
 
 
@@ -59,7 +59,7 @@ class DecodeProgram:
         directory = cache_dir() / "decode-programs" / key
         start = time.perf_counter()
         if build_once(directory, lambda tmp: self._compile(tmp / _PACKAGE, layers, hidden, store)):
-            logger.info("compiled the decode step ahead of time in %.1f s (cached in %s)",
+            logger.info("compiled the decode step for %s ahead of time in %.1f s (cached in %s)", _rows(store),
                         time.perf_counter() - start, directory)
         with warnings.catch_warnings():  # torch's own loader uses a pytree class it deprecates
             warnings.simplefilter("ignore", FutureWarning)
@@ -76,7 +76,7 @@ class DecodeProgram:
 
     def _compile(self, path: Path, layers: list[tuple], hidden: torch.Tensor, store: torch.Tensor) -> None:
         """Export the layers for one token against example inputs shaped like a step's, and compile the package."""
-        logger.info("compiling the decode step ahead of time (once for these shapes)")
+        logger.info("compiling the decode step for %s ahead of time (once for these shapes)", _rows(store))
         rows, head_dim = hidden.shape[0], store.shape[-1]
         capacity = torch.export.Dim("capacity", min=2, max=_MAX_COLUMNS)
         if store.dim() == 4:  # a batch: rows are a dynamic size too
@@ -105,6 +105,10 @@ class _Layers(nn.Module):
         for weights, (keys, values) in zip(layers, stores):
             hidden = self.layer_step(hidden, weights, cos, sin, keys, values, positions, span.shape[0], self.shape)
         return hidden
+
+
+def _rows(store: torch.Tensor) -> str:
+    return "a batch" if store.dim() == 4 else "a lone row"
 
 
 def _package_key(layer_step, layers: list[tuple], shape: tuple, hidden: torch.Tensor, store: torch.Tensor) -> str:
