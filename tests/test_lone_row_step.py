@@ -155,7 +155,7 @@ def test_a_cached_decode_program_serves_other_weights_of_the_same_shapes(tiny_mo
     """The package holds no weights: a second model of the same shapes loads it from the disk cache (no compile)
     and gets its own logits, not the first model's."""
     first, second = _tiny_qwen2(tiny_model, seed=0), _tiny_qwen2(tiny_model, seed=1)
-    LoneRowStep(first.model)  # compiles the package, or finds it cached
+    ModelRunner(first, torch_compile=True)  # compiles the lone row's and the batch's packages, or finds them cached
     monkeypatch.setattr(DecodeProgram, "_compile", lambda *args: pytest.fail("compiled again"))
     pairs = _steps(second, list(range(20)), 4)
     for eager, compiled in pairs:
