@@ -17,7 +17,8 @@ PyTorch's time between kernels, most of a short prompt's. The logits equal the e
 float rounding, not bit for bit.
 
 Llama, Qwen2 and Qwen3 decoder layers are read from their modules (`unsupported` says why another model is not);
-the eager step runs batches, and a cache's first step (which makes its storage).
+batches whose every row takes one token run batch_decode_step.py; the eager step runs other batches, and a cache's
+first step (which makes its storage).
 """
 
 from __future__ import annotations
