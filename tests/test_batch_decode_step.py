@@ -8,14 +8,9 @@ import dataclasses
 import pytest
 import torch
 
-from constrained.constraints import Constraint
-from constrained.engine.engine import Engine, Submission
 from constrained.engine.model_runner import ModelRunner
-from constrained.engine.params import SamplingParams
-from constrained.engine.sequence import FinishReason
 from constrained.models import LoadedModel
 from constrained.models.quantize import quantize_int8
-from constrained.testing import run_until_idle, validation_errors
 
 pytestmark = pytest.mark.slow  # the decoder layers are compiled by AOTInductor: seconds on 2 cores, once a shape
 
@@ -87,17 +82,3 @@ def test_a_step_with_a_prompt_in_it_takes_the_eager_pass(tiny_model):
                                    rtol=1e-4, atol=1e-4)
     assert compiled.batch_decode.calls == 0
 
-
-def test_a_batch_under_a_schema_validates(tiny_model, compiler, finishing_bias):
-    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
-                                               "count": {"type": "integer"}}, "required": ["name", "count"]}
-    grammar = compiler.compile(Constraint.json_schema(schema))
-    engine = Engine(tiny_model, torch_compile=True)
-    prompt = tiny_model.tokenizer.encode("Give a name and a count as JSON.")
-    results = run_until_idle(engine, [Submission(prompt, SamplingParams(max_tokens=64, seed=seed,
-                                                                        logit_bias=finishing_bias), grammar)
-                                      for seed in range(4)])
-    stopped = [result["text"] for result in results.values() if result["finish"] is FinishReason.STOP]
-    for text in stopped:
-        assert validation_errors(schema, text) == [], text
-    assert stopped and engine.runner.batch_decode.calls > 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import time
 from typing import Callable
 
@@ -203,20 +202,22 @@ def test_other_architectures_are_refused_by_name():
         LoneRowStep(model)
 
 
-def test_a_lone_request_under_a_schema_validates(tiny_model, compiler, finishing_bias):
+@pytest.mark.parametrize("requests", [1, 4], ids=["lone", "batch"])
+def test_requests_under_a_schema_validate(tiny_model, compiler, finishing_bias, requests):
+    """A request alone takes the lone row's compiled steps; four at once the batch's (batch_decode_step.py)."""
     schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
                                                "count": {"type": "integer"}}, "required": ["name", "count"]}
     grammar = compiler.compile(Constraint.json_schema(schema))
     engine = Engine(tiny_model, torch_compile=True)
     prompt = tiny_model.tokenizer.encode("Give a name and a count as JSON.")
     stopped = 0
-    for seed in range(3):
+    for first in range(0, 3 * requests, requests):
         results = run_until_idle(engine, [Submission(prompt, SamplingParams(max_tokens=64, seed=seed,
-                                                                            logit_bias=finishing_bias), grammar)])
-        (result,) = results.values()
-        text = result["text"]
-        if result["finish"] is FinishReason.STOP:
-            assert validation_errors(schema, text) == [], text
-            json.loads(text)
-            stopped += 1
-    assert stopped and engine.runner.lone_row.calls > 0
+                                                                            logit_bias=finishing_bias), grammar)
+                                          for seed in range(first, first + requests)])
+        for result in results.values():
+            if result["finish"] is FinishReason.STOP:
+                assert validation_errors(schema, result["text"]) == [], result["text"]
+                stopped += 1
+    compiled = engine.runner.lone_row if requests == 1 else engine.runner.batch_decode
+    assert stopped and compiled.calls > 0
