@@ -1,13 +1,14 @@
-"""The lone row's one-token step compiled ahead of time by AOTInductor: one C++ call runs every decoder layer.
+"""A decode step's layers compiled ahead of time by AOTInductor: one C++ call runs every decoder layer.
 
 torch.compile's blocks (lone_row_step.py) pay Python on every call: dynamo's guards over each weight, then the
-generated wrapper's size checks and buffer allocations. On a small model that is a large part of a decode step
-(benchmarks/SPEED.md). Here the decoder layers of a one-token step are exported once (torch.export) and compiled
-by AOTInductor into a package whose C++ runs them all. The weights and the row's key and value stores are inputs,
-not constants, so the package holds no weights: one package serves any weights of the same shapes, and it is
-cached on disk under those shapes, the torch version and this code. The cache's length and capacity are dynamic
-sizes: the row grows, and its storage doubles, without compiling again.
-"""
+generated wrapper's size checks and buffer allocations; an eager batch pays PyTorch's time between its kernels. On a
+small model either is a large part of a decode step (benchmarks/SPEED.md). Here the decoder layers of a step that
+gives each row one token, a lone row's (lone_row_step.py) or a batch's (batch_decode_step.py), are exported once
+(torch.export) and compiled by AOTInductor into a package whose C++ runs them all. The weights and the key and
+value stores are inputs, not constants, so the package holds no weights: one package serves any weights of the
+same shapes, and it is cached on disk under those shapes, the torch version, the vector instructions and this
+code. The cache's length and capacity (and a batch's rows) are dynamic sizes: rows grow, and their storage
+doubles, without compiling again."""
 
 from __future__ import annotations
 
