@@ -15,6 +15,7 @@ from torch import nn
 from constrained.engine.decode_program import compile_decode_program
 from constrained.engine.kv_cache import BatchKVCache
 from constrained.engine.lone_row_step import LoneRowStep, layer_step, rms_norm
+from constrained.models.quantize import Int8Linear
 
 _EXAMPLE_ROWS = 3
 
@@ -26,11 +27,12 @@ class BatchDecodeStep:
         self.embed, self.rotary, self.final_norm = lone_row.embed, lone_row.rotary, lone_row.final_norm
         self.head = model.get_output_embeddings()
         kv_heads, head_dim = lone_row.shape[1], lone_row.shape[2]
-        weight, layers = self.embed.weight, [layer for block in lone_row.blocks for layer in block]
+        weight = self.embed.weight
         # None where the compile fails, and with int8 weights, which multiply a batch of up to SMALL_STEP rows and
         # a larger one differently: the eager pass then takes such steps
-        self.program = None if _has_int8(layers) else compile_decode_program(
-            layer_step, layers, lone_row.shape, weight.new_zeros(_EXAMPLE_ROWS, weight.shape[1]),
+        int8 = any(isinstance(module, Int8Linear) for module in model.modules())
+        self.program = None if int8 else compile_decode_program(
+            layer_step, lone_row.layers, lone_row.shape, weight.new_zeros(_EXAMPLE_ROWS, weight.shape[1]),
             weight.new_zeros(_EXAMPLE_ROWS, kv_heads, 8, head_dim), fallback="the eager pass")
         self.calls = 0  # steps taken (for tests and benchmarks)
 
@@ -45,7 +47,3 @@ class BatchDecodeStep:
         self.calls += 1
         return self.head(rms_norm(hidden, *self.final_norm)).float()
 
-
-def _has_int8(layers: list[tuple]) -> bool:
-    """Whether a layer's linears carry int8 weights (`--quantize int8`): (weight, bias, int8, scales) tuples."""
-    return any(isinstance(item, tuple) and item[2] is not None for layer in layers for item in layer)

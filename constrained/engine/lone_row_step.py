@@ -70,7 +70,7 @@ class LoneRowStep:
         self.head_kernel = None if self.head[2] is not None else fastest_head_kernel(self.head[0])  # int8: its own
         self.shape = (model.config.num_attention_heads, model.config.num_key_value_heads, attention.head_dim,
                       decoder.layers[0].input_layernorm.variance_epsilon, attention.scaling)
-        layers = [_weights(layer) for layer in decoder.layers]
+        self.layers = layers = [_weights(layer) for layer in decoder.layers]  # each in layer_step's order
         self.blocks = [layers[start:start + BLOCK_LAYERS] for start in range(0, len(layers), BLOCK_LAYERS)]
         self._block = torch.compile(_block_step, dynamic=True)
         weight, (kv_heads, head_dim) = self.embed.weight, self.shape[1:3]
