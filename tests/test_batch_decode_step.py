@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 
+from constrained.engine.decode_program import DecodeProgram
 from constrained.engine.model_runner import ModelRunner
 from constrained.models import LoadedModel
 from constrained.models.quantize import quantize_int8
@@ -51,6 +52,21 @@ def test_batches_of_any_size_share_one_program(tiny_model):
         prompts = [list(range(1000 + 100 * row, 1020 + 100 * row)) for row in range(rows)]
         for eager, compiled in _batch_steps(tiny_model, prompts, 3):
             torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+
+
+def test_the_program_holds_its_models_weights(tiny_model, monkeypatch):
+    """The weights are the package's constants: a second runner of the same weights loads the cached package (no
+    compile); a model of the same shapes with other weights gets a package of its own, and its own logits."""
+    first = ModelRunner(tiny_model, torch_compile=True).batch_decode.program
+    monkeypatch.setattr(DecodeProgram, "_compile", lambda *args: pytest.fail("compiled again"))
+    assert ModelRunner(tiny_model, torch_compile=True).batch_decode.program.directory == first.directory
+    monkeypatch.undo()
+    other = dataclasses.replace(tiny_model, model=copy.deepcopy(tiny_model.model))
+    with torch.no_grad():
+        other.model.get_decoder().layers[0].mlp.up_proj.weight.mul_(2.0)
+    assert ModelRunner(other, torch_compile=True).batch_decode.program.directory != first.directory
+    for eager, compiled in _batch_steps(other, [list(range(1000, 1020)), list(range(2000, 2030))], 3):
+        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
 
 
 def test_int8_weights_leave_batches_to_the_eager_pass(tiny_model):

@@ -150,12 +150,19 @@ def test_qwen2_with_biases_a_grown_cache_and_a_shorter_last_block(tiny_model, mo
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
 
 
-def test_a_cached_decode_program_serves_other_weights_of_the_same_shapes(tiny_model, monkeypatch):
-    """The package holds no weights: a second model of the same shapes loads it from the disk cache (no compile)
-    and gets its own logits, not the first model's."""
+def test_the_lone_rows_cached_program_serves_other_weights_of_the_same_shapes(tiny_model, monkeypatch):
+    """The lone row's package holds no weights: a second model of the same shapes loads it from the disk cache (no
+    compile) and gets its own logits, not the first model's. (A batch's package holds its weights:
+    test_batch_decode_step.py.)"""
     first, second = _tiny_qwen2(tiny_model, seed=0), _tiny_qwen2(tiny_model, seed=1)
-    ModelRunner(first, torch_compile=True)  # compiles the lone row's and the batch's packages, or finds them cached
-    monkeypatch.setattr(DecodeProgram, "_compile", lambda *args: pytest.fail("compiled again"))
+    LoneRowStep(first.model)  # compiles the lone row's package, or finds it cached
+    compile_package = DecodeProgram._compile
+
+    def only_frozen(program, *args):
+        assert program.frozen, "the lone row's package was compiled again"
+        compile_package(program, *args)
+
+    monkeypatch.setattr(DecodeProgram, "_compile", only_frozen)
     pairs = _steps(second, list(range(20)), 4)
     for eager, compiled in pairs:
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)

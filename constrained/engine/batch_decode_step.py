@@ -3,8 +3,9 @@
 Once a batch's prompts are in, each step feeds every row the one token it sampled. Eager PyTorch spends much of
 such a step between kernels: at 16 SmolLM2 rows about as long as in its matmuls (benchmarks/SPEED.md). Here the
 decoder layers of that step run as one C++ call compiled ahead of time (decode_program.py), each row writing and
-attending its own columns of the cache; the vocabulary head stays the model's module, whose weights are packed for
-batches (prepack.py). A step that carries a prompt, a chunk of one or a forced run keeps the eager packed pass.
+attending its own columns of the cache, with the weights frozen into the program, packed once for the CPU's matmul
+kernels; the vocabulary head stays the model's module, whose weights are packed for batches (prepack.py). A step
+that carries a prompt, a chunk of one or a forced run keeps the eager packed pass.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class BatchDecodeStep:
         int8 = any(isinstance(module, Int8Linear) for module in model.modules())
         self.program = None if int8 else compile_decode_program(
             layer_step, lone_row.layers, lone_row.shape, weight.new_zeros(_EXAMPLE_ROWS, weight.shape[1]),
-            weight.new_zeros(_EXAMPLE_ROWS, kv_heads, 8, head_dim), fallback="the eager pass")
+            weight.new_zeros(_EXAMPLE_ROWS, kv_heads, 8, head_dim), fallback="the eager pass", frozen=True)
         self.calls = 0  # steps taken (for tests and benchmarks)
 
     def __call__(self, cache: BatchKVCache, tokens: list[int]) -> torch.Tensor:
