@@ -25,7 +25,10 @@ class PrefixCacheStats:
 
 
 class PrefixCache:
-    def __init__(self, *, max_bytes: int, block_tokens: int = 64):
+    """`block_tokens`: 16 by default, as vLLM's, so that short prompts share a chat template's preamble too; a
+    hit then loads more, smaller blocks (benchmarks/SPEED.md, "Prefix blocks of 16 tokens")."""
+
+    def __init__(self, *, max_bytes: int, block_tokens: int = 16):
         self.max_bytes = max_bytes
         self.block_tokens = block_tokens
         self.bytes = 0
