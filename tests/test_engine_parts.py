@@ -140,6 +140,26 @@ def test_reordering_moves_rows_past_the_storage_and_keeps_their_state(tiny_model
     assert torch.allclose(after[2], expected[0], atol=1e-4) and torch.allclose(after[1], expected[1], atol=1e-4)
 
 
+def test_the_storage_grows_only_the_dimension_outgrown(tiny_model):
+    """A row growing longer doubles the columns, not the rows (doubling both made one 1k-token row hold 32 rows of
+    storage: 1.5 GB for SmolLM2, seconds of zeroing); more rows double the rows, not the columns."""
+    from constrained.engine.model_runner import ModelRunner
+
+    runner = ModelRunner(tiny_model)
+    cache = runner.new_cache()
+    cache.add_rows(1)
+    runner.forward(cache, [list(range(100, 110))])
+    layer = cache.kv.layers[0]
+    rows = layer.key_store.shape[0]
+    for length in (200, 500, 700):
+        runner.forward(cache, [list(range(100, 100 + length - int(cache.lengths[0])))])
+    grown = layer.key_store.shape[2]
+    assert layer.key_store.shape[0] == rows and grown > 701  # room left for the next token
+    cache.add_rows(rows + 1 - cache.num_rows)
+    runner.forward(cache, [[5]] + [[6, 7]] * rows)
+    assert layer.key_store.shape[0] == 2 * rows and layer.key_store.shape[2] == grown
+
+
 def test_a_packed_step_attends_without_cudnn_and_leaves_the_backends_as_they_were(tiny_model, monkeypatch):
     """cuDNN's attention plans per shape, and a step's key length grows every step: the packed step keeps it out
     (the flag is global, so this holds on the CPU too) and restores the process's choice after."""

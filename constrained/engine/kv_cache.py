@@ -129,12 +129,14 @@ class _InPlaceLayer(DynamicLayer):
             store[destination, :, :columns] = store[source, :, :columns]  # the sources are read (copied) first
 
     def _reserve(self, rows: int, columns: int) -> None:
-        """Grow the storage (doubling) to hold `rows` rows of `columns` columns; new room is zero, so a
-        column no query sees never holds NaN for attention to multiply by its zero weight."""
+        """Grow the storage to hold `rows` rows of `columns` columns, doubling each dimension that is outgrown
+        (only that one: a row growing longer must not double the rows); new room is zero, so a column no query sees
+        never holds NaN for attention to multiply by its zero weight."""
         have_rows, have_columns = self.key_store.shape[0], self.key_store.shape[2]
         if rows <= have_rows and columns <= have_columns:
             return
-        new_rows, new_columns = max(rows, 2 * have_rows), max(columns, 2 * have_columns, 64)
+        new_rows = have_rows if rows <= have_rows else max(rows, 2 * have_rows)
+        new_columns = have_columns if columns <= have_columns else max(columns, 2 * have_columns, 64)
         for name in ("key_store", "value_store"):
             old = getattr(self, name)
             grown = old.new_zeros(new_rows, old.shape[1], new_columns, old.shape[3])
